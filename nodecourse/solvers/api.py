@@ -1,0 +1,83 @@
+"""``odeint`` (a drop-in for ``torchdiffeq.odeint``) and ``solve`` (the same, with statistics)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+
+from .adaptive import _short, integrate_adaptive, nonfinite_samples
+from .checks import (SolverError, check_callable, check_method, check_options, check_t, check_tolerances,
+                     check_y0)
+from .fixed_grid import integrate_fixed
+from .problem import FlatProblem
+from .stats import SolveStats
+from .tableaux import TABLEAUX
+
+State = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+@dataclass
+class Solution:
+    """The result of :func:`solve`: ``ys`` shaped ``[len(t), *y0.shape]`` (a tuple for a tuple state),
+    the output times ``t`` and the solve's :class:`SolveStats`."""
+
+    ys: Union[torch.Tensor, tuple]
+    t: torch.Tensor
+    stats: SolveStats
+
+
+def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1e-9,
+          method: str = "dopri5", options: Optional[dict] = None) -> Solution:
+    """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0`` and report what it cost.
+
+    Same arguments as :func:`odeint`. With ``options={"per_sample": True}`` dim 0 of the state is a
+    batch of independent problems: each sample keeps its own step size, ``func`` receives ``t`` of
+    shape ``[batch]``, and the statistics are ``[batch]`` tensors.
+    """
+    check_callable(func)
+    check_method(method)
+    options = check_options(method, options)
+    check_tolerances(rtol, atol)
+    is_tuple = isinstance(y0, (tuple, list))
+    parts = check_y0(y0)
+    t = check_t(t, parts[0].dtype, parts[0].device)
+    per_sample = bool(options.pop("per_sample", False))
+    problem = FlatProblem(func, parts, is_tuple, t, per_sample)
+    tableau = TABLEAUX[method]
+    if tableau.adaptive:
+        flat_outputs, stats = integrate_adaptive(problem, tableau, float(rtol), float(atol), options)
+    else:
+        flat_outputs, stats = integrate_fixed(problem, tableau, float(options["step_size"]))
+        _check_finite(problem, flat_outputs, t)
+    ys = problem.to_user(problem.unflatten(torch.stack(flat_outputs), lead=(len(flat_outputs),)))
+    return Solution(ys=ys, t=t, stats=stats)
+
+
+def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1e-9,
+           method: str = "dopri5", options: Optional[dict] = None) -> Union[torch.Tensor, tuple]:
+    """Solve ``dy/dt = func(t, y)`` from ``y(t[0]) = y0`` and return the states at the times ``t``.
+
+    A drop-in for ``torchdiffeq.odeint``: ``t`` is 1-D and strictly increasing or decreasing, the
+    result is ``[len(t), *y0.shape]`` (a tuple of such for a tuple ``y0``). Methods: ``euler``,
+    ``midpoint``, ``heun2``, ``rk4`` (fixed step, ``options={"step_size": h}``) and ``bosh3``,
+    ``fehlberg2``, ``rkf45``, ``dopri5`` (adaptive; options ``first_step``, ``max_num_steps``,
+    ``safety``, ``ifactor``, ``dfactor``, ``norm``, ``per_sample``). Differentiable by backprop
+    through the solver; see :func:`nodecourse.odeint_adjoint` for the constant-memory adjoint.
+    """
+    return solve(func, y0, t, rtol=rtol, atol=atol, method=method, options=options).ys
+
+
+def _check_finite(problem: FlatProblem, outputs: list, t: torch.Tensor) -> None:
+    """Fixed-step solves do not look at the state while stepping; check the outputs once at the end."""
+    finite = torch.stack([torch.isfinite(y).all() for y in outputs])
+    if bool(finite.all()):
+        return
+    first = int((~finite).nonzero()[0])
+    samples = nonfinite_samples(problem, outputs[first])
+    raise SolverError(
+        f"The solution became NaN/inf by t={float(t[first]):g} (output {first}), in samples "
+        f"{_short(samples)}. The step size is probably too large for these dynamics (explicit methods "
+        f"blow up when h exceeds their stability limit), or func returns invalid values: try a smaller "
+        f"step_size or an adaptive method."
+    )

@@ -1,0 +1,179 @@
+"""Input checks for the solvers: each bad input gets an error that says what is wrong and what to do."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+
+from .tableaux import ADAPTIVE_METHODS, FIXED_METHODS, METHODS, TABLEAUX
+
+State = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+class SolverError(ValueError):
+    """A solve that cannot go on: step-size underflow, too many steps, or a non-finite state."""
+
+
+FIXED_OPTIONS = {"step_size", "per_sample"}
+ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor", "norm", "per_sample"}
+
+
+def check_method(method: str) -> None:
+    if not isinstance(method, str) or method not in TABLEAUX:
+        raise ValueError(
+            f"Unknown method {method!r}. Known methods: fixed step {', '.join(FIXED_METHODS)} "
+            f"(pass options={{'step_size': h}}); adaptive {', '.join(ADAPTIVE_METHODS)}."
+        )
+
+
+def check_options(method: str, options: Optional[dict]) -> dict:
+    """Return a copy of ``options`` after checking its keys and values for ``method``."""
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}.")
+    options = dict(options)
+    adaptive = TABLEAUX[method].adaptive
+    allowed = ADAPTIVE_OPTIONS if adaptive else FIXED_OPTIONS
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        kind = "adaptive" if adaptive else "fixed-step"
+        raise ValueError(
+            f"Unknown option(s) {unknown} for the {kind} method {method!r}. "
+            f"Allowed: {sorted(allowed)}."
+        )
+    if not adaptive:
+        if options.get("step_size") is None:
+            raise ValueError(
+                f"The fixed-step method {method!r} needs a step size: pass options={{'step_size': h}} "
+                f"with h > 0, or choose an adaptive method ({', '.join(ADAPTIVE_METHODS)})."
+            )
+        h = float(options["step_size"])
+        if not h > 0 or h != h or h == float("inf"):
+            raise ValueError(f"step_size must be a positive finite number, got {options['step_size']!r}.")
+    else:
+        for key, low, high in (("safety", 0.0, 1.0), ("dfactor", 0.0, 1.0)):
+            if key in options and not low < float(options[key]) <= high:
+                raise ValueError(f"{key} must lie in ({low}, {high}], got {options[key]!r}.")
+        if "ifactor" in options and not float(options["ifactor"]) >= 1.0:
+            raise ValueError(f"ifactor must be >= 1, got {options['ifactor']!r}.")
+        if "first_step" in options and options["first_step"] is not None:
+            if not float(options["first_step"]) > 0:
+                raise ValueError(f"first_step must be positive, got {options['first_step']!r}.")
+        if "max_num_steps" in options and not int(options["max_num_steps"]) >= 1:
+            raise ValueError(f"max_num_steps must be a positive integer, got {options['max_num_steps']!r}.")
+    return options
+
+
+def check_tolerances(rtol: Any, atol: Any) -> None:
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if torch.is_tensor(value):
+            bad = bool((value < 0).any()) or not bool(torch.isfinite(value).all())
+        else:
+            bad = not (isinstance(value, (int, float)) and 0 <= value < float("inf"))
+        if bad:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+
+
+def check_y0(y0: State) -> tuple[torch.Tensor, ...]:
+    """Return ``y0`` as a tuple of tensors after checking they are floating, finite and alike."""
+    is_tuple = isinstance(y0, (tuple, list))
+    tensors = tuple(y0) if is_tuple else (y0,)
+    if is_tuple and len(tensors) == 0:
+        raise ValueError("y0 is an empty tuple; pass at least one tensor.")
+    for i, y in enumerate(tensors):
+        where = f"y0[{i}]" if is_tuple else "y0"
+        if not torch.is_tensor(y):
+            raise TypeError(
+                f"{where} must be a torch.Tensor, got {type(y).__name__}. "
+                f"Convert it with torch.tensor(..., dtype=torch.float32)."
+            )
+        if not torch.is_floating_point(y):
+            raise TypeError(
+                f"{where} has dtype {y.dtype}, but ODE states must be floating point. "
+                f"Convert it with {where}.float() (or .double() for float64)."
+            )
+    dtypes = {y.dtype for y in tensors}
+    devices = {y.device for y in tensors}
+    if len(dtypes) > 1 or len(devices) > 1:
+        raise ValueError(
+            f"All tensors of a tuple state must share dtype and device, got dtypes {sorted(map(str, dtypes))} "
+            f"and devices {sorted(map(str, devices))}."
+        )
+    for i, y in enumerate(tensors):
+        if not bool(torch.isfinite(y).all()):
+            where = f"y0[{i}]" if is_tuple else "y0"
+            raise ValueError(f"{where} contains NaN or infinite values; the initial state must be finite.")
+    return tensors
+
+
+def check_t(t: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Return the output times as a 1-D floating tensor on ``device`` after checking monotonicity."""
+    if not torch.is_tensor(t):
+        try:
+            t = torch.as_tensor(t)
+        except Exception as exc:  # noqa: BLE001 - re-raised with advice
+            raise TypeError(f"t must be a 1-D tensor of times, got {type(t).__name__}.") from exc
+    if t.dim() != 1:
+        raise ValueError(
+            f"t must be a 1-D tensor of output times, got shape {tuple(t.shape)}. "
+            f"For a single end time use torch.tensor([t0, t1])."
+        )
+    if len(t) == 0:
+        raise ValueError("t is empty; pass at least the initial time, e.g. torch.tensor([0.0, 1.0]).")
+    if not torch.is_floating_point(t):
+        t = t.to(dtype)
+    elif t.dtype != torch.float64 and dtype == torch.float64:
+        t = t.to(torch.float64)
+    t = t.to(device)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("t contains NaN or infinite values.")
+    if len(t) > 1:
+        diffs = t[1:] - t[:-1]
+        if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
+            raise ValueError(
+                f"t must be strictly increasing or strictly decreasing, got {t.tolist() if len(t) <= 10 else t}. "
+                f"Sort the times and remove duplicates."
+            )
+    return t
+
+
+def check_func_output(f: Any, y0: tuple[torch.Tensor, ...], is_tuple: bool) -> tuple[torch.Tensor, ...]:
+    """Check the vector field's first output against the state: same structure, shapes and dtype."""
+    outs = tuple(f) if isinstance(f, (tuple, list)) else (f,)
+    if is_tuple != isinstance(f, (tuple, list)) or len(outs) != len(y0):
+        want = f"a tuple of {len(y0)} tensors" if is_tuple else "a single tensor"
+        got = f"a tuple of {len(outs)}" if isinstance(f, (tuple, list)) else type(f).__name__
+        raise TypeError(f"func(t, y) must return {want} like the state, got {got}.")
+    for i, (fi, yi) in enumerate(zip(outs, y0)):
+        where = f"func(t, y)[{i}]" if is_tuple else "func(t, y)"
+        if not torch.is_tensor(fi):
+            raise TypeError(f"{where} returned {type(fi).__name__}; it must return a torch.Tensor.")
+        if fi.shape != yi.shape:
+            raise ValueError(
+                f"{where} returned shape {tuple(fi.shape)} but the state has shape {tuple(yi.shape)}. "
+                f"The vector field must return dy/dt with exactly the state's shape."
+            )
+        if fi.dtype != yi.dtype:
+            raise TypeError(
+                f"{where} returned dtype {fi.dtype} but the state has dtype {yi.dtype}. "
+                f"Make the vector field compute in the state's dtype (e.g. cast its parameters with .to(y.dtype))."
+            )
+    return outs
+
+
+def check_callable(func: Callable) -> None:
+    if not callable(func):
+        raise TypeError(f"func must be callable as func(t, y), got {type(func).__name__}.")
+
+
+__all__ = [
+    "SolverError",
+    "check_method",
+    "check_options",
+    "check_tolerances",
+    "check_y0",
+    "check_t",
+    "check_func_output",
+    "check_callable",
+    "METHODS",
+]

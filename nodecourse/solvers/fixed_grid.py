@@ -1,0 +1,62 @@
+"""Fixed-step integration: steps of size ``h`` on the grid ``t0 + k h``, landing on every output time.
+
+The grid is the one torchdiffeq uses (``t0 + k h``, last point clipped to the end time); output
+times that fall between grid points are inserted into the grid, so every output is a true solver
+state rather than a linear interpolation, and the method keeps its order at every output.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .problem import FlatProblem
+from .rk_step import rk_step
+from .stats import SolveStats
+from .tableaux import ButcherTableau
+
+
+def make_grid(t_out: list[float], h: float) -> tuple[list[float], list[int]]:
+    """Grid points (increasing) covering ``t_out`` and, for each output time, its index in the grid."""
+    t0, t1 = t_out[0], t_out[-1]
+    n = int(math.ceil((t1 - t0) / h - 1e-9))  # number of full or partial steps
+    base = [t0 + k * h for k in range(n)] + [t1]
+    tol = 1e-9 * max(h, abs(t1 - t0), 1e-300)
+    grid: list[float] = []
+    out_index: list[int] = []
+    j, m = 0, len(t_out)
+    for p in base:
+        while j < m and t_out[j] < p - tol:  # an output strictly between grid points
+            grid.append(t_out[j])
+            out_index.append(len(grid) - 1)
+            j += 1
+        if j < m and abs(t_out[j] - p) <= tol:  # an output on a grid point: use the output time
+            grid.append(t_out[j])
+            out_index.append(len(grid) - 1)
+            j += 1
+        elif not grid or p > grid[-1]:
+            grid.append(p)
+    return grid, out_index
+
+
+def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: float) -> tuple[list, SolveStats]:
+    """Solve on the fixed grid; returns the ``[B, N]`` states at the output times and the statistics."""
+    t_out = problem.t.tolist()
+    y = problem.y0
+    if len(t_out) == 1:
+        return [y], SolveStats.zeros(problem)
+    grid_values, out_index = make_grid(t_out, step_size)
+    grid = torch.tensor(grid_values, dtype=problem.time_dtype, device=problem.device)
+    grid = grid.unsqueeze(1).expand(-1, problem.batch)  # [G, B]
+    outputs = [y]
+    next_out = 1
+    for g in range(len(grid_values) - 1):
+        t0, dt = grid[g], grid[g + 1] - grid[g]
+        f0 = problem(t0, y)
+        y, _, _ = rk_step(problem, tableau, t0, y, f0, dt)
+        if next_out < len(out_index) and out_index[next_out] == g + 1:
+            outputs.append(y)
+            next_out += 1
+    n_steps = len(grid_values) - 1
+    stats = SolveStats.fixed(problem, n_steps=n_steps, nfe=n_steps * tableau.n_stages)
+    return outputs, stats

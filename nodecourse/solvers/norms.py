@@ -1,0 +1,56 @@
+"""Error norms: how a step's scaled error estimate becomes one number per sample."""
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import torch
+
+from .problem import FlatProblem
+
+NormSpec = Union[None, str, Callable]
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square over dim 1: ``[B, N] -> [B]``."""
+    return x.pow(2).mean(dim=1).sqrt()
+
+
+def max_norm(x: torch.Tensor) -> torch.Tensor:
+    """Largest absolute entry over dim 1: ``[B, N] -> [B]``."""
+    return x.abs().amax(dim=1)
+
+
+def make_norm(spec: NormSpec, problem: FlatProblem) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The norm ``[B, N] -> [B]`` named by ``spec``.
+
+    ``None`` or ``"rms"``: root mean square (for a tuple state, the largest of the parts' RMS norms,
+    as torchdiffeq does); ``"max"``: the max norm; a callable: in shared mode it receives the error
+    shaped like the state (a tuple for a tuple state) and returns a scalar, in per-sample mode it
+    receives ``[B, N]`` and returns ``[B]``.
+    """
+    if spec is None or spec == "rms" or spec == "max":
+        base = max_norm if spec == "max" else rms_norm
+        if len(problem.widths) == 1:
+            return base
+        bounds, start = [], 0
+        for width in problem.widths:
+            bounds.append((start, start + width))
+            start += width
+
+        def mixed(x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([base(x[:, a:b]) for a, b in bounds], dim=1).amax(dim=1)
+
+        return mixed
+    if isinstance(spec, str):
+        hint = (" The seminorm belongs to the adjoint's backward solve: pass "
+                "adjoint_options={'norm': 'seminorm'} to odeint_adjoint.") if spec == "seminorm" else ""
+        raise ValueError(f"Unknown norm {spec!r}; use 'rms', 'max' or a callable.{hint}")
+    if not callable(spec):
+        raise TypeError(f"options['norm'] must be 'rms', 'max' or a callable, got {type(spec).__name__}.")
+    if problem.per_sample:
+        return spec
+
+    def user(x: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(spec(problem.to_user(problem.unflatten(x)))).reshape(1)
+
+    return user

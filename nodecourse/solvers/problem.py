@@ -1,0 +1,92 @@
+"""The initial value problem in the flat form the steppers work on.
+
+Every state, a tensor or a tuple of tensors, becomes one ``[B, N]`` tensor: ``B = 1`` when the
+batch shares one step size (the whole state is one sample), ``B = batch`` in per-sample mode. Time
+runs forward inside the solver; a decreasing ``t`` is handled by solving ``dy/ds = -f(-s, y)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .checks import check_func_output
+
+
+class FlatProblem:
+    """``func(t, y)`` on a ``[B, N]`` view of the state, counting evaluations.
+
+    ``self.y0`` is ``[B, N]``, ``self.t`` the output times ``[T]`` turned increasing.
+    ``self(t, y)`` takes ``t`` of shape ``[B]`` (per sample) or ``[1]`` and returns ``[B, N]``.
+    """
+
+    def __init__(self, func: Callable, y0: tuple[torch.Tensor, ...], is_tuple: bool, t: torch.Tensor,
+                 per_sample: bool):
+        self.func = func
+        self.is_tuple = is_tuple
+        self.shapes = [y.shape for y in y0]
+        self.numels = [y.numel() for y in y0]
+        self.per_sample = per_sample
+        if per_sample:
+            batch_sizes = {y.shape[0] if y.dim() > 0 else None for y in y0}
+            if None in batch_sizes or len(batch_sizes) != 1:
+                raise ValueError(
+                    "per_sample=True treats dim 0 of the state as the batch, so every state tensor needs "
+                    f"the same size in dim 0; got shapes {[tuple(s) for s in self.shapes]}."
+                )
+            self.batch = batch_sizes.pop()
+        else:
+            self.batch = 1
+        self.widths = [n // self.batch for n in self.numels]
+        self.direction = 1.0 if len(t) < 2 or bool(t[-1] > t[0]) else -1.0
+        self.t = t * self.direction if self.direction < 0 else t
+        self.time_dtype = t.dtype
+        self.y0 = self.flatten(y0)
+        self.dtype, self.device = self.y0.dtype, self.y0.device
+        self.nfe = 0
+        self._checked = False
+
+    # --- shape plumbing --------------------------------------------------------------------
+    def flatten(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Tuple of state-shaped tensors -> ``[B, N]``."""
+        if len(parts) == 1:
+            return parts[0].reshape(self.batch, -1)
+        return torch.cat([p.reshape(self.batch, -1) for p in parts], dim=1)
+
+    def unflatten(self, flat: torch.Tensor, lead: tuple[int, ...] = ()) -> tuple[torch.Tensor, ...]:
+        """``[*lead, B, N]`` -> tuple of ``[*lead, *shape]`` tensors."""
+        if len(self.shapes) == 1:
+            return (flat.reshape(*lead, *self.shapes[0]),)
+        out, start = [], 0
+        for shape, width in zip(self.shapes, self.widths):
+            out.append(flat[..., start:start + width].reshape(*lead, *shape))
+            start += width
+        return tuple(out)
+
+    def to_user(self, parts: tuple[torch.Tensor, ...]):
+        return parts if self.is_tuple else parts[0]
+
+    def user_time(self, s: torch.Tensor) -> torch.Tensor:
+        """Internal times ``[B]`` -> the ``t`` handed to ``func``: 0-d when shared, ``[B]`` per sample."""
+        t = s if self.per_sample else s.reshape(())
+        return -t if self.direction < 0 else t
+
+    # --- evaluation ------------------------------------------------------------------------
+    def __call__(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.nfe += 1
+        f = self.func(self.user_time(s), self.to_user(self.unflatten(y)))
+        if not self._checked:
+            check_func_output(f, self.unflatten(y), self.is_tuple)
+            self._checked = True
+        f = self.flatten(tuple(f) if self.is_tuple else (f,))
+        return -f if self.direction < 0 else f
+
+
+def seconds_like(value: float, problem: FlatProblem) -> torch.Tensor:
+    """A ``[B]`` tensor of internal times filled with ``value``."""
+    return torch.full((problem.batch,), value, dtype=problem.time_dtype, device=problem.device)
+
+
+def is_finite_number(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))
