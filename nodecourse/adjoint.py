@@ -1,0 +1,161 @@
+"""The adjoint method: gradients of an ODE solve in memory that does not grow with the step count.
+
+Chen et al. (2018), "Neural Ordinary Differential Equations", Sec. 2; Pontryagin et al. (1962). For
+a loss L of the states y(t_i), the adjoint a(t) = dL/dy(t) obeys
+
+    da/dt = -a(t)^T df/dy(t, y(t)),          a(t_N) = dL/dy(t_N),
+    dL/dtheta = integral_{t_0}^{t_N} a(t)^T df/dtheta(t, y(t)) dt,
+
+so one reverse solve of the augmented state [y, a, g] from t_N to t_0, with dg/dt = -a^T df/dtheta
+and g(t_N) = 0, gives a(t_0) = dL/dy_0 and g(t_0) = dL/dtheta. y(t) is recomputed backwards
+instead of stored; between two output times the solve restarts from the stored output state and
+``a`` jumps by that output's own gradient. Only the ``len(t)`` output states are kept for backward.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .solvers import odeint
+from .solvers.checks import check_callable, check_method, check_options, check_y0
+
+State = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+__all__ = ["odeint_adjoint"]
+
+
+def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1e-9,
+                   method: str = "dopri5", options: Optional[dict] = None,
+                   adjoint_params: Optional[Sequence[torch.Tensor]] = None,
+                   adjoint_rtol: Optional[float] = None, adjoint_atol: Optional[float] = None,
+                   adjoint_method: Optional[str] = None, adjoint_options: Optional[dict] = None):
+    """:func:`nodecourse.odeint` whose backward pass solves the adjoint ODE instead of backpropagating
+    through the solver's operations.
+
+    Same forward result ``[len(t), *y0.shape]``. ``adjoint_params`` are the tensors to differentiate
+    (default: ``func.parameters()``, so ``func`` must be an ``nn.Module`` unless they are given).
+    The ``adjoint_*`` arguments set the reverse solve (default: the forward's settings);
+    ``adjoint_options={"norm": "seminorm"}`` measures its error on ``y`` and ``a`` only, not on the
+    parameter-gradient integral, which usually saves steps (Kidger et al. 2021).
+    """
+    check_callable(func)
+    check_method(method)
+    options = check_options(method, options)
+    is_tuple = isinstance(y0, (tuple, list))
+    parts = check_y0(y0)
+    if adjoint_params is None:
+        if not isinstance(func, nn.Module):
+            raise TypeError(
+                "odeint_adjoint differentiates func's parameters, so func must be an nn.Module; for a plain "
+                "function pass the tensors to differentiate as adjoint_params=(...) (or () for none)."
+            )
+        adjoint_params = tuple(func.parameters())
+    params = tuple(p for p in adjoint_params if torch.is_tensor(p) and p.requires_grad)
+
+    adjoint_method = method if adjoint_method is None else adjoint_method
+    check_method(adjoint_method)
+    if adjoint_options is None:
+        same = adjoint_method == method
+        adjoint_options = {k: v for k, v in options.items() if same and k not in ("per_sample", "norm")}
+    adjoint_options = dict(adjoint_options)
+    seminorm = adjoint_options.get("norm") == "seminorm"
+    if seminorm:
+        del adjoint_options["norm"]
+    if "per_sample" in adjoint_options:
+        raise ValueError("The adjoint's reverse solve shares one step size; remove 'per_sample' from "
+                         "adjoint_options (it may stay in options for the forward solve).")
+    check_options(adjoint_method, adjoint_options)
+    settings = {
+        "func": func, "n_parts": len(parts), "is_tuple": is_tuple, "params": params,
+        "forward": dict(rtol=rtol, atol=atol, method=method, options=options),
+        "backward": dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
+                         atol=atol if adjoint_atol is None else adjoint_atol,
+                         method=adjoint_method, options=adjoint_options),
+        "seminorm": seminorm,
+    }
+    t = torch.as_tensor(t)
+    ys = _AdjointSolve.apply(settings, t, *parts, *params)
+    return tuple(ys) if is_tuple else ys[0]
+
+
+class _AdjointSolve(torch.autograd.Function):
+    """Forward: a plain solve without a graph. Backward: the reverse augmented solve."""
+
+    @staticmethod
+    def forward(ctx, settings: dict, t: torch.Tensor, *tensors: torch.Tensor):
+        n = settings["n_parts"]
+        y0 = tensors[:n]
+        with torch.no_grad():
+            ys = odeint(settings["func"], _user_state(y0, settings), t, **settings["forward"])
+        ys = tuple(ys) if settings["is_tuple"] else (ys,)
+        ctx.settings = settings
+        ctx.save_for_backward(t, *ys)
+        return ys
+
+    @staticmethod
+    def backward(ctx, *grad_ys: torch.Tensor):
+        settings = ctx.settings
+        func, params, n = settings["func"], settings["params"], settings["n_parts"]
+        t, *ys = ctx.saved_tensors
+        t = t.to(ys[0].dtype) if not torch.is_floating_point(t) else t
+
+        def augmented(s: torch.Tensor, state: tuple) -> tuple:
+            """d/ds of [y, a, g]: [f, -a^T df/dy, -a^T df/dtheta]."""
+            y, a = state[:n], state[n:2 * n]
+            with torch.enable_grad():
+                y = tuple(yi.detach().requires_grad_(True) for yi in y)
+                f = func(s, _user_state(y, settings))
+                f = tuple(f) if settings["is_tuple"] else (f,)
+                inputs = y + params
+                if any(fi.requires_grad for fi in f):
+                    vjps = torch.autograd.grad(f, inputs, tuple(-ai for ai in a), allow_unused=True)
+                else:
+                    vjps = (None,) * len(inputs)
+            vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip(inputs, vjps))
+            return tuple(fi.detach() for fi in f) + vjps
+
+        backward_settings = dict(settings["backward"])
+        if settings["seminorm"]:
+            backward_settings["options"] = {**backward_settings["options"], "norm": _seminorm(2 * n)}
+
+        a = tuple(g[-1] for g in grad_ys)
+        g_params = tuple(torch.zeros_like(p) for p in params)
+        grad_t = torch.zeros_like(t) if t.requires_grad else None
+        for i in range(len(t) - 1, 0, -1):
+            y_i = tuple(y[i] for y in ys)
+            if grad_t is not None:
+                f_i = _as_tuple(func(t[i], _user_state(y_i, settings)), settings)
+                grad_t[i] = _dot(tuple(g[i] for g in grad_ys), f_i)
+            state = y_i + a + g_params
+            states = odeint(augmented, state, t[i - 1:i + 1].flip(0), **backward_settings)
+            a = tuple(s[-1] for s in states[n:2 * n])
+            g_params = tuple(s[-1] for s in states[2 * n:])
+            if i == 1 and grad_t is not None:  # moving t_0 shifts the whole trajectory, not y(t_0)
+                y_0 = tuple(y[0] for y in ys)
+                f_0 = _as_tuple(func(t[0], _user_state(y_0, settings)), settings)
+                grad_t[0] = -_dot(a, f_0)
+            a = tuple(ai + g[i - 1] for ai, g in zip(a, grad_ys))
+        return (None, grad_t, *a, *g_params)
+
+
+def _user_state(parts: tuple, settings: dict):
+    return tuple(parts) if settings["is_tuple"] else parts[0]
+
+
+def _as_tuple(f, settings: dict) -> tuple:
+    return tuple(f) if settings["is_tuple"] else (f,)
+
+
+def _dot(xs: tuple, ys: tuple) -> torch.Tensor:
+    return sum((x * y).sum() for x, y in zip(xs, ys))
+
+
+def _seminorm(n_measured: int) -> Callable:
+    """RMS error over the first ``n_measured`` parts of the augmented state (``y`` and ``a``)."""
+
+    def norm(error: tuple) -> torch.Tensor:
+        return torch.stack([e.pow(2).mean().sqrt() for e in error[:n_measured]]).amax()
+
+    return norm
