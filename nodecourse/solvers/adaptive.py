@@ -32,6 +32,7 @@ def initial_step(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor, f0: t
     an explicit Euler step changes ``y`` by 1% of its scale, then correct it with a second-derivative
     estimate from one extra evaluation so the local error is about the tolerance.
     """
+    y0, f0 = y0.detach(), f0.detach()  # the first step is a choice, not part of the graph
     scale = atol + rtol * y0.abs()
     d0, d1 = norm(y0 / scale), norm(f0 / scale)
     h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
@@ -41,7 +42,7 @@ def initial_step(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor, f0: t
     d_max = torch.maximum(d1, d2)
     h1 = torch.where(d_max <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6),
                      (0.01 / d_max) ** (1.0 / error_order))
-    return torch.minimum(100 * h0, h1).to(t0.dtype)
+    return torch.minimum(100 * h0, h1).to(t0.dtype).detach()
 
 
 def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: float, atol: float,
@@ -90,7 +91,7 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
         y1, err, k = rk_step(problem, tableau, t, y, f, dt)
         f1 = k[-1] if tableau.fsal else problem(t1, y1)
         scale = atol + rtol * torch.maximum(y.abs(), y1.abs())
-        ratio = norm(err / scale)
+        ratio = norm(err / scale).detach()  # step sizes are chosen, not differentiated through
         ratio = torch.where(torch.isfinite(y1).all(dim=1), ratio, torch.full_like(ratio, float("nan")))
         accept = (ratio <= 1) & active
 

@@ -89,7 +89,9 @@ _RK4 = ButcherTableau(
     order=4,
 )
 
-# Fehlberg's RK1(2): propagates the second-order solution, as torchdiffeq does.
+# Fehlberg's RK1(2) (NASA TR R-315, 1969), propagating the second-order solution as torchdiffeq
+# does. Its error estimate, dt/512 (k1 - k3), is reliable only at tight tolerances: at loose ones it
+# underestimates the error many times over, a lesson in why the solver is a hyperparameter.
 _FEHLBERG2 = ButcherTableau(
     "fehlberg2",
     c=[F(0), F(1, 2), F(1)],

@@ -1,0 +1,272 @@
+"""The solvers against exact solutions, Runge-Kutta theory and torchdiffeq."""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+import torchdiffeq
+
+from nodecourse import odeint, solve
+from nodecourse.solvers import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUX
+
+# A damped rotation: y' = A y has the exact solution y(t) = expm(A t) y0.
+A = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]], dtype=torch.float64)
+
+
+def linear(t, y):
+    return y @ A.T
+
+
+def exact_linear(y0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return torch.stack([y0 @ torch.linalg.matrix_exp(A * ti).T for ti in t])
+
+
+Y0 = torch.tensor([[1.0, 0.0], [0.3, -0.7], [-0.2, 0.4]], dtype=torch.float64)
+
+
+# --- Runge-Kutta theory -------------------------------------------------------------------------
+def _order_conditions(tab, weights):
+    """Residuals of the order conditions up to order 4 for the given weights (Butcher 2016, Sec. 31)."""
+    s = tab.n_stages
+    a = [list(row) + [Fraction(0)] * (s - len(row)) for row in tab.a]
+    c = list(tab.c)
+    b = list(weights)
+    ac = [sum(a[i][j] * c[j] for j in range(s)) for i in range(s)]
+    conditions = {
+        1: [sum(b) - 1],
+        2: [sum(bi * ci for bi, ci in zip(b, c)) - Fraction(1, 2)],
+        3: [sum(bi * ci ** 2 for bi, ci in zip(b, c)) - Fraction(1, 3),
+            sum(bi * x for bi, x in zip(b, ac)) - Fraction(1, 6)],
+        4: [sum(bi * ci ** 3 for bi, ci in zip(b, c)) - Fraction(1, 4),
+            sum(b[i] * c[i] * ac[i] for i in range(s)) - Fraction(1, 8),
+            sum(b[i] * sum(a[i][j] * c[j] ** 2 for j in range(s)) for i in range(s)) - Fraction(1, 12),
+            sum(b[i] * sum(a[i][j] * ac[j] for j in range(s)) for i in range(s)) - Fraction(1, 24)],
+    }
+    return conditions
+
+
+@pytest.mark.parametrize("name", list(TABLEAUX))
+def test_tableaux_satisfy_order_conditions(name):
+    tab = TABLEAUX[name]
+    for i in range(tab.n_stages):  # row sums equal the stage times
+        assert sum(tab.a[i], Fraction(0)) == tab.c[i]
+    conditions = _order_conditions(tab, tab.b)
+    for order in range(1, min(tab.order, 4) + 1):
+        assert all(r == 0 for r in conditions[order]), (name, order)
+    if tab.order < 4:  # and the order is not higher than claimed
+        assert any(r != 0 for r in conditions[tab.order + 1])
+    if tab.adaptive:  # the embedded solution has order error_order - 1
+        embedded = _order_conditions(tab, tab.b_low)
+        assert all(r == 0 for order in range(1, tab.error_order) for r in embedded[order]), name
+
+
+# --- convergence orders -------------------------------------------------------------------------
+@pytest.mark.parametrize("method,order", [("euler", 1), ("midpoint", 2), ("heun2", 2), ("rk4", 4)])
+def test_fixed_step_convergence_order(method, order):
+    t = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    exact = exact_linear(Y0, t)[-1]
+    steps = [0.1, 0.05, 0.025]
+    errors = [(odeint(linear, Y0, t, method=method, options={"step_size": h})[-1] - exact).abs().max().item()
+              for h in steps]
+    measured = [math.log2(e0 / e1) for e0, e1 in zip(errors, errors[1:])]
+    assert all(abs(m - order) < 0.15 for m in measured), measured
+
+
+@pytest.mark.parametrize("method", FIXED_METHODS)
+def test_fixed_step_lands_on_unaligned_output_times(method):
+    # outputs off the h-grid are real solver states, so the method keeps its order there
+    t = torch.tensor([0.0, 0.33, 0.71, 1.0], dtype=torch.float64)
+    exact = exact_linear(Y0, t)
+    errors = [(odeint(linear, Y0, t, method=method, options={"step_size": h}) - exact).abs().max().item()
+              for h in (0.02, 0.01)]
+    order = TABLEAUX[method].order
+    assert math.log2(errors[0] / errors[1]) > order - 0.3
+
+
+# --- adaptive methods meet their tolerance ---------------------------------------------------------
+@pytest.mark.parametrize("method", ADAPTIVE_METHODS)
+@pytest.mark.parametrize("direction", [1, -1])
+def test_adaptive_meets_tolerance_forward_and_backward(method, direction):
+    """Error control bounds the error made in each step by the tolerance; on a contracting flow the
+    global error is at most the sum of the local errors (Hairer, Norsett and Wanner, Sec. II.3)."""
+    t = direction * torch.linspace(0, 3, 61, dtype=torch.float64)  # a dense output grid
+    exact = exact_linear(Y0, t)
+    errors = []
+    # fehlberg2's estimate dt/512 (k1 - k3) is only trustworthy once steps are small
+    tolerances = (1e-7, 1e-10) if method == "fehlberg2" else (1e-3, 1e-6)
+    for tol in tolerances:
+        sol = solve(linear, Y0, t, rtol=tol, atol=tol, method=method)
+        assert sol.ys.shape == (61, *Y0.shape)
+        error = (sol.ys - exact).abs().max().item()
+        # RMS-norm control: each step's max-norm error <= sqrt(numel) * tol * (1 + |y|)
+        per_step = math.sqrt(Y0.numel()) * tol * (1 + exact.abs().max().item())
+        assert error < sol.stats.n_accepted * per_step, (method, tol, error, sol.stats)
+        errors.append(error)
+    assert errors[1] < errors[0] / 50  # a 1000x tighter tolerance buys a much smaller error
+
+
+def test_dopri5_global_error_close_to_tolerance():
+    t = torch.linspace(0, 3, 61, dtype=torch.float64)
+    for tol in (1e-4, 1e-7, 1e-10):
+        error = (odeint(linear, Y0, t, rtol=tol, atol=tol) - exact_linear(Y0, t)).abs().max().item()
+        assert error < 10 * tol, (tol, error)
+
+
+def test_tighter_tolerance_costs_more_and_is_more_accurate():
+    t = torch.tensor([0.0, 5.0], dtype=torch.float64)
+    exact = exact_linear(Y0, t)[-1]
+    loose = solve(linear, Y0, t, rtol=1e-4, atol=1e-4)
+    tight = solve(linear, Y0, t, rtol=1e-9, atol=1e-9)
+    assert tight.stats.nfe > loose.stats.nfe
+    assert (tight.ys[-1] - exact).abs().max() < (loose.ys[-1] - exact).abs().max()
+
+
+def test_tuple_state_matches_separate_solves():
+    # y' = A y and z' = -z solved together as a tuple
+    def both(t, state):
+        y, z = state
+        return linear(t, y), -z
+
+    z0 = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    t = torch.linspace(0, 2, 5, dtype=torch.float64)
+    ys, zs = odeint(both, (Y0, z0), t, rtol=1e-9, atol=1e-9)
+    assert ys.shape == (5, *Y0.shape) and zs.shape == (5, 3)
+    assert torch.allclose(ys, exact_linear(Y0, t), atol=1e-7)
+    assert torch.allclose(zs, z0 * torch.exp(-t)[:, None], atol=1e-7)
+    ys_fixed, zs_fixed = odeint(both, (Y0, z0), t, method="rk4", options={"step_size": 0.01})
+    assert torch.allclose(zs_fixed, z0 * torch.exp(-t)[:, None], atol=1e-8)
+
+
+def test_time_dependent_field_and_float32():
+    # y' = cos(t) y  ->  y = y0 exp(sin t)
+    y0 = torch.tensor([1.0, -2.0])
+    t = torch.linspace(0, 4, 9)
+    ys = odeint(lambda t, y: torch.cos(t) * y, y0, t, rtol=1e-6, atol=1e-7)
+    assert ys.dtype == torch.float32
+    assert torch.allclose(ys, y0 * torch.exp(torch.sin(t))[:, None], atol=1e-4)
+
+
+def test_float64_in_float64_out_and_single_time():
+    y0 = torch.ones(3, dtype=torch.float64)
+    assert odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0])).dtype == torch.float64
+    only = odeint(lambda t, y: -y, y0, torch.tensor([0.5]))
+    assert only.shape == (1, 3) and torch.equal(only[0], y0)
+
+
+# --- agreement with torchdiffeq in the same process -------------------------------------------
+class Counter:
+    """Wraps a vector field and counts its calls."""
+
+    def __init__(self, f):
+        self.f, self.n = f, 0
+
+    def __call__(self, t, y):
+        self.n += 1
+        return self.f(t, y)
+
+
+@pytest.mark.parametrize("method", FIXED_METHODS)
+def test_fixed_step_agrees_with_torchdiffeq_to_roundoff(method):
+    t = torch.linspace(0, 2, 11, dtype=torch.float64)
+    ours = odeint(linear, Y0, t, method=method, options={"step_size": 0.05})
+    theirs = torchdiffeq.odeint(linear, Y0, t, method=method, options={"step_size": 0.05})
+    assert (ours - theirs).abs().max() < 1e-13
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-9])
+def test_dopri5_agrees_with_torchdiffeq(tol):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)).double()
+    field = lambda t, y: net(y)  # noqa: E731
+    y0 = torch.randn(8, 2, dtype=torch.float64)
+    t = torch.linspace(0, 3, 7, dtype=torch.float64)
+    ours = solve(field, y0, t, rtol=tol, atol=tol)
+    counter = Counter(field)
+    theirs = torchdiffeq.odeint(counter, y0, t, rtol=tol, atol=tol, method="dopri5")
+    assert (ours.ys - theirs).abs().max() < max(tol, 1e-12) * 10
+    assert abs(ours.stats.nfe - counter.n) <= 0.1 * counter.n
+
+
+# --- per-sample steps ------------------------------------------------------------------------------
+def _stiffness_batch():
+    """Decay rates from 0.1 to 30: the fast samples need small steps, the slow ones do not."""
+    rates = torch.logspace(-1, math.log10(30.0), 8, dtype=torch.float64)
+    y0 = torch.ones(8, 1, dtype=torch.float64)
+    field = lambda t, y: -rates[:, None] * y * (1 + 0.5 * torch.cos(torch.as_tensor(t)).reshape(-1, 1))  # noqa: E731
+    exact = lambda t: torch.exp(-rates[:, None] * (t + 0.5 * torch.sin(t)))  # noqa: E731
+    return rates, y0, field, exact
+
+
+def test_per_sample_steps_meet_tolerance_with_fewer_steps():
+    rates, y0, field, exact = _stiffness_batch()
+    t = torch.linspace(0, 2, 5, dtype=torch.float64)
+    tol = 1e-6
+    shared = solve(field, y0, t, rtol=tol, atol=tol)
+    per_sample = solve(field, y0, t, rtol=tol, atol=tol, options={"per_sample": True})
+    truth = torch.stack([exact(ti) for ti in t])
+    assert (per_sample.ys - truth).abs().max() < 20 * tol
+    steps = per_sample.stats.n_steps
+    assert steps.shape == (8,)
+    assert steps.float().mean() < 0.8 * shared.stats.n_steps  # far fewer on average
+    assert per_sample.stats.nfe.sum() < 0.8 * 8 * shared.stats.nfe  # less work per sample in total
+    assert steps[0] < steps[-1]  # the slow sample takes fewer steps than the fast one
+    # each sample on its own gives the same step count as it gets in the batch
+    alone = solve(lambda t, y: field(t, y.expand(8, 1))[:1], y0[:1], t, rtol=tol, atol=tol)
+    assert alone.stats.n_steps == int(steps[0])
+
+
+def test_per_sample_time_argument_has_batch_shape():
+    seen = []
+
+    def field(t, y):
+        seen.append(tuple(t.shape))
+        return -y
+
+    solve(field, torch.ones(4, 2), torch.tensor([0.0, 1.0]), options={"per_sample": True})
+    assert set(seen) == {(4,)}
+
+
+def test_per_sample_backward_in_time_and_gradients():
+    t = torch.linspace(0, -2, 5, dtype=torch.float64)
+    back = odeint(linear, Y0, t, rtol=1e-8, atol=1e-10, options={"per_sample": True})
+    assert (back - exact_linear(Y0, t)).abs().max() < 1e-6
+    # gradients flow through the masked per-sample solve: d y(1) / d y0 = exp(-k (1 + 0.5 sin 1))
+    rates, y0, field, exact = _stiffness_batch()
+    y0g = y0.clone().requires_grad_(True)
+    one = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    out = odeint(field, y0g, one, rtol=1e-9, atol=1e-10, options={"per_sample": True})[-1]
+    (grad,) = torch.autograd.grad(out.sum(), y0g)
+    assert torch.isfinite(grad).all()
+    assert torch.allclose(grad, exact(torch.tensor(1.0, dtype=torch.float64)), rtol=1e-5)
+
+
+def test_dense_output_does_not_change_the_steps():
+    # asking for more outputs must not change the step sequence (outputs come from interpolation)
+    few = solve(linear, Y0, torch.tensor([0.0, 3.0], dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    many = solve(linear, Y0, torch.linspace(0, 3, 301, dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    assert few.stats.nfe == many.stats.nfe
+    assert torch.allclose(few.ys[-1], many.ys[-1], atol=1e-14)
+
+
+def test_statistics_add_up():
+    sol = solve(linear, Y0, torch.tensor([0.0, 5.0], dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    s = sol.stats
+    assert s.n_steps == s.n_accepted + s.n_rejected
+    assert s.nfe == 2 + 6 * s.n_steps  # dopri5 is FSAL: 6 new evaluations a step, plus the start
+    counter = Counter(linear)
+    assert solve(counter, Y0, torch.tensor([0.0, 5.0], dtype=torch.float64), rtol=1e-6, atol=1e-6).stats.nfe == counter.n
+
+
+def test_backprop_through_solver_matches_finite_differences():
+    torch.manual_seed(1)
+    w = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+    y0 = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.0, 0.7, 1.5], dtype=torch.float64)
+
+    def loss(w, y0):
+        ys = odeint(lambda t, y: torch.tanh(y @ w), y0, t, rtol=1e-10, atol=1e-12)
+        return (ys ** 2).sum()
+
+    assert torch.autograd.gradcheck(loss, (w, y0), eps=1e-6, atol=1e-5)
