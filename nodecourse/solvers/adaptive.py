@@ -78,6 +78,7 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
     active = torch.ones(B, dtype=torch.bool, device=problem.device)
     counts = torch.zeros(3, B, dtype=torch.long, device=problem.device)  # steps, accepted, rejected
     inf = torch.tensor(float("inf"), dtype=t.dtype, device=t.device)
+    nonfinite = torch.zeros(B, dtype=torch.bool, device=problem.device)
     n_iter = 0
     while True:
         n_iter += 1
@@ -94,6 +95,8 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
         ratio = norm(err / scale).detach()  # step sizes are chosen, not differentiated through
         ratio = torch.where(torch.isfinite(y1).all(dim=1), ratio, torch.full_like(ratio, float("nan")))
         accept = (ratio <= 1) & active
+        # remember whether a trial since the last accepted step produced NaN/inf (for the error message)
+        nonfinite = (nonfinite | torch.isnan(ratio)) & ~(accept & (t1 > t))
 
         factor = safety * ratio ** exponent
         factor = torch.where(ratio <= 1, factor.clamp(1.0, ifactor), factor.clamp(dfactor, ifactor))
@@ -110,7 +113,7 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
         any_running, any_stalled, lo, hi = summary.tolist()  # the one host sync of the step
 
         if any_stalled:
-            _raise_underflow(problem, t, dt, stalled, ratio, y1)
+            _raise_underflow(problem, t, dt, stalled, nonfinite, y, y1)
         j_lo, j_hi = bisect.bisect_right(s_list, lo), bisect.bisect_right(s_list, hi)
         if j_hi > j_lo:
             dt_y = dt.to(y.dtype).unsqueeze(1)
@@ -153,20 +156,26 @@ def _user_t(problem: FlatProblem, s: float) -> float:
 
 
 def _raise_underflow(problem: FlatProblem, t: torch.Tensor, dt: torch.Tensor, stalled: torch.Tensor,
-                     ratio: torch.Tensor, y1: torch.Tensor) -> None:
+                     nonfinite: torch.Tensor, y: torch.Tensor, y1: torch.Tensor) -> None:
     samples = stalled.nonzero().flatten().tolist()
-    when = _user_t(problem, float(t[samples[0]]))
-    nonfinite = [s for s in samples if not bool(torch.isfinite(ratio[s]))]
-    if not problem.per_sample and nonfinite:
-        samples = nonfinite_samples(problem, y1)
-    which = f" for samples {_short(samples)}" if problem.per_sample or nonfinite else ""
-    cause = (" The vector field or the trial state became NaN/inf there: the solution is probably blowing up "
-             "(a finite-time singularity) or the dynamics produce invalid values."
-             if nonfinite else
-             " The error estimate stays above the tolerance however small the step: the problem may be "
-             "stiff or discontinuous there.")
+    first = samples[0]
+    when = _user_t(problem, float(t[first]))
+    bad_values = bool(nonfinite[stalled].any())
+    size = float(y[first].abs().max())
+    if not problem.per_sample:
+        samples = nonfinite_samples(problem, y1) if bad_values else []
+    which = f" for samples {_short(samples)}" if samples else ""
+    if bad_values:
+        cause = (" The vector field or the trial state became NaN/inf there: func returns invalid values "
+                 "at these times or states.")
+    elif size > 1e8:
+        cause = (f" The state has grown to |y| = {size:.3g}: the solution probably blows up in finite "
+                 "time here, so no step size can follow it.")
+    else:
+        cause = (" The error estimate stays above the tolerance however small the step: the problem may be "
+                 "stiff or discontinuous there.")
     raise SolverError(
-        f"Step size underflow at t={when:g}{which}: the step (dt={float(dt[samples[0]]):.3g}) became too "
+        f"Step size underflow at t={when:.6g}{which}: the step (dt={float(dt[first]):.3g}) became too "
         f"small to advance time.{cause} Try looser rtol/atol, float64, a shorter time span, or check func."
     )
 

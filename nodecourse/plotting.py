@@ -1,0 +1,275 @@
+"""Figures of the course: vector fields, phase portraits, trajectories, convergence plots, PCA paths.
+
+Every function draws on a given matplotlib ``Axes`` and returns it; none calls ``plt.show()``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from torch import nn
+
+from nodecourse.solvers import odeint
+
+__all__ = ["vector_field", "phase_portrait", "trajectories", "convergence_plot", "pca_project", "pca_trajectories"]
+
+Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
+
+
+def _numpy(x: ArrayLike) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _field_dtype_device(field: Field) -> tuple[torch.dtype, torch.device]:
+    """A module's parameter dtype and device (so a model is called on its own device); else float32 CPU."""
+    if isinstance(field, nn.Module):
+        param = next(field.parameters(), None)
+        if param is not None:
+            return param.dtype, param.device
+    return torch.get_default_dtype(), torch.device("cpu")
+
+
+def _check_limits(name: str, lim: Sequence[float]) -> tuple[float, float]:
+    lo, hi = (float(v) for v in lim)
+    if not lo < hi:
+        raise ValueError(f"{name} must be (low, high) with low < high, got {tuple(lim)}.")
+    return lo, hi
+
+
+def vector_field(
+    ax: Axes,
+    field: Field,
+    xlim: Sequence[float],
+    ylim: Sequence[float],
+    n: int = 20,
+    t: float = 0.0,
+    kind: str = "quiver",
+    **kwargs: Any,
+) -> Axes:
+    """Draw the planar field ``field(t, y)`` on an ``n x n`` grid (``y`` is a ``[n*n, 2]`` batch).
+
+    ``kind`` is "quiver" (arrows) or "stream" (streamlines); ``kwargs`` go to matplotlib.
+    """
+    xlo, xhi = _check_limits("xlim", xlim)
+    ylo, yhi = _check_limits("ylim", ylim)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2 (grid points per axis), got n={n!r}.")
+    if kind not in ("quiver", "stream"):
+        raise ValueError(f"kind must be 'quiver' or 'stream', got {kind!r}.")
+    dtype, device = _field_dtype_device(field)
+    xs = torch.linspace(xlo, xhi, n, dtype=dtype, device=device)
+    ys = torch.linspace(ylo, yhi, n, dtype=dtype, device=device)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # rows follow y, columns follow x
+    points = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1)
+    with torch.no_grad():
+        velocity = field(torch.as_tensor(float(t), dtype=dtype, device=device), points)
+    if tuple(velocity.shape) != (n * n, 2):
+        raise ValueError(
+            f"the field must map a [N, 2] batch of points to [N, 2] velocities, got {tuple(velocity.shape)} "
+            f"for N={n * n}; vector_field draws planar systems only."
+        )
+    u, v = (_numpy(velocity[:, i]).reshape(n, n) for i in range(2))
+    if kind == "quiver":
+        kwargs.setdefault("color", "0.55")
+        ax.quiver(_numpy(grid_x), _numpy(grid_y), u, v, **kwargs)
+    else:
+        kwargs.setdefault("color", "0.6")
+        kwargs.setdefault("density", 1.0)
+        ax.streamplot(_numpy(xs), _numpy(ys), u, v, **kwargs)
+    ax.set_xlim(xlo, xhi)
+    ax.set_ylim(ylo, yhi)
+    return ax
+
+
+def trajectories(
+    ax: Axes,
+    ys: ArrayLike,
+    color: Any = None,
+    alpha: float = 0.8,
+    label: str | None = None,
+    start_markers: bool = True,
+    **kwargs: Any,
+) -> Axes:
+    """Draw planar trajectories ``ys`` of shape ``[T, B, 2]`` (or ``[T, 2]``): one line per sample.
+
+    With ``start_markers`` the initial states are marked by one scatter of dots.
+    """
+    arr = _numpy(ys)
+    if arr.ndim == 2:
+        arr = arr[:, None, :]
+    if arr.ndim != 3 or arr.shape[-1] != 2:
+        raise ValueError(
+            f"trajectories expects states of shape [T, B, 2] (time, sample, xy), got {arr.shape}; "
+            "project higher-dimensional states first (e.g. pca_trajectories)."
+        )
+    lines = ax.plot(arr[:, :, 0], arr[:, :, 1], color=color, alpha=alpha, **kwargs)
+    if label is not None and lines:
+        lines[0].set_label(label)
+    if start_markers:
+        ax.scatter(arr[0, :, 0], arr[0, :, 1], s=12, color=lines[0].get_color() if color is None else color,
+                   zorder=3)
+    return ax
+
+
+def phase_portrait(
+    ax: Axes,
+    field: Field,
+    initial_states: torch.Tensor,
+    t: torch.Tensor,
+    method: str = "dopri5",
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    options: dict[str, Any] | None = None,
+    xlim: Sequence[float] | None = None,
+    ylim: Sequence[float] | None = None,
+    n: int = 20,
+    kind: str = "quiver",
+    **line_kwargs: Any,
+) -> Axes:
+    """Solve ``dy/dt = field(t, y)`` from ``initial_states [B, 2]`` at times ``t`` and draw the paths on the field.
+
+    Limits default to the trajectories' extent plus a 10% margin.
+    """
+    if not isinstance(initial_states, torch.Tensor) or initial_states.dim() != 2 or initial_states.shape[-1] != 2:
+        shape = tuple(initial_states.shape) if isinstance(initial_states, torch.Tensor) else type(initial_states)
+        raise ValueError(f"initial_states must be a [B, 2] tensor of planar states, got {shape}.")
+    t = torch.as_tensor(t, dtype=initial_states.dtype, device=initial_states.device)
+    with torch.no_grad():
+        ys = odeint(field, initial_states, t, rtol=rtol, atol=atol, method=method, options=options)
+    pts = _numpy(ys).reshape(-1, 2)
+    if xlim is None or ylim is None:
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        margin = 0.1 * np.maximum(hi - lo, 1e-3)
+        xlim = xlim if xlim is not None else (lo[0] - margin[0], hi[0] + margin[0])
+        ylim = ylim if ylim is not None else (lo[1] - margin[1], hi[1] + margin[1])
+    vector_field(ax, field, xlim, ylim, n=n, t=float(t[0]), kind=kind)
+    trajectories(ax, ys, **line_kwargs)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    return ax
+
+
+def _error_matrix(errors: ArrayLike | Sequence[ArrayLike]) -> np.ndarray:
+    """Errors as an ``[M, N]`` float array from ``[N]``, ``[M, N]`` or a list of M sequences of length N."""
+    if isinstance(errors, (torch.Tensor, np.ndarray)):
+        return np.atleast_2d(_numpy(errors).astype(float))
+    rows = [_numpy(e).astype(float).reshape(-1) for e in errors]
+    if all(r.size == 1 for r in rows):  # a flat list of numbers: one method
+        return np.concatenate(rows)[None, :]
+    if len({r.size for r in rows}) != 1:
+        raise ValueError(f"every method needs one error per step size, got lengths {[r.size for r in rows]}.")
+    return np.stack(rows)
+
+
+def convergence_plot(
+    ax: Axes,
+    step_sizes: ArrayLike,
+    errors: ArrayLike | Sequence[ArrayLike],
+    orders: Sequence[float] | None = None,
+    labels: Sequence[str] | None = None,
+) -> Axes:
+    """Log-log plot of error against step size, one line per method, with dashed ``O(h^p)`` references.
+
+    ``errors`` is ``[N]`` (one method) or ``[M, N]``. Reference line ``i`` (slope ``orders[i]``) passes
+    through the middle point of method ``i`` (of the first method when there are more orders than methods).
+    """
+    h = _numpy(step_sizes).astype(float).reshape(-1)
+    if h.size < 2 or np.any(h <= 0):
+        raise ValueError(f"step_sizes must hold at least two positive step sizes, got {h.tolist()}.")
+    errs = _error_matrix(errors)
+    if errs.shape[1] != h.size:
+        raise ValueError(
+            f"errors must have one value per step size ({h.size}), got shape {errs.shape}; "
+            "pass [N] for one method or [M, N] for M methods."
+        )
+    if labels is not None and len(labels) != errs.shape[0]:
+        raise ValueError(f"labels must name each of the {errs.shape[0]} methods, got {len(labels)} labels.")
+    order = np.argsort(h)
+    for i, e in enumerate(errs):
+        ax.plot(h[order], e[order], "o-", label=None if labels is None else labels[i])
+    mid = order[len(order) // 2]
+    for i, p in enumerate(orders or []):
+        anchor = errs[i] if i < errs.shape[0] else errs[0]
+        ref = anchor[mid] * (h[order] / h[mid]) ** p
+        ax.plot(h[order], ref, "--", color="0.5", linewidth=1, label=f"O(h^{p:g})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step size h")
+    ax.set_ylabel("error")
+    if labels is not None or orders:
+        ax.legend()
+    return ax
+
+
+def pca_project(
+    states: ArrayLike, k: int = 2, basis: ArrayLike | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Project ``states [T, D]`` onto their first ``k`` principal components.
+
+    Returns ``(projected [T, k], components [D, k], mean [D])``. The components come from an SVD of
+    the centred states (or of ``basis [S, D]`` when given, e.g. all models' states together); each is
+    signed so that its largest-magnitude entry is positive, which makes the result deterministic.
+    """
+    x = torch.as_tensor(states)
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    fit = x if basis is None else torch.as_tensor(basis, dtype=x.dtype, device=x.device)
+    if x.dim() != 2 or fit.dim() != 2:
+        raise ValueError(
+            f"states must be [T, D] (one sample's hidden states over time), got {tuple(x.shape)}; "
+            "for a batch [T, B, D] pick one sample with states[:, i]."
+        )
+    if fit.shape[1] != x.shape[1]:
+        raise ValueError(f"basis has {fit.shape[1]} features but states have {x.shape[1]}.")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(fit.shape):
+        raise ValueError(
+            f"k must be between 1 and min(T, D) = {min(fit.shape)} for {tuple(fit.shape)} states, got k={k!r}."
+        )
+    mean = fit.mean(dim=0)
+    _, _, vh = torch.linalg.svd(fit - mean, full_matrices=False)
+    components = vh[:k].T.clone()
+    idx = components.abs().argmax(dim=0)
+    signs = torch.sign(components[idx, torch.arange(k, device=components.device)])
+    components = components * torch.where(signs == 0, torch.ones_like(signs), signs)
+    return (x - mean) @ components, components, mean
+
+
+def pca_trajectories(
+    ax: Axes,
+    states_list: Sequence[ArrayLike],
+    labels: Sequence[str] | None = None,
+    joint: bool = False,
+    markers: bool = True,
+) -> Axes:
+    """Draw each hidden-state sequence ``[T, D]`` projected on its first two principal components.
+
+    ``joint=False`` fits each sequence its own components (sequences may differ in D, e.g. MLP layers
+    of different widths); ``joint=True`` fits one basis to all of them so the paths share axes.
+    A dot marks each path's start.
+    """
+    if len(states_list) == 0:
+        raise ValueError("states_list is empty; pass a list of [T, D] hidden-state sequences.")
+    if labels is not None and len(labels) != len(states_list):
+        raise ValueError(f"labels must name each of the {len(states_list)} sequences, got {len(labels)}.")
+    seqs = [torch.as_tensor(s).detach() for s in states_list]
+    basis = None
+    if joint:
+        if len({s.shape[-1] for s in seqs}) != 1:
+            raise ValueError("joint=True needs sequences with the same state size D; use joint=False.")
+        basis = torch.cat([s.reshape(-1, s.shape[-1]).to(seqs[0]) for s in seqs])
+    for i, s in enumerate(seqs):
+        proj = _numpy(pca_project(s, 2, basis=basis)[0])
+        (line,) = ax.plot(proj[:, 0], proj[:, 1], "o-" if markers else "-", markersize=3,
+                          label=None if labels is None else labels[i])
+        ax.scatter(proj[:1, 0], proj[:1, 1], s=40, color=line.get_color(), zorder=3)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    if labels is not None:
+        ax.legend()
+    return ax

@@ -1,0 +1,111 @@
+"""Every bad input gets a clear error that says what is wrong and how to fix it."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nodecourse import SolverError, odeint, solve
+
+Y0 = torch.ones(3, 2)
+T = torch.tensor([0.0, 1.0])
+
+
+def decay(t, y):
+    return -y
+
+
+@pytest.mark.parametrize("t,match", [
+    (torch.zeros(2, 2), "1-D"),
+    (torch.tensor([0.0, 1.0, 0.5]), "strictly increasing or strictly decreasing"),
+    (torch.tensor([0.0, 1.0, 1.0]), "strictly increasing or strictly decreasing"),
+    (torch.tensor([]), "empty"),
+    (torch.tensor([0.0, float("nan")]), "NaN"),
+])
+def test_bad_times(t, match):
+    with pytest.raises(ValueError, match=match):
+        odeint(decay, Y0, t)
+
+
+def test_integer_state_is_rejected_with_a_fix():
+    with pytest.raises(TypeError, match=r"floating point.*\.float\(\)"):
+        odeint(decay, torch.ones(3, dtype=torch.long), T)
+
+
+def test_non_tensor_state():
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        odeint(decay, [1.0, 2.0], T)
+
+
+def test_non_finite_initial_state():
+    with pytest.raises(ValueError, match="y0 contains NaN"):
+        odeint(decay, torch.tensor([1.0, float("inf")]), T)
+
+
+def test_unknown_method_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"Unknown method 'rk45'.*euler.*rk4.*dopri5"):
+        odeint(decay, Y0, T, method="rk45")
+
+
+def test_fixed_step_without_step_size():
+    with pytest.raises(ValueError, match=r"needs a step size.*step_size"):
+        odeint(decay, Y0, T, method="rk4")
+    with pytest.raises(ValueError, match="positive"):
+        odeint(decay, Y0, T, method="euler", options={"step_size": -0.1})
+
+
+def test_unknown_option():
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) \['stepsize'\]"):
+        odeint(decay, Y0, T, method="euler", options={"stepsize": 0.1})
+
+
+def test_bad_tolerance():
+    with pytest.raises(ValueError, match="rtol"):
+        odeint(decay, Y0, T, rtol=-1.0)
+
+
+def test_vector_field_with_wrong_shape():
+    with pytest.raises(ValueError, match=r"returned shape \(3,\) but the state has shape \(3, 2\)"):
+        odeint(lambda t, y: y.sum(-1), Y0, T)
+
+
+def test_vector_field_with_wrong_dtype():
+    with pytest.raises(TypeError, match=r"returned dtype torch.float64 but the state has dtype torch.float32"):
+        odeint(lambda t, y: -y.double(), Y0, T)
+
+
+def test_vector_field_returning_wrong_structure():
+    with pytest.raises(TypeError, match="tuple of 2 tensors"):
+        odeint(lambda t, s: s[0], (Y0, Y0), T)
+
+
+def test_per_sample_needs_a_common_batch_dimension():
+    with pytest.raises(ValueError, match="dim 0"):
+        solve(lambda t, s: s, (torch.ones(3, 2), torch.ones(4)), T, options={"per_sample": True})
+
+
+def test_blow_up_reports_time_and_samples():
+    # y' = y^2 with y(0) = 1 / c has the singularity at t = c; sample 1 blows up first.
+    y0 = torch.tensor([[0.5], [2.0], [0.2]], dtype=torch.float64)
+    with pytest.raises(SolverError, match=r"underflow at t=0\.5 for samples \[1\].*blows up") as info:
+        odeint(lambda t, y: y ** 2, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), options={"per_sample": True})
+    assert isinstance(info.value, ValueError)
+
+
+def test_fixed_step_blow_up_reports_time_and_samples():
+    y0 = torch.tensor([[0.1], [-60.0]])
+    with pytest.raises(SolverError, match=r"NaN/inf by t=.*samples \[1\].*smaller step_size"):
+        odeint(lambda t, y: -y ** 3, y0, torch.linspace(0, 1, 5), method="euler", options={"step_size": 0.1})
+
+
+def test_stiffness_underflow_and_max_num_steps():
+    with pytest.raises(SolverError, match="max_num_steps=20"):
+        odeint(lambda t, y: -1000 * (y - torch.cos(t)), torch.ones(1), torch.tensor([0.0, 5.0]),
+               options={"max_num_steps": 20})
+
+
+def test_non_finite_vector_field_values():
+    def broken(t, y):
+        return torch.where(t > 0.5, torch.full_like(y, float("nan")), -y)
+
+    with pytest.raises(SolverError, match=r"t=0\.5.*NaN/inf"):
+        odeint(broken, Y0, T)
