@@ -1,0 +1,43 @@
+# The course's two commands:
+#   make lab    set everything up (first time only) and open the course in JupyterLab
+#   make test   set everything up (first time only) and run every test: unit tests, then the notebooks
+# Both create a virtual environment in .venv with Python 3.10+ (override with PYTHON=python3.12).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.nodecourse-installed
+
+.PHONY: setup lab test unit notebooks sync slides clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.10 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[course]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
+
+# Unit tests, then every notebook executed in fast mode (nbval, outputs not compared).
+test: unit notebooks
+
+unit: setup
+	NODECOURSE_FAST=1 $(BIN)/python -m pytest -n 2 tests
+
+notebooks: setup
+	NODECOURSE_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax notebooks exercises solutions
+
+# Re-pair every notebook with its py:percent file (run after editing either) and strip outputs.
+sync: setup
+	$(BIN)/jupytext --sync notebooks/*.ipynb
+	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+
+slides: setup
+	$(BIN)/jupyter nbconvert --to slides --output-dir slides notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) slides .pytest_cache

@@ -1,0 +1,88 @@
+# %% [markdown]
+# # 00 · Welcome: how this course works
+#
+# This course teaches Neural Ordinary Differential Equations in PyTorch, from dynamical systems and
+# Euler's method seen as a ResNet, through the adjoint method, to real models. Every notebook imports
+# one small package, `nodecourse`, which holds the ODE solvers, the adjoint method, the models and
+# the data. This notebook checks that your setup works and shows the one call the whole course is
+# built on.
+#
+# **Learning objectives**
+# - check that `nodecourse` is installed and which device it will use;
+# - solve a first ODE with `nodecourse.odeint` and compare it with the exact solution;
+# - know what fast mode is and where each notebook's hyperparameters live.
+#
+# **Estimated time:** 5 minutes.
+
+# %% [markdown]
+# ## Setup
+# One cell at the top of every notebook: imports, the device, a seed, and fast mode.
+# `NODECOURSE_FAST=1` (set by the test suite) shrinks every training loop so the whole course runs
+# as tests in minutes; without it you get the full experiments.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+import nodecourse
+from nodecourse.config import FAST, device, seed_everything
+
+seed_everything(0)
+DEVICE = device()
+print(f"nodecourse {nodecourse.__version__}, torch {torch.__version__}, device: {DEVICE}, fast mode: {FAST}")
+
+# %% [markdown]
+# ## A first ODE
+# The exponential decay $\dot y = -k y$, $y(0) = y_0$ has the exact solution $y(t) = y_0 e^{-kt}$.
+# `odeint(func, y0, t)` takes the vector field `func(t, y)`, the initial state and the times at
+# which we want the solution, and returns the states stacked along a new first dimension.
+
+# %%
+k = torch.tensor([0.5, 1.0, 2.0], device=DEVICE)
+y0 = torch.ones(3, device=DEVICE)
+t = torch.linspace(0, 4, 41, device=DEVICE)
+
+ys = nodecourse.odeint(lambda t, y: -k * y, y0, t, rtol=1e-6, atol=1e-8)
+exact = y0 * torch.exp(-k * t[:, None])
+print("shape:", tuple(ys.shape), " largest error:", (ys - exact).abs().max().item())
+assert ys.shape == (len(t), 3)
+assert (ys - exact).abs().max() < 1e-5  # the solver meets its tolerance
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3))
+for i in range(3):
+    ax.plot(t.cpu(), exact[:, i].cpu(), color="0.7", lw=4)
+    ax.plot(t.cpu(), ys[:, i].cpu(), "--", label=f"k = {k[i].item():g}")
+ax.set(xlabel="t", ylabel="y(t)", title="odeint (dashed) on the exact solutions (grey)")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## What a solve costs
+# `nodecourse.solve` takes the same arguments and also reports the number of function evaluations
+# (NFE), the unit of cost used throughout the course. A tighter tolerance costs more evaluations.
+
+# %%
+costs = {tol: nodecourse.solve(lambda t, y: -k * y, y0, t, rtol=tol, atol=tol).stats.nfe for tol in (1e-3, 1e-6, 1e-9)}
+print(costs)
+assert costs[1e-3] < costs[1e-6] < costs[1e-9]
+
+# %% [markdown]
+# ## Hyperparameters
+# Each notebook has one visible cell like the next: the only thing the test suite changes.
+
+# %%
+n_iters = 30 if FAST else 1000
+print("training iterations in this mode:", n_iters)
+
+# %% [markdown]
+# ## Recap
+# - `nodecourse.odeint` is a drop-in for `torchdiffeq.odeint`; `nodecourse.solve` adds statistics.
+# - Fast mode only shrinks loops; every claim is still checked by an `assert`.
+#
+# ## Further reading
+# - R. T. Q. Chen, Y. Rubanova, J. Bettencourt, D. Duvenaud. *Neural Ordinary Differential
+#   Equations*. NeurIPS 2018.
+# - E. Hairer, S. P. Norsett, G. Wanner. *Solving Ordinary Differential Equations I*. Springer, 1993.
