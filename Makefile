@@ -31,11 +31,12 @@ unit: setup
 notebooks: setup
 	NODECOURSE_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax notebooks exercises solutions
 
-# Re-pair every notebook with its py:percent file (run after editing either) and strip outputs.
+# After editing a notebook (either file of a pair): re-pair, strip outputs, set slide metadata,
+# regenerate exercises/ from solutions/.
 sync: setup
-	$(BIN)/jupytext --sync notebooks/*.ipynb
-	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+	$(BIN)/python tools/sync_notebooks.py
 
+# Every lecture as a reveal.js slide deck in slides/.
 slides: setup
 	$(BIN)/jupyter nbconvert --to slides --output-dir slides notebooks/*.ipynb
 

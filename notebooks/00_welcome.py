@@ -1,4 +1,18 @@
-# %% [markdown]
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 00 · Welcome: how this course works
 #
 # This course teaches Neural Ordinary Differential Equations in PyTorch, from dynamical systems and
@@ -14,7 +28,7 @@
 #
 # **Estimated time:** 5 minutes.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 # One cell at the top of every notebook: imports, the device, a seed, and fast mode.
 # `NODECOURSE_FAST=1` (set by the test suite) shrinks every training loop so the whole course runs
@@ -33,7 +47,7 @@ seed_everything(0)
 DEVICE = device()
 print(f"nodecourse {nodecourse.__version__}, torch {torch.__version__}, device: {DEVICE}, fast mode: {FAST}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## A first ODE
 # The exponential decay $\dot y = -k y$, $y(0) = y_0$ has the exact solution $y(t) = y_0 e^{-kt}$.
 # `odeint(func, y0, t)` takes the vector field `func(t, y)`, the initial state and the times at
@@ -59,7 +73,7 @@ ax.set(xlabel="t", ylabel="y(t)", title="odeint (dashed) on the exact solutions 
 ax.legend()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## What a solve costs
 # `nodecourse.solve` takes the same arguments and also reports the number of function evaluations
 # (NFE), the unit of cost used throughout the course. A tighter tolerance costs more evaluations.
@@ -69,7 +83,7 @@ costs = {tol: nodecourse.solve(lambda t, y: -k * y, y0, t, rtol=tol, atol=tol).s
 print(costs)
 assert costs[1e-3] < costs[1e-6] < costs[1e-9]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Hyperparameters
 # Each notebook has one visible cell like the next: the only thing the test suite changes.
 
@@ -77,7 +91,7 @@ assert costs[1e-3] < costs[1e-6] < costs[1e-9]
 n_iters = 30 if FAST else 1000
 print("training iterations in this mode:", n_iters)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap
 # - `nodecourse.odeint` is a drop-in for `torchdiffeq.odeint`; `nodecourse.solve` adds statistics.
 # - Fast mode only shrinks loops; every claim is still checked by an `assert`.
