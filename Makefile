@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.nodecourse-installed
 
-.PHONY: setup lab test unit notebooks sync slides clean
+.PHONY: setup lab test unit notebooks sync slides bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.10 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
@@ -42,3 +42,7 @@ slides: setup
 
 clean:
 	rm -rf $(VENV) slides .pytest_cache
+
+# Solver benchmarks against torchdiffeq and torchode (prints a table, writes benchmarks/results/latest.json).
+bench: setup
+	$(BIN)/python benchmarks/run.py

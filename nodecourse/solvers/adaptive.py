@@ -17,7 +17,7 @@ from . import interpolation
 from .checks import SolverError
 from .norms import make_norm
 from .problem import FlatProblem
-from .rk_step import rk_step
+from .rk_step import combine, rk_step
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -49,62 +49,146 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
                        options: dict) -> tuple[list, SolveStats]:
     """Solve with step-size control; returns the ``[B, N]`` states at the output times and statistics."""
     opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    safety, ifactor, dfactor = float(opts["safety"]), float(opts["ifactor"]), float(opts["dfactor"])
-    max_num_steps = int(opts["max_num_steps"])
+    control = _Control(float(opts["safety"]), float(opts["ifactor"]), float(opts["dfactor"]),
+                       -1.0 / tableau.error_order, int(opts["max_num_steps"]))
     norm = make_norm(opts.get("norm"), problem)
-    exponent = -1.0 / tableau.error_order
-    coef = tableau.tensors(problem.dtype, problem.device)
-
-    s_out = problem.t
-    s_list = s_out.tolist()
-    t_end = s_list[-1]
-    y = problem.y0
-    outputs: list = [y] + [None] * (len(s_list) - 1)
-    B = problem.batch
-    if len(s_list) == 1:
-        return outputs, SolveStats.zeros(problem)
-
-    t = s_out[:1].expand(B).clone()
-    f = problem(t, y)
+    if len(problem.t) == 1:
+        return [problem.y0], SolveStats.zeros(problem)
+    t0 = problem.t[:1].expand(problem.batch).clone()
+    f0 = problem(t0 if problem.per_sample else problem.t[0], problem.y0)
     if "first_step" in opts:
-        dt = torch.full((B,), float(opts["first_step"]), dtype=t.dtype, device=t.device)
-        start_nfe = 1
+        dt0 = torch.full_like(t0, float(opts["first_step"]))
     else:
-        dt = initial_step(problem, t, y, f, rtol, atol, tableau.error_order, norm)
-        start_nfe = 2
-    evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
+        dt0 = initial_step(problem, t0, problem.y0, f0, rtol, atol, tableau.error_order, norm)
+    if problem.per_sample:
+        return _per_sample_loop(problem, tableau, rtol, atol, control, norm, t0, f0, dt0, 1 + ("first_step" not in opts))
+    return _shared_loop(problem, tableau, rtol, atol, control, norm, problem.t[0], f0, dt0)
 
-    per_sample = problem.per_sample
-    active = torch.ones(B, dtype=torch.bool, device=problem.device)
-    counts = torch.zeros(3, B, dtype=torch.long, device=problem.device)  # steps, accepted, rejected
+
+class _Control:
+    """The step-size controller's constants: h_new = h * clamp(safety * ratio^exponent, ., ifactor)."""
+
+    def __init__(self, safety: float, ifactor: float, dfactor: float, exponent: float, max_num_steps: int):
+        self.safety, self.ifactor, self.dfactor = safety, ifactor, dfactor
+        self.exponent, self.max_num_steps = exponent, max_num_steps
+
+    def factor(self, ratio: float) -> float:
+        """Step-size factor for an error ratio (a float): grow up to ifactor after an accepted step,
+        shrink no further than dfactor after a rejected one."""
+        if ratio != ratio:  # NaN: the trial produced non-finite values
+            return self.dfactor
+        if ratio == 0.0:
+            return self.ifactor
+        factor = self.safety * ratio ** self.exponent
+        return min(self.ifactor, max(factor, 1.0 if ratio <= 1 else self.dfactor))
+
+    def factor_tensor(self, ratio: torch.Tensor) -> torch.Tensor:
+        """The same rule on a ``[B]`` tensor of ratios, without leaving the device."""
+        factor = self.safety * ratio ** self.exponent
+        factor = torch.where(ratio <= 1, factor.clamp(1.0, self.ifactor), factor.clamp(self.dfactor, self.ifactor))
+        return torch.where(torch.isnan(ratio), torch.full_like(factor, self.dfactor), factor)
+
+    def check_steps(self, n: int, problem: FlatProblem) -> None:
+        if n > self.max_num_steps:
+            raise SolverError(
+                f"The solver took more than max_num_steps={self.max_num_steps} steps before reaching "
+                f"t={_user_t(problem, float(problem.t[-1])):g}. Loosen rtol/atol, check the dynamics for "
+                f"stiffness, or raise options['max_num_steps']."
+            )
+
+
+def _error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor,
+                 rtol: float, atol: float) -> torch.Tensor:
+    """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` per sample, NaN where ``y1`` is not finite."""
+    scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
+    ratio = norm(error / scale).detach()  # step sizes are chosen, not differentiated through
+    return torch.where(torch.isfinite(y1).all(dim=1), ratio, float("nan"))
+
+
+def _dense_output(problem, tableau, y, y1, f, f1, stages, dt, t, s_w) -> torch.Tensor:
+    """The interpolant of one step evaluated at the times ``s_w`` ``[W, 1]``: ``[W, B, N]``.
+    ``dt`` is a float or ``[B]``; ``t`` the step's start ``[B]``."""
+    coef = tableau.tensors(y.dtype, y.device)
+    y_mid = combine(y, stages, coef["mid"], dt) if coef["mid"] is not None else None
+    dt_col = dt if isinstance(dt, float) else dt.to(y.dtype).unsqueeze(1)
+    poly = interpolation.fit(y, y1, f, f1, dt_col, y_mid)
+    if isinstance(dt, float):
+        x = (s_w - t.unsqueeze(0)) / dt
+    else:
+        x = (s_w - t.unsqueeze(0)) / torch.where(dt == 0, torch.ones_like(dt), dt).unsqueeze(0)  # no 0/0
+    return interpolation.evaluate(poly, x.to(y.dtype).unsqueeze(2))
+
+
+def _advances(t: float, dt: float, dtype: torch.dtype) -> bool:
+    """Whether ``t + dt`` differs from ``t`` in the time dtype (else the step has underflowed)."""
+    if dtype == torch.float64:
+        return t + dt != t
+    return abs(dt) > 0.5 * torch.finfo(dtype).eps * abs(t)
+
+
+def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0):
+    """The batch shares one step: the controller runs on the host on the error ratio, the one number
+    fetched from the device each step, so the stepping itself launches only the stage arithmetic."""
+    s_out, y = problem.t, problem.y0
+    s_list = s_out.tolist()
+    outputs: list = [y] + [None] * (len(s_list) - 1)
+    t, t_end, dt = s_list[0], s_list[-1], float(dt0[0])
+    n_steps = n_accepted = 0
+    nonfinite, y1 = False, y
+    while True:
+        n_steps += 1
+        control.check_steps(n_steps, problem)
+        if not _advances(t, dt, problem.time_dtype):
+            stalled = torch.ones(1, dtype=torch.bool, device=y.device)
+            _raise_underflow(problem, t_dev.reshape(1), torch.tensor([dt]), stalled,
+                             torch.tensor([nonfinite]), y, y1)
+        y1, err, stages = rk_step(problem, tableau, t_dev, y, f, dt)
+        t1_dev = t_dev + dt
+        f1 = stages[-1].view_as(y) if tableau.fsal else problem(t1_dev, y1)
+        ratio = _error_ratio(norm, err, y, y1, rtol, atol).item()  # the one host sync of the step
+        accepted = ratio <= 1.0
+        nonfinite = (nonfinite or ratio != ratio) and not accepted
+        if accepted:
+            t1 = t + dt
+            j_lo, j_hi = bisect.bisect_right(s_list, t), bisect.bisect_right(s_list, t1)
+            if j_hi > j_lo:
+                values = _dense_output(problem, tableau, y, y1, f, f1, stages, dt, t_dev, s_out[j_lo:j_hi].unsqueeze(1))
+                outputs[j_lo:j_hi] = list(values.unbind())
+            y, f, t, t_dev = y1, f1, t1, t1_dev
+            n_accepted += 1
+            if t >= t_end:
+                break
+        dt = dt * control.factor(ratio)
+    stats = SolveStats(problem.nfe, n_steps, n_accepted, n_steps - n_accepted, problem.nfe)
+    return outputs, stats
+
+
+def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, start_nfe):
+    """Every sample keeps its own time, step size and accept/reject decision; finished samples get
+    ``dt = 0`` and are masked. One small summary vector crosses to the host each step."""
+    s_out, y = problem.t, problem.y0
+    s_list = s_out.tolist()
+    outputs: list = [y] + [None] * (len(s_list) - 1)
+    t_end = s_list[-1]
+    B = problem.batch
+    active = torch.ones(B, dtype=torch.bool, device=y.device)
+    counts = torch.zeros(3, B, dtype=torch.long, device=y.device)  # steps, accepted, rejected
     inf = torch.tensor(float("inf"), dtype=t.dtype, device=t.device)
-    nonfinite = torch.zeros(B, dtype=torch.bool, device=problem.device)
+    nonfinite = torch.zeros(B, dtype=torch.bool, device=y.device)
     n_iter = 0
     while True:
         n_iter += 1
-        if n_iter > max_num_steps:
-            raise SolverError(
-                f"The solver took more than max_num_steps={max_num_steps} steps before reaching "
-                f"t={_user_t(problem, t_end):g}. Loosen rtol/atol, check the dynamics for stiffness, "
-                f"or raise options['max_num_steps']."
-            )
+        control.check_steps(n_iter, problem)
         t1 = t + dt  # finished samples have dt = 0, so they stay put (and stay finite)
-        y1, err, k = rk_step(problem, tableau, t, y, f, dt)
-        f1 = k[-1] if tableau.fsal else problem(t1, y1)
-        scale = atol + rtol * torch.maximum(y.abs(), y1.abs())
-        ratio = norm(err / scale).detach()  # step sizes are chosen, not differentiated through
-        ratio = torch.where(torch.isfinite(y1).all(dim=1), ratio, torch.full_like(ratio, float("nan")))
+        y1, err, stages = rk_step(problem, tableau, t, y, f, dt)
+        f1 = stages[-1].view_as(y) if tableau.fsal else problem(t1, y1)
+        ratio = _error_ratio(norm, err, y, y1, rtol, atol)
         accept = (ratio <= 1) & active
         # remember whether a trial since the last accepted step produced NaN/inf (for the error message)
         nonfinite = (nonfinite | torch.isnan(ratio)) & ~(accept & (t1 > t))
-
-        factor = safety * ratio ** exponent
-        factor = torch.where(ratio <= 1, factor.clamp(1.0, ifactor), factor.clamp(dfactor, ifactor))
-        factor = torch.where(torch.isnan(ratio), torch.full_like(factor, dfactor), factor)
-
         finished = accept & (t1 >= t_end)
         running = active & ~finished
-        dt_next = torch.where(running, dt * factor.to(dt.dtype), torch.zeros_like(dt))
+        dt_next = torch.where(running, dt * control.factor_tensor(ratio).to(dt.dtype), torch.zeros_like(dt))
         stalled = active & (t1 == t)
         t_lo = torch.where(accept, t, inf).amin()
         t_hi = torch.where(accept, t1, -inf).amax()
@@ -116,38 +200,21 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
             _raise_underflow(problem, t, dt, stalled, nonfinite, y, y1)
         j_lo, j_hi = bisect.bisect_right(s_list, lo), bisect.bisect_right(s_list, hi)
         if j_hi > j_lo:
-            dt_y = dt.to(y.dtype).unsqueeze(1)
-            y_mid = y + dt_y * torch.tensordot(coef["mid"], torch.stack(k), dims=1) if coef["mid"] is not None else None
-            poly = interpolation.fit(y, y1, f, f1, dt_y, y_mid)
-            s_w = s_out[j_lo:j_hi].unsqueeze(1)                                  # [W, 1]
-            dt_safe = torch.where(dt == 0, torch.ones_like(dt), dt)  # no 0/0, even in masked lanes
-            x = ((s_w - t.unsqueeze(0)) / dt_safe.unsqueeze(0)).to(y.dtype).unsqueeze(2)  # [W, B, 1]
-            values = interpolation.evaluate(poly, x)                              # [W, B, N]
-            if per_sample:
-                inside = accept.unsqueeze(0) & (s_w > t.unsqueeze(0)) & (s_w <= t1.unsqueeze(0))
-                for w, j in enumerate(range(j_lo, j_hi)):
-                    previous = outputs[j] if outputs[j] is not None else torch.zeros_like(y)
-                    outputs[j] = torch.where(inside[w].unsqueeze(1), values[w], previous)
-            else:
-                for w, j in enumerate(range(j_lo, j_hi)):
-                    outputs[j] = values[w]
-
-        if per_sample:
-            keep = accept.unsqueeze(1)
-            y, f, t = torch.where(keep, y1, y), torch.where(keep, f1, f), torch.where(accept, t1, t)
-        elif hi > -float("inf"):  # the shared step was accepted
-            y, f, t = y1, f1, t1
+            s_w = s_out[j_lo:j_hi].unsqueeze(1)
+            values = _dense_output(problem, tableau, y, y1, f, f1, stages, dt, t, s_w)
+            inside = accept.unsqueeze(0) & (s_w > t.unsqueeze(0)) & (s_w <= t1.unsqueeze(0))
+            for w, j in enumerate(range(j_lo, j_hi)):
+                previous = outputs[j] if outputs[j] is not None else torch.zeros_like(y)
+                outputs[j] = torch.where(inside[w].unsqueeze(1), values[w], previous)
+        keep = accept.unsqueeze(1)
+        y, f, t = torch.where(keep, y1, y), torch.where(keep, f1, f), torch.where(accept, t1, t)
         dt = dt_next
         active = running
         if not any_running:
             break
-
     steps, accepted, rejected = counts
-    if per_sample:
-        nfe = start_nfe + steps * evals_per_step
-        stats = SolveStats(nfe, steps, accepted, rejected, problem.nfe)
-    else:
-        stats = SolveStats(problem.nfe, int(steps), int(accepted), int(rejected), problem.nfe)
+    evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
+    stats = SolveStats(start_nfe + steps * evals_per_step, steps, accepted, rejected, problem.nfe)
     return outputs, stats
 
 

@@ -46,17 +46,29 @@ def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: fl
     if len(t_out) == 1:
         return [y], SolveStats.zeros(problem)
     grid_values, out_index = make_grid(t_out, step_size)
-    grid = torch.tensor(grid_values, dtype=problem.time_dtype, device=problem.device)
-    grid = grid.unsqueeze(1).expand(-1, problem.batch)  # [G, B]
+    stage_times = _stage_times(problem, tableau, grid_values)
     outputs = [y]
     next_out = 1
     for g in range(len(grid_values) - 1):
-        t0, dt = grid[g], grid[g + 1] - grid[g]
-        f0 = problem(t0, y)
-        y, _, _ = rk_step(problem, tableau, t0, y, f0, dt)
+        times = stage_times[g]
+        f0 = problem(times[0], y)
+        y, _, _ = rk_step(problem, tableau, times[0], y, f0, grid_values[g + 1] - grid_values[g], times)
         if next_out < len(out_index) and out_index[next_out] == g + 1:
             outputs.append(y)
             next_out += 1
     n_steps = len(grid_values) - 1
     stats = SolveStats.fixed(problem, n_steps=n_steps, nfe=n_steps * tableau.n_stages)
     return outputs, stats
+
+
+def _stage_times(problem: FlatProblem, tableau: ButcherTableau, grid: list[float]) -> list[list[torch.Tensor]]:
+    """``t_g + c_i (t_{g+1} - t_g)`` for every step g and stage i, made once (0-d tensors, or ``[B]``
+    per sample), so the stepping loop creates no time tensors."""
+    start = torch.tensor(grid[:-1], dtype=problem.time_dtype, device=problem.device)
+    step = torch.tensor(grid[1:], dtype=problem.time_dtype, device=problem.device) - start
+    c = torch.tensor([float(ci) for ci in tableau.c], dtype=problem.time_dtype, device=problem.device)
+    times = start.unsqueeze(1) + c.unsqueeze(0) * step.unsqueeze(1)          # [G, S]
+    times[:, c == 1] = torch.tensor(grid[1:], dtype=problem.time_dtype, device=problem.device).unsqueeze(1)
+    if problem.per_sample:
+        times = times.unsqueeze(2).expand(-1, -1, problem.batch)             # [G, S, B]
+    return [list(row.unbind()) for row in times.unbind()]

@@ -1,6 +1,7 @@
 """Error norms: how a step's scaled error estimate becomes one number per sample."""
 from __future__ import annotations
 
+import math
 from typing import Callable, Union
 
 import torch
@@ -12,7 +13,7 @@ NormSpec = Union[None, str, Callable]
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
     """Root-mean-square over dim 1: ``[B, N] -> [B]``."""
-    return x.pow(2).mean(dim=1).sqrt()
+    return torch.linalg.vector_norm(x, dim=1) / math.sqrt(x.shape[1])
 
 
 def max_norm(x: torch.Tensor) -> torch.Tensor:

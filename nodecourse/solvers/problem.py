@@ -6,7 +6,6 @@ runs forward inside the solver; a decreasing ``t`` is handled by solving ``dy/ds
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -68,25 +67,20 @@ class FlatProblem:
         return parts if self.is_tuple else parts[0]
 
     def user_time(self, s: torch.Tensor) -> torch.Tensor:
-        """Internal times ``[B]`` -> the ``t`` handed to ``func``: 0-d when shared, ``[B]`` per sample."""
-        t = s if self.per_sample else s.reshape(())
+        """Internal times -> the ``t`` handed to ``func``: 0-d when shared, ``[B]`` per sample."""
+        t = s if (self.per_sample or s.dim() == 0) else s.reshape(())
         return -t if self.direction < 0 else t
 
     # --- evaluation ------------------------------------------------------------------------
     def __call__(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
-        f = self.func(self.user_time(s), self.to_user(self.unflatten(y)))
-        if not self._checked:
-            check_func_output(f, self.unflatten(y), self.is_tuple)
-            self._checked = True
-        f = self.flatten(tuple(f) if self.is_tuple else (f,))
+        if self._checked and not self.is_tuple:  # the common case, kept to two reshapes
+            f = self.func(self.user_time(s), y.view(self.shapes[0]) if y.is_contiguous() else y.reshape(self.shapes[0]))
+            f = f.reshape(self.batch, -1)
+        else:
+            f = self.func(self.user_time(s), self.to_user(self.unflatten(y)))
+            if not self._checked:
+                check_func_output(f, self.unflatten(y), self.is_tuple)
+                self._checked = True
+            f = self.flatten(tuple(f) if self.is_tuple else (f,))
         return -f if self.direction < 0 else f
-
-
-def seconds_like(value: float, problem: FlatProblem) -> torch.Tensor:
-    """A ``[B]`` tensor of internal times filled with ``value``."""
-    return torch.full((problem.batch,), value, dtype=problem.time_dtype, device=problem.device)
-
-
-def is_finite_number(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))

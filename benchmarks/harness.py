@@ -1,0 +1,96 @@
+"""Timing, counting and reporting for the solver benchmarks."""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+
+def median_time(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    _sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def call_time(field: Callable, t: torch.Tensor, y: torch.Tensor, calls: int = 200) -> float:
+    """Seconds of one bare, gradient-free call of the vector field: the floor a solve is measured against."""
+    with torch.no_grad():
+        return median_time(lambda: [field(t, y) for _ in range(calls)], repeats=5) / calls
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class Counted:
+    """Wraps a vector field and counts its calls."""
+
+    def __init__(self, field: Callable):
+        self.field, self.calls = field, 0
+
+    def __call__(self, t, y):
+        self.calls += 1
+        return self.field(t, y)
+
+
+@dataclass
+class Row:
+    """One benchmark measurement."""
+
+    case: str
+    solver: str
+    seconds: float
+    nfe: Optional[float] = None
+    steps: Optional[float] = None
+    overhead: Optional[float] = None
+    error: Optional[float] = None
+    vs_torchdiffeq: Optional[float] = None
+    extra: dict = field(default_factory=dict)
+
+
+def fill_ratios(rows: list[Row]) -> None:
+    """Set each row's time ratio against the torchdiffeq row of the same case."""
+    reference = {r.case: r.seconds for r in rows if r.solver == "torchdiffeq"}
+    for r in rows:
+        if r.case in reference and r.seconds:
+            r.vs_torchdiffeq = r.seconds / reference[r.case]
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a fixed-width text table."""
+    head = f"{'case':<34} {'solver':<22} {'ms':>9} {'NFE':>8} {'steps':>7} {'overhead':>9} {'error':>9} {'/tdq':>6}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        def fmt(value, spec):
+            return format(value, spec) if value is not None else "-"
+        lines.append(
+            f"{r.case:<34} {r.solver:<22} {r.seconds * 1e3:>9.2f} {fmt(r.nfe, '>8.0f'):>8} {fmt(r.steps, '>7.0f'):>7} "
+            f"{fmt(r.overhead, '>9.2f'):>9} {fmt(r.error, '>9.1e'):>9} {fmt(r.vs_torchdiffeq, '>6.2f'):>6}"
+        )
+        if r.extra:
+            lines.append(" " * 36 + ", ".join(f"{k}={_short(v)}" for k, v in r.extra.items()))
+    return "\n".join(lines)
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def write_json(rows: list[Row], path, meta: dict) -> None:
+    with open(path, "w") as handle:
+        json.dump({"meta": meta, "rows": [asdict(r) for r in rows]}, handle, indent=2)
