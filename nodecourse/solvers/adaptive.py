@@ -84,9 +84,9 @@ class _Control:
 
     def factor_tensor(self, ratio: torch.Tensor) -> torch.Tensor:
         """The same rule on a ``[B]`` tensor of ratios, without leaving the device."""
-        factor = self.safety * ratio ** self.exponent
-        factor = torch.where(ratio <= 1, factor.clamp(1.0, self.ifactor), factor.clamp(self.dfactor, self.ifactor))
-        return torch.where(torch.isnan(ratio), torch.full_like(factor, self.dfactor), factor)
+        factor = ratio.pow(self.exponent).mul_(self.safety).clamp_(max=self.ifactor)
+        factor = torch.maximum(factor, torch.where(ratio <= 1, 1.0, self.dfactor).to(factor.dtype))
+        return torch.nan_to_num(factor, nan=self.dfactor)  # a NaN ratio: non-finite trial, shrink
 
     def check_steps(self, n: int, problem: FlatProblem) -> None:
         if n > self.max_num_steps:
@@ -172,27 +172,31 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
     t_end = s_list[-1]
     B = problem.batch
     active = torch.ones(B, dtype=torch.bool, device=y.device)
-    counts = torch.zeros(3, B, dtype=torch.long, device=y.device)  # steps, accepted, rejected
+    steps = torch.zeros(B, dtype=torch.long, device=y.device)
+    accepted = torch.zeros(B, dtype=torch.long, device=y.device)
     inf = torch.tensor(float("inf"), dtype=t.dtype, device=t.device)
     nonfinite = torch.zeros(B, dtype=torch.bool, device=y.device)
+    c = torch.tensor([float(ci) for ci in tableau.c], dtype=t.dtype, device=t.device).unsqueeze(1)
     n_iter = 0
     while True:
         n_iter += 1
         control.check_steps(n_iter, problem)
+        stage_times = list(torch.addcmul(t.unsqueeze(0), c, dt.unsqueeze(0)).unbind())  # [S] x [B]
         t1 = t + dt  # finished samples have dt = 0, so they stay put (and stay finite)
-        y1, err, stages = rk_step(problem, tableau, t, y, f, dt)
+        y1, err, stages = rk_step(problem, tableau, t, y, f, dt, stage_times)
         f1 = stages[-1].view_as(y) if tableau.fsal else problem(t1, y1)
         ratio = _error_ratio(norm, err, y, y1, rtol, atol)
         accept = (ratio <= 1) & active
+        stalled = active & (t1 == t)
         # remember whether a trial since the last accepted step produced NaN/inf (for the error message)
-        nonfinite = (nonfinite | torch.isnan(ratio)) & ~(accept & (t1 > t))
+        nonfinite = torch.where(accept & ~stalled, False, nonfinite | torch.isnan(ratio))
         finished = accept & (t1 >= t_end)
         running = active & ~finished
-        dt_next = torch.where(running, dt * control.factor_tensor(ratio).to(dt.dtype), torch.zeros_like(dt))
-        stalled = active & (t1 == t)
+        dt_next = torch.where(running, dt * control.factor_tensor(ratio).to(dt.dtype), 0.0)
         t_lo = torch.where(accept, t, inf).amin()
         t_hi = torch.where(accept, t1, -inf).amax()
-        counts += torch.stack([active, accept, active & ~accept]).long()
+        steps += active
+        accepted += accept
         summary = torch.stack([running.any().to(t.dtype), stalled.any().to(t.dtype), t_lo, t_hi])
         any_running, any_stalled, lo, hi = summary.tolist()  # the one host sync of the step
 
@@ -212,7 +216,7 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
         active = running
         if not any_running:
             break
-    steps, accepted, rejected = counts
+    rejected = steps - accepted
     evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
     stats = SolveStats(start_nfe + steps * evals_per_step, steps, accepted, rejected, problem.nfe)
     return outputs, stats
