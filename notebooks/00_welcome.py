@@ -35,7 +35,13 @@
 # as tests in minutes; without it you get the full experiments.
 
 # %%
-import math
+import sys
+
+if "google.colab" in sys.modules:  # on Colab: install the course package first
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "nodecourse @ git+https://github.com/nodecourse/neural-ode-course"], check=True)
 
 import matplotlib.pyplot as plt
 import torch

@@ -3,7 +3,7 @@
 For each lecture in notebooks/ and each solution notebook in solutions/, the newer of the .ipynb
 and its py:percent .py is taken as the truth; outputs are stripped, headings get slide metadata
 (``#``/``##`` start a slide, ``###`` a sub-slide, the badge cell is skipped), and both files are
-written. Then tools/make_exercises.py writes exercises/.
+written. Then tools/make_exercises.py writes exercises/ and tools/syllabus.py the README's syllabus.
 
     python tools/sync_notebooks.py                 # every notebook
     python tools/sync_notebooks.py 03_ode_solvers  # only the notebooks whose name starts with this
@@ -18,6 +18,7 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_exercises  # noqa: E402
+import syllabus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_FOLDERS = ("notebooks", "solutions")
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     prefix = args[0] if args else ""
     for name in SOURCE_FOLDERS:
         sync_folder(ROOT / name, prefix)
-    return make_exercises.main(["--only", prefix] if prefix else [])
+    status = make_exercises.main(["--only", prefix] if prefix else [])
+    return status or syllabus.main([])
 
 
 if __name__ == "__main__":
