@@ -14,7 +14,7 @@ from torch import nn
 
 import nodecourse
 from nodecourse.models import MLP
-from harness import Counted, Row, call_time, median_time
+from nodecourse.benchmarking import Counted, Row, call_time, median_time
 from nodecourse.data import load_mnist, split_holdout
 
 try:

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cases  # noqa: E402
-from harness import fill_ratios, table, write_json  # noqa: E402
+from nodecourse.benchmarking import fill_ratios, table, write_json  # noqa: E402
 
 
 def main(argv=None) -> int:
