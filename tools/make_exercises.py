@@ -54,7 +54,7 @@ def make_exercise_notebook(solution: nbformat.NotebookNode, name: str) -> nbform
             headings = EXERCISE_HEADING.findall(cell.source)
             if headings:
                 current = f"Exercise {headings[-1]}"
-            cell.source = cell.source.replace("(solutions)", "(exercises)")
+            cell.source = cell.source.replace(" (solutions)", "")
         elif cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             if BEGIN in cell.source:

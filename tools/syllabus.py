@@ -29,8 +29,15 @@ def lecture_facts(path: Path) -> dict:
     title = re.search(r"^# (\d\d)\s*·\s*(.+)$", text, re.MULTILINE)
     if not title:
         raise SystemExit(f"{path.name}: no title line '# NN · Title'")
-    objectives = re.search(r"\*\*Learning objectives\*\*\s*\n((?:\s*-.*\n?)+)", text)
-    bullets = [b.strip()[2:].strip() for b in objectives.group(1).splitlines() if b.strip().startswith("- ")] if objectives else []
+    bullets: list[str] = []
+    lines = text.split("**Learning objectives**", 1)[1].splitlines()[1:] if "**Learning objectives**" in text else []
+    for line in lines:
+        if line.strip().startswith("- "):
+            bullets.append(line.strip()[2:].strip())
+        elif line.strip() and bullets and line.startswith((" ", "\t")):  # a wrapped bullet
+            bullets[-1] += " " + line.strip()
+        elif line.strip() or bullets:
+            break
     time = re.search(r"\*\*Estimated time:?\*\*:?\s*(.+)", text)
     return {"number": title.group(1), "title": title.group(2).strip(), "objectives": bullets,
             "time": time.group(1).strip().rstrip('.') if time else ""}

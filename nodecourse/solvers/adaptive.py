@@ -119,6 +119,16 @@ def _dense_output(problem, tableau, y, y1, f, f1, stages, dt, t, s_w) -> torch.T
     return interpolation.evaluate(poly, x.to(y.dtype).unsqueeze(2))
 
 
+def _clips_last_step(tableau: ButcherTableau) -> bool:
+    """Whether the last step is shortened to end exactly at the final time.
+
+    Steps normally run past the last output time and serve it from the dense output, as torchdiffeq
+    does. A fourth-order method whose only interpolant is the third-order cubic Hermite (rkf45)
+    would lose accuracy there over a long final step, so it lands on the end time instead.
+    """
+    return tableau.b_mid is None and tableau.order >= 4
+
+
 def _advances(t: float, dt: float, dtype: torch.dtype) -> bool:
     """Whether ``t + dt`` differs from ``t`` in the time dtype (else the step has underflowed)."""
     if dtype == torch.float64:
@@ -135,6 +145,7 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0):
     t, t_end, dt = s_list[0], s_list[-1], float(dt0[0])
     n_steps = n_accepted = 0
     nonfinite, y1 = False, y
+    clip_last = _clips_last_step(tableau)
     while True:
         n_steps += 1
         control.check_steps(n_steps, problem)
@@ -142,14 +153,17 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0):
             stalled = torch.ones(1, dtype=torch.bool, device=y.device)
             _raise_underflow(problem, t_dev.reshape(1), torch.tensor([dt]), stalled,
                              torch.tensor([nonfinite]), y, y1)
+        last = clip_last and dt >= t_end - t
+        if last:  # land on the end time: this interpolant is less accurate than the step
+            dt = t_end - t
         y1, err, stages = rk_step(problem, tableau, t_dev, y, f, dt)
-        t1_dev = t_dev + dt
+        t1_dev = s_out[-1] if last else t_dev + dt
         f1 = stages[-1].view_as(y) if tableau.fsal else problem(t1_dev, y1)
         ratio = _error_ratio(norm, err, y, y1, rtol, atol).item()  # the one host sync of the step
         accepted = ratio <= 1.0
         nonfinite = (nonfinite or ratio != ratio) and not accepted
         if accepted:
-            t1 = t + dt
+            t1 = t_end if last else t + dt
             j_lo, j_hi = bisect.bisect_right(s_list, t), bisect.bisect_right(s_list, t1)
             if j_hi > j_lo:
                 values = _dense_output(problem, tableau, y, y1, f, f1, stages, dt, t_dev, s_out[j_lo:j_hi].unsqueeze(1))
@@ -177,12 +191,18 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
     inf = torch.tensor(float("inf"), dtype=t.dtype, device=t.device)
     nonfinite = torch.zeros(B, dtype=torch.bool, device=y.device)
     c = torch.tensor([float(ci) for ci in tableau.c], dtype=t.dtype, device=t.device).unsqueeze(1)
+    clip_last = _clips_last_step(tableau)
     n_iter = 0
     while True:
         n_iter += 1
         control.check_steps(n_iter, problem)
+        if clip_last:  # land on the end time: this interpolant is less accurate than the step
+            last = dt >= t_end - t
+            dt = torch.where(last, t_end - t, dt)
+            t1 = torch.where(last, t_end, t + dt)
+        else:
+            t1 = t + dt  # finished samples have dt = 0, so they stay put (and stay finite)
         stage_times = list(torch.addcmul(t.unsqueeze(0), c, dt.unsqueeze(0)).unbind())  # [S] x [B]
-        t1 = t + dt  # finished samples have dt = 0, so they stay put (and stay finite)
         y1, err, stages = rk_step(problem, tableau, t, y, f, dt, stage_times)
         f1 = stages[-1].view_as(y) if tableau.fsal else problem(t1, y1)
         ratio = _error_ratio(norm, err, y, y1, rtol, atol)
