@@ -1,0 +1,313 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "skip"}
+# [![Lecture in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/notebooks/03_ode_solvers.ipynb)
+# [![Exercises in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/exercises/03_ode_solvers_exercises.ipynb)
+# [![Solutions in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/solutions/03_ode_solvers_exercises.ipynb)
+#
+# Lecture · Exercises · Solutions
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 03 · ODE solvers: exercises
+#
+# Five exercises that rebuild the solver of the lecture piece by piece, ending with the batched
+# adaptive RKF45 that keeps one step size per sample and masks out the samples that are done.
+# Each exercise is a function; the checker below it runs your function against a reference on
+# several cases and tells you what passed. Until an exercise passes, the notebook goes on with the
+# reference, so you can do them in any order.
+#
+# **Learning objectives**
+# - measure a convergence order from errors at several step sizes;
+# - write one explicit Runge-Kutta step, with its embedded error estimate, from a Butcher tableau;
+# - implement the step-size controller and the masking of finished samples;
+# - assemble them into a batched adaptive solver and check it against `nodecourse.solve`.
+#
+# **Estimated time:** 75 minutes.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Setup
+# On Colab the first cell installs `nodecourse`; everywhere it picks the device, seeds the random
+# generators and reads fast mode (`NODECOURSE_FAST=1` shrinks the experiments for the test suite).
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # on Colab: install the course package first
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "nodecourse @ git+https://github.com/nodecourse/neural-ode-course"], check=True)
+
+import matplotlib.pyplot as plt
+import torch
+
+from nodecourse.config import FAST, device, seed_everything
+
+seed_everything(0)
+DEVICE = device()
+print(f"device: {DEVICE}, fast mode: {FAST}")
+
+# %%
+import numpy as np
+
+from nodecourse import odeint, solve
+from nodecourse.exercises import ex03
+from nodecourse.solvers import TABLEAUX
+
+DEV = torch.device("cpu") if DEVICE.type == "mps" else DEVICE  # float64 is not available on MPS
+F64 = {"dtype": torch.float64, "device": DEV}
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Hyperparameters
+# The only cell the test suite changes.
+
+# %%
+n_batch = 8 if FAST else 32  # samples in the batched solve of exercise 5
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 1: measure a convergence order
+# If a method's global error behaves like $e(h) \approx C h^p$, then $\log e = \log C + p \log h$:
+# a straight line of slope $p$ on a log-log plot. Write `convergence_order(step_sizes, errors)` that
+# returns $p$ as a Python `float`: the slope of the **least-squares** line through all the points
+# $(\log h_i, \log e_i)$, not just the slope between the first and the last point (measured errors
+# are never exactly on a line). Inputs are 1-D (lists or tensors) of the same length, in any order.
+
+# %%
+def convergence_order(step_sizes, errors):
+    """Least-squares slope of log(errors) against log(step_sizes), as a float."""
+    raise NotImplementedError("Exercise 1")
+
+
+convergence_order = ex03.check_convergence_order(convergence_order)
+
+# %% [markdown]
+# Use it on `nodecourse.odeint` with the fixed-step methods, on $\dot y = Ay$ (a slowly decaying
+# rotation) whose exact solution is $e^{At} y_0$:
+
+# %%
+A = torch.tensor([[-0.1, -1.0], [1.0, -0.1]], **F64)
+y0 = torch.tensor([1.0, 0.0], **F64)
+T = 2.0
+hs = [T / n for n in (8, 16, 32, 64, 128)]
+y_T = torch.linalg.matrix_exp(A * T) @ y0
+for method, theory in (("euler", 1), ("midpoint", 2), ("rk4", 4)):
+    errs = [(odeint(lambda t, y: y @ A.T, y0, torch.tensor([0.0, T], **F64), method=method,
+                    options={"step_size": h})[-1] - y_T).norm().item() for h in hs]
+    p = convergence_order(hs, errs)
+    print(f"{method:8s} order {p:.3f} (theory {theory})")
+    assert abs(p - theory) < 0.1
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 2: a Runge-Kutta step from its Butcher tableau
+# Write `rk_step(f, t, y, h, tableau)` for any explicit tableau of `nodecourse.solvers.TABLEAUX`
+# (fields `c`, `a`, `b`, `b_low`; the entries are `fractions.Fraction`, turn them into numbers with
+# `float`). With $s$ stages:
+# $$k_i = f\Big(t + c_i h,\; y + h\sum_{j<i} a_{ij} k_j\Big),\qquad
+# y_1 = y + h \sum_i b_i k_i,\qquad \mathrm{err} = h \sum_i (b_i - \hat b_i)\, k_i ,$$
+# where row `i` of `tableau.a` holds the $i$ weights $a_{ij}$, $j < i$, and $\hat b$ is `tableau.b_low`.
+# Return the pair `(y1, err)`, with `err = None` when `tableau.b_low is None` (fixed-step methods).
+#
+# The step must also work **per sample**: `t` and `h` may be floats or `[B]` tensors (one time and one
+# step per sample, `y` is then `[B, N]`). The first lines of the function make `h_y`, a version of `h`
+# that broadcasts against `y`; use `h_y` to update states and the plain `h` for times (`f` receives
+# `t + c_i h`, of shape `[B]` per sample).
+
+# %%
+def rk_step(f, t, y, h, tableau):
+    """One explicit RK step; returns (y1, err) with err = None for a tableau without b_low."""
+    h_y = torch.as_tensor(h, dtype=y.dtype, device=y.device)
+    if h_y.dim() == 1:  # one step per sample: [B] -> [B, 1, ...] to broadcast over the state
+        h_y = h_y.reshape(-1, *([1] * (y.dim() - 1)))
+    raise NotImplementedError("Exercise 2")
+
+
+rk_step = ex03.check_rk_step(rk_step)
+
+
+# %% [markdown]
+# Check it against `nodecourse.odeint`: ten steps of the 3/8-rule `rk4` on a batch of three states.
+# Then per sample: stepping three samples with three different step sizes at once must give what
+# stepping each sample alone gives.
+
+# %%
+def rotation(t, y):
+    return y @ A.T
+
+
+batch = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.5]], **F64)
+y = batch
+for i in range(10):
+    y, _ = rk_step(rotation, 0.1 * i, y, 0.1, TABLEAUX["rk4"])
+reference = odeint(rotation, batch, torch.tensor([0.0, 1.0], **F64), method="rk4", options={"step_size": 0.1})[-1]
+assert torch.allclose(y, reference, atol=1e-12)
+
+h_each = torch.tensor([0.1, 0.3, 0.05], **F64)
+together, _ = rk_step(rotation, torch.zeros(3, **F64), batch, h_each, TABLEAUX["dopri5"])
+alone = torch.stack([rk_step(rotation, 0.0, batch[b], h_each[b].item(), TABLEAUX["dopri5"])[0] for b in range(3)])
+print("rk4 vs odeint:", (y - reference).abs().max().item(), "| per-sample vs alone:", (together - alone).abs().max().item())
+assert torch.allclose(together, alone, atol=1e-14)
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 3: the step-size controller
+# After a step of size $h$ with error ratio $r = \|\mathrm{err}/\mathrm{scale}\|_{\mathrm{RMS}}$
+# (accepted when $r \le 1$), the next step size is
+# $$h_\text{new} = h \cdot \mathrm{clamp}\big(\text{safety}\cdot r^{-1/q},\ \text{low},\ \text{ifactor}\big)$$
+# where $q$ is `order` (the tableau's `error_order`), and
+# - low $= 1$ when $r \le 1$ (an accepted step never shrinks the next one), low $=$ `dfactor` when $r > 1$;
+# - $r = 0$ gives the largest growth, `ifactor` (in torch `0 ** -0.2` is `inf`, which the clamp handles);
+# - a NaN ratio (the trial step produced NaN or inf) gives $h \cdot$ `dfactor`.
+#
+# Write `next_step_size(h, ratio, order, safety=0.9, ifactor=10.0, dfactor=0.2)` for tensors `h` and
+# `ratio` of shape `[B]` (one entry per sample), elementwise, returning a `[B]` tensor of `h`'s dtype.
+
+# %%
+def next_step_size(h, ratio, order, safety=0.9, ifactor=10.0, dfactor=0.2):
+    """The next step size [B] from the step h [B] and its error ratio [B]."""
+    raise NotImplementedError("Exercise 3")
+
+
+next_step_size = ex03.check_next_step_size(next_step_size)
+
+# %% [markdown]
+# A quick look at the controller: a step that was far too large (ratio 1000) is rejected and shrunk,
+# but never below `dfactor` = 0.2 of itself; a step with a tiny error grows, but at most tenfold.
+
+# %%
+h_demo = torch.tensor([1.0], **F64)
+shrunk = next_step_size(h_demo, torch.tensor([1000.0], **F64), 5)
+grown = next_step_size(h_demo, torch.tensor([1e-8], **F64), 5)
+print(f"after ratio 1000: h = {shrunk.item():.3f}; after ratio 1e-8: h = {grown.item():.1f}")
+assert abs(shrunk.item() - 0.9 * 1000 ** -0.2) < 1e-12 and abs(grown.item() - 10.0) < 1e-12
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 4: masking the samples that are done
+# In a batched solve with one step size per sample, every loop iteration tries one step for every
+# sample and then must update the bookkeeping. Write
+# `mask_update(t, y, y_prop, h, t_end, accept, active)` that returns the new `(t, y, active)`:
+#
+# - `t`, `h`: `[B]` times and the step sizes just tried; the caller has clipped them so that
+#   `t + h <= t_end`; `y`, `y_prop`: `[B, N]` states and the proposed new states;
+#   `accept`, `active`: `[B]` bool masks (step accepted; sample still running); `t_end` a float;
+# - a sample **moves** (`t + h`, `y_prop`) only when it is active and its step was accepted; every
+#   other sample keeps its `t` and `y`;
+# - a moving sample **finishes** when its step covered the rest of the interval, `h >= t_end - t`;
+#   then its new time is exactly `t_end` (no rounding error) and it is no longer active.
+#
+# This is the heart of the batched RKF45: the solve ends when no sample is active (the mask of
+# finished samples is full).
+
+# %%
+def mask_update(t, y, y_prop, h, t_end, accept, active):
+    """New (t [B], y [B, N], active [B]) after one batched trial step."""
+    raise NotImplementedError("Exercise 4")
+
+
+mask_update = ex03.check_mask_update(mask_update)
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 5: a batched adaptive RKF45
+# Put the pieces together: `batched_rkf45(f, y0, t_end, rtol, atol, first_step)` solves
+# $\dot y = f(t, y)$ from $t = 0$ to `t_end` for a batch `y0` of shape `[B, N]`, with one step size per
+# sample, and returns `(y_end, n_steps)`: the states at `t_end` `[B, N]` and the number of attempted
+# steps of each sample (a `[B]` integer tensor). `f` is called with `t` of shape `[B]`.
+#
+# 1. Start with `t = 0`, `h = first_step` and every sample active (all `[B]` tensors).
+# 2. While any sample is active:
+#    - `h_try`: `min(h, t_end - t)` for active samples, `0` for finished ones;
+#    - `(y1, err) = rk_step(f, t, y, h_try, TABLEAUX["rkf45"])`;
+#    - per sample, `ratio` = RMS over the `N` entries of `err / (atol + rtol * max(|y|, |y1|))`;
+#    - count one attempted step for every active sample;
+#    - `h = next_step_size(h_try, ratio, tableau.error_order)`;
+#    - `(t, y, active) = mask_update(t, y, y1, h_try, t_end, ratio <= 1, active)`.
+#
+# Use your functions from exercises 2 to 4 (or the references the notebook goes on with).
+
+# %%
+def batched_rkf45(f, y0, t_end, rtol, atol, first_step):
+    """Adaptive RKF45 with one step size per sample; returns (y(t_end) [B, N], attempted steps [B])."""
+    tableau = TABLEAUX["rkf45"]
+    raise NotImplementedError("Exercise 5")
+
+
+batched_rkf45 = ex03.check_batched_rkf45(batched_rkf45)
+
+# %% [markdown]
+# **Your solver against the package.** A batch of decays $\dot y_b = -k_b y_b$ with rates over two orders
+# of magnitude needs very different step sizes. Compare with `nodecourse.solve(...,
+# options={"per_sample": True})` (same first step) and with the shared step of the default mode:
+# - your step counts match the package's per-sample counts (it does not shorten its last step but
+#   interpolates at the end, so allow a step or two, or 5%);
+# - every sample meets its tolerance: the error at `t_end` is within a small factor of
+#   `atol + rtol * |y|` (the tolerance bounds each step's error; these decays shrink earlier errors);
+# - on average a sample needs far fewer steps than the shared step size makes it take.
+
+# %%
+rates = torch.logspace(0, 2, n_batch, **F64)
+
+
+def decay(t, y):
+    return -rates[:, None] * y
+
+
+start = torch.ones(n_batch, 1, **F64)
+t_end, tol = 5.0, 1e-6
+exact_end = torch.exp(-rates * t_end)[:, None]
+y_mine, steps_mine = batched_rkf45(decay, start, t_end, tol, tol, 0.01)
+span = torch.tensor([0.0, t_end], **F64)
+per_sample = solve(decay, start, span, rtol=tol, atol=tol, method="rkf45",
+                   options={"per_sample": True, "first_step": 0.01})
+shared = solve(decay, start, span, rtol=tol, atol=tol, method="rkf45", options={"first_step": 0.01})
+
+error_ratio = ((y_mine - exact_end).abs() / (tol + tol * exact_end.abs())).squeeze(1)
+print("steps (mine):   ", steps_mine.tolist())
+print("steps (package):", per_sample.stats.n_steps.tolist())
+print(f"shared step: {shared.stats.n_steps} steps for every sample; mine: mean {steps_mine.double().mean():.1f}")
+print(f"worst error of mine: {error_ratio.max():.2f} x tolerance")
+assert bool(((steps_mine - per_sample.stats.n_steps).abs() <= (0.05 * per_sample.stats.n_steps).clamp(min=2)).all())
+assert bool((error_ratio < 10).all())
+assert steps_mine.double().mean() < 0.5 * shared.stats.n_steps
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.semilogx(rates.cpu(), steps_mine.cpu(), "o", label="batched_rkf45 (yours)")
+ax.semilogx(rates.cpu(), per_sample.stats.n_steps.cpu(), "x", label="nodecourse, per_sample=True")
+ax.axhline(shared.stats.n_steps, color="C3", label="shared step size")
+ax.set(xlabel="decay rate k", ylabel="attempted steps", title="one step size per sample")
+ax.legend()
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Recap
+# - A convergence order is the slope of a least-squares line on a log-log plot of error against step size.
+# - One function runs every explicit Runge-Kutta method from its tableau; the embedded weights give an
+#   error estimate from the same stages.
+# - The controller turns the error ratio into the next step: `h * clamp(0.9 r^(-1/q), low, 10)`.
+# - Per-sample stepping is bookkeeping with masks: move the accepted, retire the finished, stop when
+#   none is left; each sample then takes only the steps it needs.
+#
+# ## Further reading
+# - E. Hairer, S. P. Nørsett, G. Wanner. *Solving Ordinary Differential Equations I: Nonstiff Problems*,
+#   2nd ed. Springer, 1993. (Sec. II.4: automatic step-size control.)
+# - E. Fehlberg. *Low-order classical Runge-Kutta formulas with stepsize control and their application to
+#   some heat transfer problems*. NASA Technical Report R-315, 1969.
+# - M. Lienen, S. Günnemann. *torchode: A Parallel ODE Solver for PyTorch*. The Symbiosis of Deep Learning
+#   and Differential Equations workshop, NeurIPS 2022. arXiv:2210.12375.
+# - R. T. Q. Chen, Y. Rubanova, J. Bettencourt, D. Duvenaud. *Neural Ordinary Differential Equations*.
+#   NeurIPS 2018. arXiv:1806.07366.

@@ -1,0 +1,403 @@
+"""Checkers for notebook 03 (ODE solvers): convergence orders, a Runge-Kutta step from its tableau,
+the step-size controller, the masking of finished samples and a batched adaptive RKF45.
+
+Each ``check_*`` runs the learner's function against the reference below on several cases, prints a
+report and returns the function to go on with (the learner's when every case passed, else the
+reference). The references are public so a notebook can also call them directly.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+
+from nodecourse.solvers import TABLEAUX, ButcherTableau
+
+from .checking import Case, check_function, close
+
+__all__ = [
+    "convergence_order",
+    "rk_step",
+    "next_step_size",
+    "mask_update",
+    "batched_rkf45",
+    "check_convergence_order",
+    "check_rk_step",
+    "check_next_step_size",
+    "check_mask_update",
+    "check_batched_rkf45",
+]
+
+Field = Callable[[Any, torch.Tensor], torch.Tensor]
+Time = Union[float, torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------------
+# references
+# --------------------------------------------------------------------------------------------------
+
+
+def convergence_order(step_sizes: Sequence[float] | torch.Tensor, errors: Sequence[float] | torch.Tensor) -> float:
+    """The slope of the least-squares line through ``(log h, log error)``: the measured order ``p``.
+
+    ``step_sizes`` and ``errors`` are 1-D of the same length (at least 2), all positive; if
+    ``error ~ C h^p`` the slope is ``p``. A fit through all points is less sensitive to one noisy
+    point than the slope between the two ends.
+    """
+    h = torch.as_tensor(step_sizes, dtype=torch.float64).reshape(-1)
+    e = torch.as_tensor(errors, dtype=torch.float64).reshape(-1)
+    if h.numel() != e.numel() or h.numel() < 2:
+        raise ValueError(
+            f"step_sizes and errors need the same length, at least 2; got {h.numel()} and {e.numel()}."
+        )
+    if bool((h <= 0).any()) or bool((e <= 0).any()):
+        raise ValueError("step sizes and errors must be positive to take logarithms; drop zero errors first.")
+    x, y = h.log(), e.log()
+    x_c = x - x.mean()
+    return float((x_c * (y - y.mean())).sum() / (x_c * x_c).sum())
+
+
+def _step_like(h: Time, y: torch.Tensor) -> torch.Tensor:
+    """``h`` as a tensor that broadcasts against ``y``: a scalar, or ``[B, 1, ...]`` for one step per sample."""
+    h_y = torch.as_tensor(h, dtype=y.dtype, device=y.device)
+    if h_y.dim() == 1:
+        h_y = h_y.reshape(-1, *([1] * (y.dim() - 1)))
+    return h_y
+
+
+def rk_step(f: Field, t: Time, y: torch.Tensor, h: Time,
+            tableau: ButcherTableau) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """One explicit Runge-Kutta step of ``tableau`` from ``(t, y)`` with step ``h``.
+
+    ``t`` and ``h`` are floats, 0-d tensors, or ``[B]`` tensors (one per sample, then ``y`` is
+    ``[B, ...]``). Stage ``i`` evaluates ``k_i = f(t + c_i h, y + h sum_j a_ij k_j)``; the step returns
+    ``(y1, err)`` with ``y1 = y + h sum_i b_i k_i`` and ``err = h sum_i (b_i - b_low_i) k_i``, the
+    difference of the two embedded solutions (``None`` when the tableau has no ``b_low``).
+    """
+    if not isinstance(tableau, ButcherTableau):
+        raise TypeError(f"tableau must be a ButcherTableau (e.g. TABLEAUX['rk4']), got {type(tableau).__name__}.")
+    h_y = _step_like(h, y)
+    k: list[torch.Tensor] = []
+    for i in range(tableau.n_stages):
+        y_i = y + h_y * sum(float(a_ij) * k_j for a_ij, k_j in zip(tableau.a[i], k))
+        k.append(f(t + float(tableau.c[i]) * h, y_i))
+    y1 = y + h_y * sum(float(b_i) * k_i for b_i, k_i in zip(tableau.b, k))
+    if tableau.b_low is None:
+        return y1, None
+    err = h_y * sum(float(b_i - bl_i) * k_i for b_i, bl_i, k_i in zip(tableau.b, tableau.b_low, k))
+    return y1, err
+
+
+def next_step_size(h: torch.Tensor, ratio: torch.Tensor, order: int, safety: float = 0.9,
+                   ifactor: float = 10.0, dfactor: float = 0.2) -> torch.Tensor:
+    """The next step size ``[B]`` from the current one ``h`` ``[B]`` and the error ratio ``[B]``.
+
+    ``ratio = ||err / scale||`` (<= 1: the step is accepted). The error behaves like ``C h^order``, so
+    the step that would just meet the tolerance is ``h ratio^(-1/order)``; the controller takes
+    ``h * clamp(safety * ratio^(-1/order), dfactor, ifactor)``, never shrinks after an accepted step
+    (factor at least 1), and shrinks by ``dfactor`` when the ratio is NaN (the trial step blew up).
+    """
+    h = torch.as_tensor(h)
+    ratio = torch.as_tensor(ratio, dtype=h.dtype, device=h.device)
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"order must be a positive integer (the tableau's error_order), got {order!r}.")
+    factor = safety * ratio ** (-1.0 / order)  # ratio = 0 gives inf, clamped to ifactor below
+    factor = torch.where(ratio <= 1, factor.clamp(1.0, ifactor), factor.clamp(dfactor, ifactor))
+    factor = torch.where(torch.isnan(ratio), torch.full_like(factor, dfactor), factor)
+    return h * factor
+
+
+def mask_update(t: torch.Tensor, y: torch.Tensor, y_prop: torch.Tensor, h: torch.Tensor, t_end: float,
+                accept: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advance the samples whose step was accepted, and retire those that reached ``t_end``.
+
+    ``t``, ``h`` ``[B]``: times and the steps just tried (already clipped so ``t + h <= t_end``);
+    ``y``, ``y_prop`` ``[B, N]``: states and the proposed states; ``accept``, ``active`` ``[B]`` bool.
+    A sample moves only when it is active and its step was accepted; it finishes when that step
+    covered the rest of the interval (``h >= t_end - t``), and then its time is exactly ``t_end``.
+    Returns the new ``(t, y, active)``.
+    """
+    for name, mask in (("accept", accept), ("active", active)):
+        if not torch.is_tensor(mask) or mask.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool tensor [B], got {getattr(mask, 'dtype', type(mask).__name__)}.")
+    move = accept & active
+    reaches = h >= t_end - t
+    t_new = torch.where(move, torch.where(reaches, torch.full_like(t, t_end), t + h), t)
+    y_new = torch.where(move.reshape(-1, *([1] * (y.dim() - 1))), y_prop, y)
+    return t_new, y_new, active & ~(move & reaches)
+
+
+def batched_rkf45(f: Field, y0: torch.Tensor, t_end: float, rtol: float, atol: float,
+                  first_step: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Solve ``dy/dt = f(t, y)`` from ``t = 0`` to ``t_end`` with RKF45, one step size per sample.
+
+    ``y0`` is ``[B, N]``; ``f`` receives ``t`` of shape ``[B]``. Each loop iteration tries one step for
+    every active sample (clipped to end at ``t_end``), accepts it where the RMS norm of
+    ``err / (atol + rtol * max(|y|, |y1|))`` over the sample's entries is at most 1, updates the step
+    sizes and masks out the samples that are done; it returns when none is active. Returns
+    ``(y(t_end) [B, N], attempted steps per sample [B])``.
+    """
+    if not torch.is_tensor(y0) or y0.dim() != 2 or not y0.is_floating_point():
+        raise ValueError("y0 must be a floating [B, N] tensor (a batch of B states with N entries each).")
+    if not t_end > 0 or not first_step > 0:
+        raise ValueError(f"t_end and first_step must be positive, got t_end={t_end!r}, first_step={first_step!r}.")
+    tableau = TABLEAUX["rkf45"]
+    batch = y0.shape[0]
+    t = torch.zeros(batch, dtype=y0.dtype, device=y0.device)
+    h = torch.full_like(t, float(first_step))
+    y = y0
+    active = torch.ones(batch, dtype=torch.bool, device=y0.device)
+    n_steps = torch.zeros(batch, dtype=torch.long, device=y0.device)
+    while bool(active.any()):
+        h_try = torch.where(active, torch.minimum(h, t_end - t), torch.zeros_like(h))
+        y_prop, err = rk_step(f, t, y, h_try, tableau)
+        scale = atol + rtol * torch.maximum(y.abs(), y_prop.abs())
+        ratio = (err / scale).pow(2).mean(dim=1).sqrt()
+        accept = ratio <= 1
+        n_steps += active.long()
+        h = next_step_size(h_try, ratio, tableau.error_order)
+        t, y, active = mask_update(t, y, y_prop, h_try, t_end, accept, active)
+    return y, n_steps
+
+
+# --------------------------------------------------------------------------------------------------
+# test problems
+# --------------------------------------------------------------------------------------------------
+
+
+def _column(t: Time, y: torch.Tensor) -> torch.Tensor:
+    """``t`` as a tensor that broadcasts against ``y``: a scalar, or ``[B, 1]`` for per-sample times."""
+    t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
+    return t.reshape(-1, 1) if t.dim() == 1 else t
+
+
+def _rotation(t: Time, y: torch.Tensor) -> torch.Tensor:
+    """A damped rotation ``[..., 2]``, autonomous."""
+    x, v = y[..., 0], y[..., 1]
+    return torch.stack([-0.1 * x - v, x - 0.1 * v], dim=-1)
+
+
+def _forced(t: Time, y: torch.Tensor) -> torch.Tensor:
+    """``y' = -y + sin(3 t) + t``: time-dependent, so the stage times ``t + c_i h`` matter."""
+    s = _column(t, y) if y.dim() > 1 else torch.as_tensor(t, dtype=y.dtype)
+    return -y + torch.sin(3 * s) + s
+
+
+def _van_der_pol(mu: torch.Tensor) -> Field:
+    def field(t: Time, y: torch.Tensor) -> torch.Tensor:
+        x, v = y[:, 0], y[:, 1]
+        return torch.stack([v, mu * (1 - x**2) * v - x], dim=1)
+    return field
+
+
+def _decay(rates: torch.Tensor) -> Field:
+    def field(t: Time, y: torch.Tensor) -> torch.Tensor:
+        return -rates.reshape(-1, 1) * y
+    return field
+
+
+def _require_callable(name: str, fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} expects your function (e.g. {name}(my_function)), got {type(fn).__name__}.")
+
+
+def _dtype_first(expected: Any, got: Any) -> Optional[str]:
+    """A dtype mismatch, said plainly, before the values are compared."""
+    if torch.is_tensor(expected) and torch.is_tensor(got) and got.dtype != expected.dtype:
+        return f"expected dtype {expected.dtype}, got {got.dtype}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# checkers
+# --------------------------------------------------------------------------------------------------
+
+
+def check_convergence_order(fn: Callable[..., float], verbose: bool = True) -> Callable[..., float]:
+    """Exercise 1: the least-squares slope of log error against log step size."""
+    _require_callable("check_convergence_order", fn)
+    h = torch.tensor([0.4, 0.2, 0.1, 0.05, 0.025], dtype=torch.float64)
+    wiggle = torch.tensor([1.3, 0.8, 1.1, 0.7, 1.4], dtype=torch.float64)
+    cases = [
+        Case("exact power law e = 3 h^2", (h, 3 * h**2)),
+        Case("exact power law e = 0.01 h^4, as Python lists", (h.tolist(), (0.01 * h**4).tolist())),
+        Case("noisy e = h^1 * wiggle (a fit, not the two end points)", (h, h * wiggle)),
+        Case("step sizes in increasing order", (h.flip(0), (2 * h**3 * wiggle).flip(0))),
+        Case("only two points", (h[:2], 5 * h[:2] ** 5)),
+        Case("float32 errors", (h.float(), (h**2 * wiggle).float())),
+    ]
+    hint = ("fit a straight line to (log h, log error) by least squares over all points: slope = "
+            "sum((x - mean x)(y - mean y)) / sum((x - mean x)^2) with x = log h, y = log error "
+            "(or numpy.polyfit(x, y, 1)[0]). Return a Python float.")
+
+    def compare(expected: float, got: Any) -> Optional[str]:
+        return close(expected, got, rtol=1e-6, atol=1e-9)
+
+    result, _ = check_function("Exercise 1 (convergence order)", fn, convergence_order, cases, hint=hint,
+                               compare=compare, verbose=verbose)
+    return result
+
+
+def check_rk_step(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..., tuple]:
+    """Exercise 2: one explicit Runge-Kutta step from a Butcher tableau, with its error estimate."""
+    _require_callable("check_rk_step", fn)
+    f64 = torch.float64
+    gen = torch.Generator().manual_seed(2)
+    y2 = torch.tensor([1.0, 0.5], dtype=f64)
+    batch = torch.tensor([[1.0], [-0.5], [2.0]], dtype=f64)
+    vdp_y = torch.tensor([[2.0, 0.0], [1.0, -1.0], [-0.5, 2.0], [0.1, 0.3]], dtype=f64)
+    vdp = _van_der_pol(torch.tensor([0.5, 1.0, 3.0, 10.0], dtype=f64))
+    t_ps = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=f64)
+    h_ps = torch.tensor([0.1, 0.05, 0.2, 0.01], dtype=f64)
+    cases = [
+        Case("euler, rotation [2]", (_rotation, 0.0, y2, 0.3, TABLEAUX["euler"])),
+        Case("midpoint, rotation [2]", (_rotation, 0.0, y2, 0.3, TABLEAUX["midpoint"])),
+        Case("heun2, y' = -y + sin(3t) + t [3, 1] at t = 0.7", (_forced, 0.7, batch, 0.25, TABLEAUX["heun2"])),
+        Case("rk4 (3/8 rule), y' = -y + sin(3t) + t at t = 1.2", (_forced, 1.2, batch, 0.4, TABLEAUX["rk4"])),
+        Case("rk4, float32 rotation [5, 2]", (_rotation, 0.0, torch.randn(5, 2, generator=gen), 0.1,
+                                               TABLEAUX["rk4"])),
+        Case("rkf45: solution and error estimate", (_forced, 0.3, batch, 0.5, TABLEAUX["rkf45"])),
+        Case("dopri5, one t and h per sample [4]", (vdp, t_ps, vdp_y, h_ps, TABLEAUX["dopri5"])),
+        Case("bosh3, per-sample t and h on y' = -y + sin(3t) + t", (_forced, t_ps[:3], batch, h_ps[:3],
+                                                                    TABLEAUX["bosh3"])),
+    ]
+    hint = ("stage i: k_i = f(t + c_i h, y + h * sum_j a_ij k_j) over the earlier stages j < i (row i of "
+            "tableau.a has i entries; float() turns the fractions into numbers); then y1 = y + h * sum_i b_i k_i "
+            "and err = h * sum_i (b_i - b_low_i) k_i, or None when tableau.b_low is None. Use the broadcasting "
+            "step h_y for the states and the plain h for the times.")
+
+    def compare(expected: tuple, got: Any) -> Optional[str]:
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            return f"return a pair (y1, err), got {type(got).__name__}"
+        for what, e, g in (("y1", expected[0], got[0]), ("err", expected[1], got[1])):
+            if e is None:
+                if g is not None:
+                    return f"{what}: expected None (this tableau has no b_low), got {type(g).__name__}"
+                continue
+            why = _dtype_first(e, g) or close(e, g, rtol=1e-6 if e.dtype == f64 else 1e-4, atol=1e-10)
+            if why:
+                return f"{what}: {why}"
+        return None
+
+    result, _ = check_function("Exercise 2 (Runge-Kutta step from a tableau)", fn, rk_step, cases, hint=hint,
+                               compare=compare, verbose=verbose)
+    return result
+
+
+def check_next_step_size(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
+    """Exercise 3: the step-size controller."""
+    _require_callable("check_next_step_size", fn)
+    f64 = torch.float64
+    ratios = torch.tensor([0.0, 1e-6, 0.05, 0.5, 0.95, 1.0, 1.2, 4.0, 1e6], dtype=f64)
+    h = torch.linspace(0.01, 0.5, len(ratios), dtype=f64)
+    nan = torch.tensor([0.5, float("nan"), 2.0], dtype=f64)
+    cases = [
+        Case("order 5, ratios from 0 to 1e6", (h, ratios, 5)),
+        Case("order 3 (bosh3)", (h, ratios, 3)),
+        Case("accepted steps never shrink (ratio 0.95, 1.0)", (h[4:6], ratios[4:6], 5)),
+        Case("safety=0.8, ifactor=5, dfactor=0.1", (h, ratios, 5), {"safety": 0.8, "ifactor": 5.0, "dfactor": 0.1}),
+        Case("a NaN ratio (the trial step blew up)", (h[:3], nan, 5)),
+        Case("float32", (h.float(), ratios.float(), 4)),
+    ]
+    hint = ("factor = safety * ratio ** (-1 / order); clamp it to [1, ifactor] where ratio <= 1 (an accepted "
+            "step never shrinks the next one) and to [dfactor, ifactor] where ratio > 1; where ratio is NaN "
+            "use dfactor; return h * factor. torch.where and Tensor.clamp work elementwise.")
+
+    def compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+        return _dtype_first(expected, got) or close(expected, got, rtol=1e-6 if expected.dtype == f64 else 1e-5,
+                                                    atol=1e-12)
+
+    result, _ = check_function("Exercise 3 (step-size controller)", fn, next_step_size, cases, hint=hint,
+                               compare=compare, verbose=verbose)
+    return result
+
+
+def check_mask_update(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..., tuple]:
+    """Exercise 4: advance accepted samples, retire the finished ones."""
+    _require_callable("check_mask_update", fn)
+    f64 = torch.float64
+    gen = torch.Generator().manual_seed(3)
+    t = torch.tensor([0.0, 0.5, 0.9, 0.95, 1.0, 0.2], dtype=f64)
+    t_end = 1.0
+    h = torch.minimum(torch.tensor([0.3, 0.2, 0.4, 0.05, 0.1, 0.1], dtype=f64), t_end - t)
+    h[4] = 0.0  # a sample that finished earlier tries no step
+    y = torch.randn(6, 3, generator=gen, dtype=f64)
+    y_prop = y + 0.1 * torch.randn(6, 3, generator=gen, dtype=f64)
+    accept = torch.tensor([True, False, True, True, True, True])
+    active = torch.tensor([True, True, True, True, False, True])
+    all_done = torch.zeros(6, dtype=torch.bool)
+    t_late = torch.tensor([1.5, 2.0, 2.9], dtype=f64)
+    h_late = torch.tensor([0.5, 0.25, 0.1], dtype=f64)  # the last reaches t_end = 3 only up to rounding
+    cases = [
+        Case("a mix of accepted, rejected, finishing and finished samples", (t, y, y_prop, h, t_end, accept, active)),
+        Case("every step rejected: nothing moves", (t, y, y_prop, h, t_end, ~accept, active)),
+        Case("nobody active: nothing moves", (t, y, y_prop, h, t_end, accept, all_done)),
+        Case("steps that land on t_end exactly (time snapped to t_end)",
+             (t_late, y[:3], y_prop[:3], 3.0 - t_late, 3.0, accept[:3] | True, active[:3] | True)),
+        Case("steps short of t_end", (t_late, y[:3], y_prop[:3], h_late * 0.5, 3.0, accept[:3] | True,
+                                      active[:3] | True)),
+        Case("float32 states [6, 3]", (t.float(), y.float(), y_prop.float(), h.float(), t_end, accept, active)),
+    ]
+    hint = ("move = accept & active; a moving sample takes t + h and y_prop (keep t and y elsewhere: "
+            "torch.where, with the mask reshaped to [B, 1] for y); it finishes when its step covered the rest, "
+            "h >= t_end - t, and then its time is exactly t_end; the new active mask is active & ~(move & finishes).")
+
+    def compare(expected: tuple, got: Any) -> Optional[str]:
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            return f"return a triple (t, y, active), got {type(got).__name__}"
+        for what, e, g in (("t", expected[0], got[0]), ("y", expected[1], got[1])):
+            why = _dtype_first(e, g) or close(e, g, rtol=1e-6, atol=1e-12)
+            if why:
+                return f"{what}: {why}"
+        e, g = expected[2], got[2]
+        if not torch.is_tensor(g) or g.dtype != torch.bool or g.shape != e.shape:
+            return f"active: expected a bool tensor of shape {tuple(e.shape)}"
+        if not torch.equal(e, g):
+            return f"active: expected {e.tolist()}, got {g.tolist()}"
+        return None
+
+    result, _ = check_function("Exercise 4 (masking finished samples)", fn, mask_update, cases, hint=hint,
+                               compare=compare, verbose=verbose)
+    return result
+
+
+def check_batched_rkf45(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..., tuple]:
+    """Exercise 5: the batched adaptive RKF45 with per-sample steps and masking.
+
+    Solutions may differ from the reference in small choices (e.g. how the last step is clipped), so
+    the states must agree to a few times the tolerance and the step counts to within 20% (or 2).
+    """
+    _require_callable("check_batched_rkf45", fn)
+    f64 = torch.float64
+    rates = torch.logspace(-1, 1, 5, dtype=f64)
+    mus = torch.tensor([0.2, 1.0, 4.0], dtype=f64)
+    vdp_y0 = torch.tensor([[2.0, 0.0]] * 3, dtype=f64)
+    cases = [
+        Case("decay rates 0.1 ... 10, tol 1e-6", (_decay(rates), torch.ones(5, 1, dtype=f64), 2.0, 1e-6, 1e-6, 0.01)),
+        Case("Van der Pol, mu = 0.2, 1, 4, tol 1e-5", (_van_der_pol(mus), vdp_y0, 3.0, 1e-5, 1e-5, 0.01)),
+        Case("one sample", (_decay(rates[2:3]), torch.full((1, 1), 3.0, dtype=f64), 1.5, 1e-7, 1e-7, 0.1)),
+        Case("float32, tol 1e-4", (_van_der_pol(mus.float()), vdp_y0.float(), 2.0, 1e-4, 1e-4, 0.05)),
+    ]
+    hint = ("start with t = 0, h = first_step, all samples active; loop while any is active: h_try = where(active, "
+            "min(h, t_end - t), 0); (y1, err) = rk_step(f, t, y, h_try, TABLEAUX['rkf45']); ratio = RMS over dim 1 "
+            "of err / (atol + rtol * max(|y|, |y1|)); count a step for each active sample; h = next_step_size(h_try, "
+            "ratio, tableau.error_order); (t, y, active) = mask_update(t, y, y1, h_try, t_end, ratio <= 1, active).")
+
+    def compare(expected: tuple, got: Any) -> Optional[str]:
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            return f"return a pair (y_end, n_steps), got {type(got).__name__}"
+        (y_ref, n_ref), (y_got, n_got) = expected, got
+        why = _dtype_first(y_ref, y_got) or close(y_ref, y_got, rtol=1e-3, atol=1e-4 if y_ref.dtype == f64 else 1e-3)
+        if why:
+            return f"y_end: {why}"
+        n_got = torch.as_tensor(n_got)
+        if n_got.shape != n_ref.shape:
+            return f"n_steps: expected one count per sample, shape {tuple(n_ref.shape)}, got {tuple(n_got.shape)}"
+        slack = torch.clamp(0.2 * n_ref.double(), min=2.0)
+        if bool(((n_got.double() - n_ref.double()).abs() > slack).any()):
+            return f"n_steps: expected about {n_ref.tolist()}, got {n_got.tolist()}"
+        return None
+
+    result, _ = check_function("Exercise 5 (batched adaptive RKF45)", fn, batched_rkf45, cases, hint=hint,
+                               compare=compare, verbose=verbose)
+    return result

@@ -1,0 +1,266 @@
+"""Checkers of notebook 03: the references are right (against exact solutions, hand-computed values and
+``nodecourse.solve``), wrong answers fail with a hint, unattempted ones hand back the reference, and bad
+input gets a clear error."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nodecourse import solve
+from nodecourse.exercises import ex03
+from nodecourse.solvers import TABLEAUX
+
+F64 = torch.float64
+
+
+def _not_attempted(*args, **kwargs):
+    raise NotImplementedError("Exercise")
+
+
+def _wrapped(fn):
+    """A distinct function object that behaves like ``fn`` (so we can tell which one a checker returns)."""
+    return lambda *args, **kwargs: fn(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# the references against independent computations
+# --------------------------------------------------------------------------------------------------
+
+
+def test_convergence_order_recovers_power_laws_and_matches_polyfit():
+    h = np.array([0.3, 0.1, 0.03, 0.01])
+    for p in (1, 2, 4):
+        assert ex03.convergence_order(h, 7.0 * h**p) == pytest.approx(p, abs=1e-12)
+        assert ex03.convergence_order(h[::-1].copy(), (7.0 * h**p)[::-1].copy()) == pytest.approx(p, abs=1e-12)
+    noisy = h**2 * np.array([1.5, 0.7, 1.2, 0.9])
+    assert ex03.convergence_order(h, noisy) == pytest.approx(np.polyfit(np.log(h), np.log(noisy), 1)[0], abs=1e-12)
+
+
+@pytest.mark.parametrize("name, taylor_terms", [("euler", 2), ("midpoint", 3), ("heun2", 3), ("rk4", 5)])
+def test_rk_step_on_linear_decay_is_the_truncated_exponential(name, taylor_terms):
+    """On y' = lam y a method with s = p stages (p <= 4) gives y1 = sum_{j <= p} (h lam)^j / j! y."""
+    lam, h = -1.3, 0.4
+    y = torch.tensor([[2.0], [-0.5]], dtype=F64)
+    z = h * lam
+    factor = sum(z**j / math.factorial(j) for j in range(taylor_terms))
+    y1, err = ex03.rk_step(lambda t, x: lam * x, 0.0, y, h, TABLEAUX[name])
+    assert torch.allclose(y1, factor * y, rtol=0, atol=1e-15) and err is None
+
+
+def test_rkf45_error_estimate_is_the_error_of_the_fourth_order_quadrature():
+    """For y' = g(t) a step is a quadrature rule; RKF45's b (order 4) is exact for cubics, its b_low (order 5)
+    also for quartics, so on g = t^4 the estimate equals the true error of y1."""
+    t0, h = 0.5, 0.3
+    y = torch.zeros(1, dtype=F64)
+    y1, err = ex03.rk_step(lambda t, x: torch.full_like(x, t**3), t0, y, h, TABLEAUX["rkf45"])
+    assert y1.item() == pytest.approx(((t0 + h) ** 4 - t0**4) / 4, abs=1e-15) and abs(err.item()) < 1e-15
+    y1, err = ex03.rk_step(lambda t, x: torch.full_like(x, t**4), t0, y, h, TABLEAUX["rkf45"])
+    true_error = y1.item() - ((t0 + h) ** 5 - t0**5) / 5
+    assert abs(true_error) > 1e-8 and err.item() == pytest.approx(true_error, rel=1e-9)
+
+
+def test_rk_step_per_sample_equals_one_sample_at_a_time():
+    def field(t, y):
+        s = torch.as_tensor(t, dtype=y.dtype)
+        s = s.reshape(-1, 1) if s.dim() == 1 else s
+        return torch.sin(s) * y - y**2
+
+    y = torch.tensor([[1.0, 0.5], [0.2, -0.3], [2.0, 1.0]], dtype=F64)
+    t = torch.tensor([0.0, 1.0, 2.5], dtype=F64)
+    h = torch.tensor([0.1, 0.02, 0.3], dtype=F64)
+    together, err = ex03.rk_step(field, t, y, h, TABLEAUX["dopri5"])
+    for b in range(3):
+        alone, err_b = ex03.rk_step(field, t[b].item(), y[b], h[b].item(), TABLEAUX["dopri5"])
+        assert torch.allclose(together[b], alone, atol=1e-15) and torch.allclose(err[b], err_b, atol=1e-15)
+
+
+def test_next_step_size_by_hand():
+    h = torch.full((6,), 0.1, dtype=F64)
+    ratio = torch.tensor([32.0, 0.0, 1e9, 0.99, float("nan"), 1e-5], dtype=F64)
+    expected = 0.1 * torch.tensor([0.9 / 2, 10.0, 0.2, 1.0, 0.2, 0.9 * 10.0], dtype=F64)
+    assert torch.allclose(ex03.next_step_size(h, ratio, 5), expected, rtol=1e-12)
+    assert ex03.next_step_size(h[:1], torch.tensor([8.0], dtype=F64), 3).item() == pytest.approx(0.1 * 0.9 / 2)
+
+
+def test_mask_update_by_hand():
+    t = torch.tensor([0.0, 0.0, 0.8, 0.9], dtype=F64)
+    h = torch.tensor([0.5, 0.5, 0.2, 0.1], dtype=F64)
+    y = torch.zeros(4, 2, dtype=F64)
+    y_prop = torch.ones(4, 2, dtype=F64)
+    accept = torch.tensor([True, False, True, True])
+    active = torch.tensor([True, True, True, False])
+    t_new, y_new, active_new = ex03.mask_update(t, y, y_prop, h, 1.0, accept, active)
+    assert t_new.tolist() == [0.5, 0.0, 1.0, 0.9]  # 0.8 + 0.2 lands exactly on t_end
+    assert y_new[:, 0].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert active_new.tolist() == [True, True, False, False]
+
+
+def test_batched_rkf45_meets_the_tolerance_and_matches_the_package_per_sample():
+    rates = torch.logspace(0, 2, 6, dtype=F64)
+    y0 = torch.ones(6, 1, dtype=F64)
+    tol = 1e-6
+    y_end, n_steps = ex03.batched_rkf45(lambda t, y: -rates[:, None] * y, y0, 3.0, tol, tol, 0.01)
+    exact = torch.exp(-3.0 * rates)[:, None]
+    assert bool(((y_end - exact).abs() < 10 * (tol + tol * exact)).all())
+    package = solve(lambda t, y: -rates[:, None] * y, y0, torch.tensor([0.0, 3.0], dtype=F64), rtol=tol, atol=tol,
+                    method="rkf45", options={"per_sample": True, "first_step": 0.01})
+    assert bool(((n_steps - package.stats.n_steps).abs() <= (0.05 * package.stats.n_steps).clamp(min=2)).all())
+    assert n_steps.dtype == torch.long and bool((n_steps[1:] >= n_steps[:-1]).all())  # faster decay, more steps
+
+
+def test_batched_rkf45_sample_in_a_batch_equals_sample_alone():
+    mus = torch.tensor([0.5, 3.0], dtype=F64)
+
+    def vdp(m):
+        def field(t, y):
+            return torch.stack([y[:, 1], m * (1 - y[:, 0] ** 2) * y[:, 1] - y[:, 0]], dim=1)
+        return field
+
+    y0 = torch.tensor([[2.0, 0.0], [1.0, 1.0]], dtype=F64)
+    y_end, n_steps = ex03.batched_rkf45(vdp(mus), y0, 2.0, 1e-7, 1e-7, 0.01)
+    for b in range(2):
+        alone, n_alone = ex03.batched_rkf45(vdp(mus[b : b + 1]), y0[b : b + 1], 2.0, 1e-7, 1e-7, 0.01)
+        assert torch.allclose(alone[0], y_end[b], atol=1e-13) and n_alone.item() == n_steps[b].item()
+
+
+# --------------------------------------------------------------------------------------------------
+# bad input
+# --------------------------------------------------------------------------------------------------
+
+
+def test_bad_input_gets_clear_errors():
+    with pytest.raises(ValueError, match="same length"):
+        ex03.convergence_order([0.1, 0.2], [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        ex03.convergence_order([0.1, 0.2], [0.0, 1.0])
+    with pytest.raises(TypeError, match="ButcherTableau"):
+        ex03.rk_step(lambda t, y: y, 0.0, torch.ones(2), 0.1, "rk4")
+    with pytest.raises(ValueError, match="order must be a positive integer"):
+        ex03.next_step_size(torch.ones(2), torch.ones(2), 0)
+    with pytest.raises(TypeError, match="bool tensor"):
+        ex03.mask_update(torch.zeros(2), torch.zeros(2, 1), torch.ones(2, 1), torch.ones(2), 1.0,
+                         torch.ones(2), torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\[B, N\]"):
+        ex03.batched_rkf45(lambda t, y: -y, torch.ones(3), 1.0, 1e-6, 1e-6, 0.1)
+    with pytest.raises(ValueError, match="positive"):
+        ex03.batched_rkf45(lambda t, y: -y, torch.ones(3, 1), 0.0, 1e-6, 1e-6, 0.1)
+    with pytest.raises(TypeError, match="expects your function"):
+        ex03.check_rk_step(None)
+
+
+# --------------------------------------------------------------------------------------------------
+# the checkers
+# --------------------------------------------------------------------------------------------------
+
+CHECKERS = [
+    (ex03.check_convergence_order, ex03.convergence_order),
+    (ex03.check_rk_step, ex03.rk_step),
+    (ex03.check_next_step_size, ex03.next_step_size),
+    (ex03.check_mask_update, ex03.mask_update),
+    (ex03.check_batched_rkf45, ex03.batched_rkf45),
+]
+IDS = [checker.__name__ for checker, _ in CHECKERS]
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
+def test_a_correct_answer_passes_and_is_kept(checker, reference, capsys):
+    learner = _wrapped(reference)
+    assert checker(learner) is learner
+    out = capsys.readouterr().out
+    assert "passed" in out and "FAILED" not in out
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
+def test_an_unattempted_exercise_hands_back_the_reference(checker, reference, capsys):
+    assert checker(_not_attempted) is reference
+    assert "not attempted" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
+def test_a_crashing_answer_is_reported_not_raised(checker, reference, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch somewhere")
+
+    assert checker(broken) is reference
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "RuntimeError: shape mismatch somewhere" in out
+
+
+def test_end_point_slope_fails_the_noisy_case(capsys):
+    def end_points(h, e):
+        h, e = torch.as_tensor(h, dtype=F64), torch.as_tensor(e, dtype=F64)
+        return float((e[-1].log() - e[0].log()) / (h[-1].log() - h[0].log()))
+
+    assert ex03.check_convergence_order(end_points) is ex03.convergence_order
+    out = capsys.readouterr().out
+    assert "wrong noisy" in out and "ok    exact power law e = 3 h^2" in out and "least squares" in out
+
+
+def test_rk_step_that_ignores_stage_times_fails_on_time_dependent_fields(capsys):
+    def no_c(f, t, y, h, tableau):
+        h_y = torch.as_tensor(h, dtype=y.dtype)
+        h_y = h_y.reshape(-1, *([1] * (y.dim() - 1))) if h_y.dim() == 1 else h_y
+        k = []
+        for row in tableau.a:
+            k.append(f(t, y + h_y * sum(float(a) * kj for a, kj in zip(row, k))))
+        y1 = y + h_y * sum(float(b) * ki for b, ki in zip(tableau.b, k))
+        if tableau.b_low is None:
+            return y1, None
+        return y1, h_y * sum(float(b - bl) * ki for b, bl, ki in zip(tableau.b, tableau.b_low, k))
+
+    assert ex03.check_rk_step(no_c) is ex03.rk_step
+    out = capsys.readouterr().out
+    assert "ok    midpoint, rotation" in out and "wrong heun2" in out and "t + c_i h" in out
+
+
+def test_rk_step_with_the_error_sign_flipped_fails_on_err(capsys):
+    def flipped(f, t, y, h, tableau):
+        y1, err = ex03.rk_step(f, t, y, h, tableau)
+        return y1, None if err is None else -err
+
+    assert ex03.check_rk_step(flipped) is ex03.rk_step
+    out = capsys.readouterr().out
+    assert "wrong rkf45: solution and error estimate: err: values differ" in out
+
+
+def test_controller_that_shrinks_accepted_steps_fails(capsys):
+    def plain_clamp(h, ratio, order, safety=0.9, ifactor=10.0, dfactor=0.2):
+        factor = (safety * ratio ** (-1.0 / order)).clamp(dfactor, ifactor)
+        return h * torch.where(torch.isnan(ratio), torch.full_like(factor, dfactor), factor)
+
+    assert ex03.check_next_step_size(plain_clamp) is ex03.next_step_size
+    out = capsys.readouterr().out
+    assert "wrong accepted steps never shrink" in out and "[1, ifactor]" in out
+
+
+def test_masking_that_ignores_the_active_mask_fails(capsys):
+    def ignores_active(t, y, y_prop, h, t_end, accept, active):
+        done = accept & (h >= t_end - t)
+        t_new = torch.where(accept, torch.where(done, torch.full_like(t, t_end), t + h), t)
+        return t_new, torch.where(accept.unsqueeze(1), y_prop, y), active & ~done
+
+    assert ex03.check_mask_update(ignores_active) is ex03.mask_update
+    out = capsys.readouterr().out
+    assert "wrong nobody active: nothing moves" in out and "move = accept & active" in out
+
+
+def test_solver_that_never_rejects_fails(capsys):
+    def never_rejects(f, y0, t_end, rtol, atol, first_step):
+        t = torch.zeros(y0.shape[0], dtype=y0.dtype)
+        h, y = torch.full_like(t, first_step), y0
+        active = torch.ones(y0.shape[0], dtype=torch.bool)
+        n = torch.zeros(y0.shape[0], dtype=torch.long)
+        while bool(active.any()):
+            h_try = torch.where(active, torch.minimum(h, t_end - t), torch.zeros_like(h))
+            y1, _ = ex03.rk_step(f, t, y, h_try, TABLEAUX["rkf45"])
+            n += active.long()
+            t, y, active = ex03.mask_update(t, y, y1, h_try, t_end, torch.ones_like(active), active)
+            h = 10 * h_try
+        return y, n
+
+    assert ex03.check_batched_rkf45(never_rejects) is ex03.batched_rkf45
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "y_end" in out and "next_step_size" in out
