@@ -22,14 +22,15 @@ setup: $(STAMP)
 lab: setup
 	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
 
-# Unit tests, then every notebook executed in fast mode (nbval, outputs not compared).
+# Unit tests, then every notebook executed in fast mode (nbval, outputs not compared); two workers
+# of one thread each use both cores without oversubscribing them.
 test: unit notebooks
 
 unit: setup
-	NODECOURSE_FAST=1 $(BIN)/python -m pytest -n 2 tests
+	NODECOURSE_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 
 notebooks: setup
-	NODECOURSE_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax notebooks exercises solutions
+	NODECOURSE_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax notebooks exercises solutions
 
 # After editing a notebook (either file of a pair): re-pair, strip outputs, set slide metadata,
 # regenerate exercises/ from solutions/.
