@@ -86,6 +86,7 @@ F64 = {"dtype": torch.float64, "device": DEV}
 n_batch = 16 if FAST else 64  # samples in the batched solve of section 8
 tightest = 7 if FAST else 10  # work-precision study: tolerances 1e-3 ... 10^-tightest
 n_fixed = 4 if FAST else 6    # work-precision study: fixed-step runs with 100, 200, 400, ... steps
+n_timing = 3 if FAST else 15  # timed repeats per solver in section 9
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. From Euler to the midpoint method
@@ -781,6 +782,90 @@ print(f"batched calls of func: per sample {per_sample.stats.n_calls}, shared {sh
 assert work_ps < 0.5 * work_sh
 
 # %% [markdown] slideshow={"slide_type": "slide"}
+# ## 9. Where the time goes: nodecourse, torchdiffeq and torchode side by side
+# On the small problems of a course, a solver spends much of its time not in the network but in its
+# own bookkeeping: forming stage combinations, norms, step-size updates, each a small tensor operation
+# launched from Python. The **overhead factor** makes this visible:
+#
+# $$	ext{overhead} = 
+# rac{	ext{wall time of the solve}}{	ext{NFE} 	imes 	ext{time of one bare call of } f}.$$
+#
+# It is 1.0 when the solve costs nothing beyond its function evaluations. We time the same solves
+# with `nodecourse`, torchdiffeq and (when installed) torchode in this process, on a 4-32-32-4 tanh
+# MLP with a batch of 64 and on the batch of decay rates above. The numbers are your machine's; the
+# repository's `benchmarks/` runs the full-size study (`make bench`).
+
+# %%
+import torchdiffeq
+
+from nodecourse.benchmarking import Counted, Row, call_time, fill_ratios, median_time, table
+
+try:
+    import torchode
+except ImportError:  # optional: pip install torchode
+    torchode = None
+
+torch.manual_seed(0)
+mlp = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(),
+                          torch.nn.Linear(32, 4)).to(DEV).requires_grad_(False)
+field = lambda t, y: mlp(y)  # noqa: E731
+y_mlp = torch.randn(64, 4, device=DEV)
+t_mlp = torch.tensor([0.0, 5.0], device=DEV)
+bare = call_time(field, t_mlp[0], y_mlp)
+rows = []
+with torch.no_grad():
+    for method, kwargs in (("dopri5", {"rtol": 1e-6, "atol": 1e-6}), ("rk4", {"options": {"step_size": 0.05}})):
+        for name, integrate in (("nodecourse", odeint), ("torchdiffeq", torchdiffeq.odeint)):
+            counted = Counted(field)
+            integrate(counted, y_mlp, t_mlp, method=method, **kwargs)
+            seconds = median_time(lambda: integrate(field, y_mlp, t_mlp, method=method, **kwargs), repeats=n_timing)
+            rows.append(Row(f"MLP {method}", name, seconds, counted.calls, overhead=seconds / (counted.calls * bare)))
+fill_ratios(rows)
+print(table(rows))
+nfe = {(r.case, r.solver): r.nfe for r in rows}
+assert nfe["MLP dopri5", "nodecourse"] == nfe["MLP dopri5", "torchdiffeq"]  # the very same steps
+assert all(r.overhead > 0.5 for r in rows)  # nobody beats the cost of their own evaluations
+
+
+# %% [markdown]
+# Both libraries take exactly the same dopri5 steps (same tableau, controller and error norm), so any
+# difference in time is overhead. Now the mixed batch: one shared step, one step per sample, and
+# torchode, which always keeps one step per sample.
+
+# %%
+def torchode_solve(f, y0, t, tol):
+    term = torchode.ODETerm(f)
+    method = torchode.AutoDiffAdjoint(torchode.Dopri5(term=term), torchode.IntegralController(atol=tol, rtol=tol, term=term))
+    return method.solve(torchode.InitialValueProblem(y0=y0, t_eval=t.expand(y0.shape[0], -1)))
+
+
+mixed = []
+with torch.no_grad():
+    for name, options in (("nodecourse shared", None), ("nodecourse per-sample", {"per_sample": True})):
+        sol = solve(decay, yb0, t_b, rtol=tol_b, atol=tol_b, options=options)
+        seconds = median_time(lambda: solve(decay, yb0, t_b, rtol=tol_b, atol=tol_b, options=options), repeats=n_timing)
+        mixed.append(Row("decay batch dopri5", name, seconds, float(sol.stats.n_calls),
+                         float(sol.stats.n_steps if options is None else sol.stats.n_steps.double().mean())))
+    counted = Counted(decay)
+    torchdiffeq.odeint(counted, yb0, t_b, rtol=tol_b, atol=tol_b)
+    seconds = median_time(lambda: torchdiffeq.odeint(decay, yb0, t_b, rtol=tol_b, atol=tol_b), repeats=n_timing)
+    mixed.append(Row("decay batch dopri5", "torchdiffeq", seconds, counted.calls))
+    if torchode is not None:
+        out = torchode_solve(decay, yb0, t_b, tol_b)
+        seconds = median_time(lambda: torchode_solve(decay, yb0, t_b, tol_b), repeats=n_timing)
+        mixed.append(Row("decay batch dopri5", "torchode", seconds, out.stats["n_f_evals"].max().item(),
+                         out.stats["n_steps"].double().mean().item()))
+fill_ratios(mixed)
+print(table(mixed))
+assert mixed[1].steps < mixed[0].steps  # per sample: fewer steps per sample than the shared step
+
+# %% [markdown]
+# Read the columns: NFE here counts batched calls of `func`; "steps" is the mean number of steps a
+# sample took. The time ratio `/tdq` compares with torchdiffeq on the same problem. Where the
+# overhead factor is large, a faster solver pays off more than a faster network; where it is near 1,
+# only fewer evaluations (a looser tolerance, a better method) can make the solve cheaper.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap
 # - An explicit Runge-Kutta method is its Butcher tableau; one generic step function runs them all.
 #   Order conditions (checked exactly) and measured slopes agree: Euler 1, midpoint/Heun 2, RK4 4.
@@ -792,6 +877,8 @@ assert work_ps < 0.5 * work_sh
 #   its tolerance are hyperparameters.
 # - A batch can share one step (set by its hardest sample, error norm over the whole batch) or keep one
 #   step per sample with masking, which gives each sample exactly its own solve.
+# - On small problems the solver's own overhead can cost as much as the network: measure it as the
+#   overhead factor, time / (NFE x one call of f).
 #
 # ## Further reading
 # - E. Hairer, S. P. Nørsett, G. Wanner. *Solving Ordinary Differential Equations I: Nonstiff Problems*,
