@@ -1,0 +1,252 @@
+"""Checkers for 04_adjoint_method: the adjoint of a linear ODE, the augmented dynamics, the memory
+that autograd saves, and a complete adjoint gradient by one reverse solve.
+
+Each ``check_*`` runs the learner's function against the reference on several cases, prints a
+report and returns the function to go on with (the learner's when it passes, else the reference).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from nodecourse.models import MLP, ODEFunc
+from nodecourse.solvers import odeint
+
+from .checking import Case, check_function, close
+
+__all__ = [
+    "adjoint_linear", "augmented_dynamics", "saved_bytes", "adjoint_gradients",
+    "check_adjoint_linear", "check_augmented_dynamics", "check_saved_bytes", "check_adjoint_gradients",
+]
+
+
+# --- references --------------------------------------------------------------------------------
+
+def adjoint_linear(A: torch.Tensor, a1: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
+    """a(t0) = dL/dh(t0) for dh/dt = A h, given a(t1) = dL/dh(t1).
+
+    ``A`` is ``[D, D]``; ``a1`` is ``[D]`` or a batch of row vectors ``[B, D]``; returns ``a1``'s shape.
+    The adjoint ODE da/dt = -A^T a, solved from t1 back to t0, gives a(t0) = expm(A^T (t1 - t0)) a(t1)
+    (for rows: a1 @ expm(A (t1 - t0))).
+    """
+    if not torch.is_tensor(A) or A.dim() != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square matrix [D, D], got {tuple(A.shape) if torch.is_tensor(A) else type(A).__name__}.")
+    if not torch.is_tensor(a1) or a1.dim() not in (1, 2) or a1.shape[-1] != A.shape[0]:
+        raise ValueError(
+            f"a1 must be [D] or [B, D] with D = {A.shape[0]} (the size of A), got "
+            f"{tuple(a1.shape) if torch.is_tensor(a1) else type(a1).__name__}."
+        )
+    return a1 @ torch.linalg.matrix_exp(A * (float(t1) - float(t0)))
+
+
+def augmented_dynamics(func: nn.Module, t: torch.Tensor, h: torch.Tensor,
+                       a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The right-hand side of the augmented adjoint system at one time.
+
+    Returns ``(f(t, h), -a^T df/dh, (-a^T df/dtheta_1, ...))``: the first two shaped like ``h``, the
+    last a tuple shaped like ``tuple(func.parameters())`` (zeros for a parameter ``f`` does not use).
+    One vector-Jacobian product (``torch.autograd.grad`` with ``grad_outputs=-a``) gives both.
+    """
+    params = tuple(func.parameters())
+    with torch.enable_grad():
+        h = h.detach().requires_grad_(True)
+        f = func(t, h)
+        vjps = torch.autograd.grad(f, (h, *params), grad_outputs=-a, allow_unused=True)
+    vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip((h, *params), vjps))
+    return f.detach(), vjps[0], vjps[1:]
+
+
+def saved_bytes(fn: Callable[[], object]) -> int:
+    """Bytes of the distinct storages that autograd saves for backward while ``fn()`` runs.
+
+    Uses ``torch.autograd.graph.saved_tensors_hooks``; a storage saved several times (a weight used by
+    every step) counts once. The output of ``fn`` is kept alive until the count is done.
+    """
+    if not callable(fn):
+        raise TypeError(f"saved_bytes needs a function of no arguments, got {type(fn).__name__}; wrap the "
+                        "computation, e.g. saved_bytes(lambda: odeint(func, y0, t)).")
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = fn()
+    del out
+    return sum(storages.values())
+
+
+def adjoint_gradients(func: nn.Module, h0: torch.Tensor, t0: float, t1: float, grad_h1: torch.Tensor,
+                      rtol: float = 1e-9, atol: float = 1e-10) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``(dL/dh0, (dL/dtheta_1, ...))`` for a loss with ``dL/dh(t1) = grad_h1``, by the adjoint method.
+
+    Solves h forwards (no graph), then the augmented state [h, a, g] from t1 back to t0 with
+    ``nodecourse.odeint`` (dopri5, the given tolerances): a(t0) = dL/dh0, g(t0) = dL/dtheta.
+    """
+    params = tuple(func.parameters())
+    t = torch.tensor([float(t0), float(t1)], dtype=h0.dtype, device=h0.device)
+    with torch.no_grad():
+        h1 = odeint(func, h0, t, rtol=rtol, atol=atol)[-1]
+
+    def dynamics(s, state):
+        f, a_dot, g_dot = augmented_dynamics(func, s, state[0], state[1])
+        return (f, a_dot, *g_dot)
+
+    state = (h1, grad_h1, *[torch.zeros_like(p) for p in params])
+    solution = odeint(dynamics, state, t.flip(0), rtol=rtol, atol=atol)
+    return solution[1][-1], tuple(part[-1] for part in solution[2:])
+
+
+# --- test problems -----------------------------------------------------------------------------
+
+def _field(sizes: list[int], dtype: torch.dtype, seed: int, time_dependent: bool = False,
+           activation: type[nn.Module] = nn.Tanh) -> ODEFunc:
+    torch.manual_seed(seed)
+    return ODEFunc(MLP(sizes, activation=activation), time_dependent=time_dependent).to(dtype)
+
+
+class _WithUnusedParameter(nn.Module):
+    """A vector field with a parameter it never uses: its gradient must be zeros, not None."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _field([2, 8, 2], torch.float64, seed=7)
+        self.unused = nn.Parameter(torch.ones(3, dtype=torch.float64))
+
+    def forward(self, t, h):
+        return self.inner(t, h)
+
+
+def _randn(*shape: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+
+
+def _require_callable(fn: object, name: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} expects your function itself, got {type(fn).__name__}; pass the function "
+                        f"you defined (no parentheses).")
+
+
+# --- checkers ----------------------------------------------------------------------------------
+
+def check_adjoint_linear(fn: Callable, verbose: bool = True) -> Callable:
+    """Exercise 1: a(t0) for dh/dt = A h from the matrix exponential."""
+    _require_callable(fn, "check_adjoint_linear")
+    rotation = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
+    cases = [
+        Case("rotation A, a1 [2], [0, 1]", (rotation, torch.tensor([1.0, 0.0], dtype=torch.float64), 0.0, 1.0)),
+        Case("non-symmetric 3x3 A, a1 [3], [0, 2]", (_randn(3, 3, seed=1), _randn(3, seed=2), 0.0, 2.0)),
+        Case("batch of row vectors a1 [4, 3]", (_randn(3, 3, seed=3), _randn(4, 3, seed=4), 0.5, 1.5)),
+        Case("float32, t0 > t1 (a backwards interval)", (_randn(2, 2, dtype=torch.float32, seed=5),
+                                                        _randn(2, dtype=torch.float32, seed=6), 1.0, 0.0)),
+    ]
+    hint = ("a(t0) = expm(A^T (t1 - t0)) a(t1): mind the transpose (the adjoint equation is "
+            "da/dt = -A^T a) and the sign of the time difference; for a batch [B, D] of row vectors "
+            "that is a1 @ expm(A (t1 - t0)). torch.linalg.matrix_exp computes expm.")
+    return check_function("Exercise 1 (adjoint of a linear ODE)", fn, adjoint_linear, cases, hint,
+                          compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-6), verbose=verbose)[0]
+
+
+def check_augmented_dynamics(fn: Callable, verbose: bool = True) -> Callable:
+    """Exercise 2: (f, -a^T df/dh, -a^T df/dtheta) by vector-Jacobian products."""
+    _require_callable(fn, "check_augmented_dynamics")
+    time_field = _field([3, 16, 2], torch.float64, seed=2, time_dependent=True)
+    cases = [
+        Case("MLP 2-16-2, float32, batch 5", (_field([2, 16, 2], torch.float32, seed=1), torch.tensor(0.0),
+                                            _randn(5, 2, dtype=torch.float32, seed=1),
+                                            _randn(5, 2, dtype=torch.float32, seed=2))),
+        Case("MLP 3-8-8-3 with Softplus, float64, one state [3]",
+             (_field([3, 8, 8, 3], torch.float64, seed=3, activation=nn.Softplus), torch.tensor(0.3, dtype=torch.float64),
+              _randn(3, seed=3), _randn(3, seed=4))),
+        Case("time-dependent field at t = 0.7, batch 4", (time_field, torch.tensor(0.7, dtype=torch.float64),
+                                                        _randn(4, 2, seed=5), _randn(4, 2, seed=6))),
+        Case("a field with an unused parameter (expects zeros for it)",
+             (_WithUnusedParameter(), torch.tensor(0.0, dtype=torch.float64), _randn(3, 2, seed=7), _randn(3, 2, seed=8))),
+    ]
+
+    def guarded(func, t, h, a):
+        for p in func.parameters():
+            p.grad = None
+        out = fn(func, t, h, a)
+        if any(p.grad is not None for p in func.parameters()):
+            raise ValueError("the parameters' .grad was filled: use torch.autograd.grad(...) instead of "
+                             ".backward(), which accumulates into .grad across calls")
+        return out
+
+    hint = ("detach h and call requires_grad_(True) on it, evaluate f = func(t, h), then ONE call "
+            "torch.autograd.grad(f, (h, *func.parameters()), grad_outputs=-a, allow_unused=True); replace "
+            "None by torch.zeros_like(...) and return (f, vjp_h, tuple_of_parameter_vjps).")
+    checked, report = check_function("Exercise 2 (augmented dynamics)", guarded, augmented_dynamics, cases, hint,
+                                     compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-6), verbose=verbose)
+    return fn if report.ok else checked
+
+
+def _tanh_vector():
+    x = torch.randn(100, requires_grad=True)
+    return torch.tanh(x)  # saves its output: 100 float32
+
+
+def _product_float64():
+    x = torch.randn(10, 10, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(10, 10, dtype=torch.float64, requires_grad=True)
+    return x * w  # saves both factors
+
+
+def _shared_weight():
+    w = torch.randn(8, 8, requires_grad=True)
+    x = torch.randn(8)
+    for _ in range(5):  # w is saved five times: one storage
+        x = torch.tanh(w @ x)
+    return x
+
+
+def _no_grad():
+    x = torch.randn(50, requires_grad=True)
+    with torch.no_grad():
+        return torch.tanh(x)
+
+
+def _euler_steps():
+    func = _field([2, 16, 2], torch.float32, seed=4)
+    y0 = torch.randn(8, 2, requires_grad=True)
+    return odeint(func, y0, torch.tensor([0.0, 1.0]), method="euler", options={"step_size": 0.1})
+
+
+def check_saved_bytes(fn: Callable, verbose: bool = True) -> Callable:
+    """Exercise 3: the bytes autograd saves for backward, each storage counted once."""
+    _require_callable(fn, "check_saved_bytes")
+    cases = [
+        Case("tanh of 100 float32 values", (_tanh_vector,)),
+        Case("product of two [10, 10] float64 tensors", (_product_float64,)),
+        Case("one weight used by five layers (count it once)", (_shared_weight,)),
+        Case("under torch.no_grad (nothing saved)", (_no_grad,)),
+        Case("an Euler solve of a small MLP field", (_euler_steps,)),
+    ]
+    hint = ("inside `with torch.autograd.graph.saved_tensors_hooks(pack, unpack):` run fn() and keep its "
+            "output; pack(tensor) records tensor.untyped_storage().data_ptr() -> .nbytes() in a dict (so a "
+            "storage saved twice counts once) and returns the tensor; unpack returns it unchanged.")
+    return check_function("Exercise 3 (saved bytes)", fn, saved_bytes, cases, hint, verbose=verbose)[0]
+
+
+def check_adjoint_gradients(fn: Callable, verbose: bool = True) -> Callable:
+    """Exercise 4: dL/dh0 and dL/dtheta by one reverse solve of the augmented state."""
+    _require_callable(fn, "check_adjoint_gradients")
+    cases = [
+        Case("MLP 2-16-2, batch 4, [0, 1]", (_field([2, 16, 2], torch.float64, seed=11), _randn(4, 2, seed=11),
+                                           0.0, 1.0, _randn(4, 2, seed=12))),
+        Case("time-dependent field, [0.5, 1.5]", (_field([3, 16, 2], torch.float64, seed=12, time_dependent=True),
+                                                 _randn(3, 2, seed=13), 0.5, 1.5, _randn(3, 2, seed=14))),
+        Case("one state [3], MLP 3-8-3", (_field([3, 8, 3], torch.float64, seed=13), _randn(3, seed=15),
+                                         0.0, 2.0, _randn(3, seed=16))),
+        Case("a backwards interval [1, 0]", (_field([2, 16, 2], torch.float64, seed=14), _randn(4, 2, seed=17),
+                                            1.0, 0.0, _randn(4, 2, seed=18))),
+    ]
+    hint = ("solve h from t0 to t1 under torch.no_grad(); then solve the tuple (h1, grad_h1, zeros like each "
+            "parameter) with odeint from t1 back to t0 (t = [t1, t0]) whose dynamics return "
+            "(f, -a^T df/dh, *(-a^T df/dtheta)) - your augmented_dynamics; return (a(t0), tuple of g(t0)).")
+    return check_function("Exercise 4 (adjoint gradients)", fn, adjoint_gradients, cases, hint,
+                          compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-7), verbose=verbose)[0]

@@ -1,0 +1,232 @@
+"""The checkers of 04_adjoint_method: references agree with independent computations, a correct answer
+passes, plausible wrong answers fail with a useful message, an unattempted exercise hands back the
+reference."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from nodecourse import odeint
+from nodecourse.exercises import ex04
+from nodecourse.models import MLP, ODEFunc
+
+
+def _field(sizes, seed=0, time_dependent=False):
+    torch.manual_seed(seed)
+    return ODEFunc(MLP(sizes), time_dependent=time_dependent).double()
+
+
+def _not_attempted(*args, **kwargs):
+    raise NotImplementedError("Exercise")
+
+
+# --- the references against independent computations ---------------------------------------------
+
+def test_adjoint_linear_matches_autograd_through_the_solver():
+    torch.manual_seed(0)
+    A = torch.randn(3, 3, dtype=torch.float64)
+    h0 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(4, 3, dtype=torch.float64)
+    t = torch.tensor([0.5, 1.7], dtype=torch.float64)
+    h1 = odeint(lambda s, h: h @ A.T, h0, t, rtol=1e-11, atol=1e-12)[-1]
+    (expected,) = torch.autograd.grad((c * h1).sum(), h0)  # L = sum c * h(t1): a(t1) = c
+    assert torch.allclose(ex04.adjoint_linear(A, c, 0.5, 1.7), expected, rtol=1e-8, atol=1e-10)
+    assert torch.allclose(ex04.adjoint_linear(A, c[0], 0.5, 1.7), expected[0], rtol=1e-8, atol=1e-10)
+
+
+def test_augmented_dynamics_matches_explicit_jacobians():
+    field = _field([3, 16, 2], seed=1, time_dependent=True)
+    h, a, t = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64), torch.tensor(0.3)
+    f, a_dot, g_dot = ex04.augmented_dynamics(field, t, h, a)
+    assert torch.allclose(f, field(t, h))
+    jac = torch.autograd.functional.jacobian(lambda x: field(t, x), h)  # [3, 2, 3, 2]
+    assert torch.allclose(a_dot, -torch.einsum("bi,bicj->cj", a, jac), atol=1e-12)
+    names = [name for name, _ in field.named_parameters()]
+    for name, p, g in zip(names, field.parameters(), g_dot):
+        jac_p = torch.autograd.functional.jacobian(
+            lambda w: torch.func.functional_call(field, {name: w}, (t, h)), p.detach())
+        assert torch.allclose(g, -torch.einsum("bi,bi...->...", a, jac_p), atol=1e-12), name
+    assert all(p.grad is None for p in field.parameters())
+
+
+def test_augmented_dynamics_gives_zeros_for_unused_parameters():
+    field = ex04._WithUnusedParameter()
+    _, _, g_dot = ex04.augmented_dynamics(field, torch.tensor(0.0), torch.ones(2, 2, dtype=torch.float64),
+                                          torch.ones(2, 2, dtype=torch.float64))
+    names = [name for name, _ in field.named_parameters()]
+    assert torch.equal(g_dot[names.index("unused")], torch.zeros(3, dtype=torch.float64))
+    assert all(g.abs().sum() > 0 for name, g in zip(names, g_dot) if name != "unused")
+
+
+def test_saved_bytes_counts_what_backward_needs():
+    x = torch.randn(100, requires_grad=True)
+    assert ex04.saved_bytes(lambda: torch.tanh(x)) == 100 * 4  # tanh saves its output
+    y = torch.randn(10, 10, dtype=torch.float64, requires_grad=True)
+    assert ex04.saved_bytes(lambda: y * y) == 10 * 10 * 8  # the same tensor twice: one storage
+    assert ex04.saved_bytes(lambda: y.detach() * 2) == 0
+    # backprop through rk4 grows linearly with the step count
+    field = _field([2, 8, 2], seed=2)
+    y0 = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    steps = (10, 20, 40)
+    sizes = [ex04.saved_bytes(lambda: odeint(field, y0, t, method="rk4", options={"step_size": 1 / n}))
+             for n in steps]
+    per_step = [(sizes[i + 1] - sizes[i]) / (steps[i + 1] - steps[i]) for i in range(2)]
+    assert per_step[0] == pytest.approx(per_step[1], rel=0.02) and per_step[0] > 0
+    assert sizes[2] > 3.5 * sizes[0]
+
+
+def test_adjoint_gradients_match_backprop():
+    field = _field([3, 16, 2], seed=3, time_dependent=True)
+    h0 = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(5, 2, dtype=torch.float64)
+    for t0, t1 in ((0.0, 1.2), (1.0, 0.2)):
+        h1 = odeint(field, h0, torch.tensor([t0, t1], dtype=torch.float64), rtol=1e-11, atol=1e-12)[-1]
+        loss = (h1 - target).pow(2).sum()
+        expected = torch.autograd.grad(loss, (h0, *field.parameters()))
+        grad_h1 = 2 * (h1 - target).detach()
+        grad_h0, grad_params = ex04.adjoint_gradients(field, h0.detach(), t0, t1, grad_h1, rtol=1e-11, atol=1e-12)
+        for got, exp in zip((grad_h0, *grad_params), expected):
+            assert torch.allclose(got, exp, rtol=1e-7, atol=1e-9)
+
+
+# --- the checkers ---------------------------------------------------------------------------------
+
+CHECKERS = [
+    (ex04.check_adjoint_linear, ex04.adjoint_linear),
+    (ex04.check_augmented_dynamics, ex04.augmented_dynamics),
+    (ex04.check_saved_bytes, ex04.saved_bytes),
+    (ex04.check_adjoint_gradients, ex04.adjoint_gradients),
+]
+
+
+def _copy(fn):
+    """A distinct function object that behaves like ``fn`` (to tell 'learner kept' from 'reference')."""
+    def learner(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return learner
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=[c.__name__ for c, _ in CHECKERS])
+def test_correct_answer_passes_and_is_kept(checker, reference, capsys):
+    learner = _copy(reference)
+    assert checker(learner) is learner
+    out = capsys.readouterr().out
+    assert "passed" in out and "FAILED" not in out
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=[c.__name__ for c, _ in CHECKERS])
+def test_unattempted_exercise_hands_back_the_reference(checker, reference, capsys):
+    assert checker(_not_attempted) is reference
+    assert "not attempted" in capsys.readouterr().out
+
+
+def _fails(checker, learner, capsys, *expected_phrases):
+    returned = checker(learner)
+    out = capsys.readouterr().out
+    assert returned is not learner, "a wrong answer must not be kept"
+    assert "FAILED" in out and "hint:" in out
+    for phrase in expected_phrases:
+        assert phrase in out, out
+
+
+def test_adjoint_linear_without_transpose_fails(capsys):
+    def no_transpose(A, a1, t0, t1):  # uses expm(A) where expm(A^T) belongs
+        return a1 @ torch.linalg.matrix_exp(A.T * (t1 - t0))
+    _fails(ex04.check_adjoint_linear, no_transpose, capsys, "values differ", "mind the transpose")
+
+
+def test_adjoint_linear_with_the_wrong_time_direction_fails(capsys):
+    def wrong_sign(A, a1, t0, t1):
+        return a1 @ torch.linalg.matrix_exp(A * (t0 - t1))
+    _fails(ex04.check_adjoint_linear, wrong_sign, capsys, "values differ")
+
+
+def test_augmented_dynamics_without_the_minus_sign_fails(capsys):
+    def plus_sign(func, t, h, a):
+        f, a_dot, g_dot = ex04.augmented_dynamics(func, t, h, a)
+        return f, -a_dot, tuple(-g for g in g_dot)
+    _fails(ex04.check_augmented_dynamics, plus_sign, capsys, "values differ", "grad_outputs=-a")
+
+
+def test_augmented_dynamics_with_none_for_unused_parameters_fails(capsys):
+    def keeps_none(func, t, h, a):
+        params = tuple(func.parameters())
+        with torch.enable_grad():
+            h = h.detach().requires_grad_(True)
+            f = func(t, h)
+            vjps = torch.autograd.grad(f, (h, *params), grad_outputs=-a, allow_unused=True)
+        return f.detach(), vjps[0], vjps[1:]
+    _fails(ex04.check_augmented_dynamics, keeps_none, capsys, "unused parameter", "expected a tensor, got NoneType")
+
+
+def test_augmented_dynamics_using_backward_is_reported(capsys):
+    def with_backward(func, t, h, a):
+        h = h.detach().requires_grad_(True)
+        f = func(t, h)
+        f.backward(-a)
+        grads = tuple(p.grad.clone() for p in func.parameters())
+        return f.detach(), h.grad, grads
+    _fails(ex04.check_augmented_dynamics, with_backward, capsys, "use torch.autograd.grad")
+
+
+def test_saved_bytes_without_deduplication_fails(capsys):
+    def naive(fn):
+        total = 0
+
+        def pack(tensor):
+            nonlocal total
+            total += tensor.numel() * tensor.element_size()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            fn()
+        return total
+    _fails(ex04.check_saved_bytes, naive, capsys, "one weight used by five layers", "counts once")
+
+
+def test_adjoint_gradients_without_the_backward_solve_fails(capsys):
+    def forward_in_time(func, h0, t0, t1, grad_h1, rtol=1e-9, atol=1e-10):
+        # integrates the augmented system from t0 to t1 instead of backwards
+        params = tuple(func.parameters())
+
+        def dynamics(s, state):
+            f, a_dot, g_dot = ex04.augmented_dynamics(func, s, state[0], state[1])
+            return (f, a_dot, *g_dot)
+
+        t = torch.tensor([t0, t1], dtype=h0.dtype)
+        out = odeint(dynamics, (h0, grad_h1, *[torch.zeros_like(p) for p in params]), t, rtol=rtol, atol=atol)
+        return out[1][-1], tuple(o[-1] for o in out[2:])
+    _fails(ex04.check_adjoint_gradients, forward_in_time, capsys, "values differ", "back to t0")
+
+
+def test_a_learner_exception_is_reported_not_raised(capsys):
+    def broken(A, a1, t0, t1):
+        return a1 @ A @ None
+    _fails(ex04.check_adjoint_linear, broken, capsys, "raised TypeError")
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("checker", [c for c, _ in CHECKERS], ids=[c.__name__ for c, _ in CHECKERS])
+def test_checkers_want_a_function(checker):
+    with pytest.raises(TypeError, match="expects your function itself"):
+        checker(42)
+
+
+def test_reference_input_errors():
+    with pytest.raises(ValueError, match="square matrix"):
+        ex04.adjoint_linear(torch.ones(2, 3), torch.ones(2), 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"a1 must be \[D\] or \[B, D\]"):
+        ex04.adjoint_linear(torch.eye(2), torch.ones(3), 0.0, 1.0)
+    with pytest.raises(TypeError, match="function of no arguments"):
+        ex04.saved_bytes(torch.ones(2))
+
+
+def test_checker_hands_back_the_reference_and_notebook_can_go_on(capsys):
+    """The function a checker returns is usable whatever the learner's state."""
+    adjoint_linear = ex04.check_adjoint_linear(_not_attempted)
+    capsys.readouterr()
+    out = adjoint_linear(torch.zeros(2, 2), torch.ones(2), 0.0, 1.0)
+    assert torch.equal(out, torch.ones(2))  # A = 0: the adjoint does not move
