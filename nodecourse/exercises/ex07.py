@@ -1,0 +1,332 @@
+"""Checkers for notebook 07 (augmentation): zero augmentation of a batch, the first-order form of a
+second-order field, the order-preservation test for 1-D flow maps, and a linear field whose flow
+reflects the line through an extra dimension.
+
+Each ``check_*`` runs the learner's function against the reference below on several cases, prints a
+report and returns the function to go on with (the learner's when every case passed, else the
+reference). The references are public so a notebook can also call them directly. Checkers leave the
+global random state as they found it.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Iterator
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from .checking import Case, check_function
+
+__all__ = [
+    "augment",
+    "second_order_field",
+    "order_preserved",
+    "reflection_matrix",
+    "check_augment",
+    "check_second_order_field",
+    "check_order_preserved",
+    "check_reflection_matrix",
+]
+
+Acceleration = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------------
+# references
+# --------------------------------------------------------------------------------------------------
+
+
+def augment(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``x [..., d]`` with ``p`` zeros appended along the last dimension: ``[..., d + p]``, on x's
+    device and dtype, differentiable with respect to ``x``."""
+    if not torch.is_tensor(x) or x.dim() == 0:
+        raise TypeError(f"x must be a tensor of shape [..., d], got {type(x).__name__}.")
+    if isinstance(p, bool) or not isinstance(p, int) or p < 0:
+        raise ValueError(f"p must be an integer >= 0 (the number of zeros to append), got p={p!r}.")
+    return torch.cat([x, x.new_zeros((*x.shape[:-1], p))], dim=-1)
+
+
+def second_order_field(accel: Acceleration, z: torch.Tensor) -> torch.Tensor:
+    """The first-order field of ``x'' = accel(x, v)`` at ``z = [x, v]``: returns ``[v, accel(x, v)]``.
+
+    ``z`` is ``[..., 2d]`` (position first, then velocity, along the last dimension); ``accel`` takes
+    ``x [..., d]`` and ``v [..., d]`` and returns ``[..., d]``.
+    """
+    if z.shape[-1] % 2:
+        raise ValueError(f"z = [x, v] must have an even last dimension, got shape {tuple(z.shape)}.")
+    d = z.shape[-1] // 2
+    x, v = z[..., :d], z[..., d:]
+    return torch.cat([v, accel(x, v)], dim=-1)
+
+
+def order_preserved(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether the samples ``y_i = phi(x_i)`` of a map of the line keep the order of distinct inputs:
+    ``x_i < x_j  =>  y_i < y_j`` for every pair. ``x`` and ``y`` are ``[N]`` or ``[N, 1]``.
+
+    The flow map of a 1-D ODE is strictly increasing, so ``False`` proves that no 1-D Neural ODE
+    (of any width, trained for any time) maps these inputs to these outputs.
+    """
+    x, y = torch.as_tensor(x).reshape(-1), torch.as_tensor(y).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must hold the same number of samples, got {x.numel()} and {y.numel()}.")
+    ys = y[torch.argsort(x)]
+    return bool((ys[1:] > ys[:-1]).all())
+
+
+def reflection_matrix(T: float, d: int = 1) -> torch.Tensor:
+    """A ``[2d, 2d]`` float64 matrix ``A`` whose flow ``exp(T A)`` maps ``[x, 0]`` to ``[-x, 0]``:
+    a half turn in each plane ``(x_k, a_k)`` at angular speed ``pi / T``."""
+    if not (isinstance(T, (int, float)) and not isinstance(T, bool) and math.isfinite(T) and T > 0):
+        raise ValueError(f"T must be a finite positive time, got T={T!r}.")
+    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        raise ValueError(f"d must be a positive integer (the input dimension), got d={d!r}.")
+    eye = torch.eye(d, dtype=torch.float64)
+    zero = torch.zeros(d, d, dtype=torch.float64)
+    return (math.pi / T) * torch.cat([torch.cat([zero, -eye], 1), torch.cat([eye, zero], 1)], 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _require_callable(name: str, fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(
+            f"{name} expects your function itself, got {type(fn).__name__}; pass the function without "
+            f"calling it, e.g. {name}(my_function), not {name}(my_function(...))."
+        )
+
+
+@contextlib.contextmanager
+def _keep_random_state() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's (CPU) random state afterwards: checking changes nothing."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def _run_check(exercise: str, learner: Callable, reference: Callable, cases: list[Case], hint: str,
+               compare: Callable[[Any, Any], Optional[str]], verbose: bool) -> bool:
+    """``check_function`` without touching the random state; True when every case passed."""
+    with _keep_random_state():
+        _, report = check_function(exercise, learner, reference, cases, hint=hint, compare=compare, verbose=verbose)
+    return report.ok
+
+
+def _randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _same_tensor(expected: torch.Tensor, got: Any, rtol: float = 1e-6, atol: float = 1e-7) -> Optional[str]:
+    """Same type, shape, dtype, values, and gradients kept when the reference keeps them."""
+    if not torch.is_tensor(got):
+        return f"expected a tensor, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if got.dtype != expected.dtype:
+        return f"expected dtype {expected.dtype} (the input's), got {got.dtype}"
+    if not torch.allclose(got.detach(), expected.detach(), rtol=rtol, atol=atol):
+        diff = (got.detach() - expected.detach()).abs().max().item()
+        return f"values differ from the reference by up to {diff:.3g}"
+    if expected.requires_grad and not got.requires_grad:
+        return "the result is cut off from x's gradient (no .detach(), torch.tensor(...) or in-place copies)"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 1: zero augmentation
+# --------------------------------------------------------------------------------------------------
+
+
+def _augment_compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+    why = _same_tensor(expected, got)
+    if why and torch.is_tensor(got) and got.shape == expected.shape and got.dtype == expected.dtype:
+        for shift in range(1, expected.shape[-1]):
+            if torch.equal(got.detach(), expected.detach().roll(shift, dims=-1)):
+                return why + "; the zeros go after x, not before it"
+    return why
+
+
+def check_augment(fn: Callable[[torch.Tensor, int], torch.Tensor], verbose: bool = True
+                  ) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Exercise 1: append ``p`` zeros to the last dimension of a batch."""
+    _require_callable("check_augment", fn)
+    cases = [
+        Case("a batch [5, 2], p = 1", (_randn(5, 2, seed=1), 1)),
+        Case("1-D points [4, 1], p = 3, float64", (_randn(4, 1, seed=2, dtype=torch.float64), 3)),
+        Case("p = 0 changes nothing", (_randn(3, 2, seed=3), 0)),
+        Case("any leading shape: [2, 3, 4], p = 2", (_randn(2, 3, 4, seed=4), 2)),
+        Case("gradients reach x", (_randn(6, 2, seed=5).requires_grad_(True), 2)),
+        Case("half precision [3, 2], p = 2 (the zeros take x's dtype)", (_randn(3, 2, seed=6).half(), 2)),
+    ]
+    hint = ("torch.cat([x, x.new_zeros(*x.shape[:-1], p)], dim=-1): zeros of x's dtype and device, after x, "
+            "for any leading shape.")
+    ok = _run_check("Exercise 1 (zero augmentation)", fn, augment, cases, hint, _augment_compare, verbose)
+    return fn if ok else augment
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 2: the second-order field
+# --------------------------------------------------------------------------------------------------
+
+
+def _spring(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return -4.0 * x
+
+
+def _damped_pendulum(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return -torch.sin(x) - 0.3 * v
+
+
+def _velocity_cubed(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return 2.0 * x - v**3
+
+
+def _coupled(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return x.flip(-1) - 0.5 * v  # each coordinate pulled by the other one
+
+
+def _field_compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+    why = _same_tensor(expected, got, rtol=1e-6, atol=1e-6)
+    if why and torch.is_tensor(got) and got.shape == expected.shape:
+        d = expected.shape[-1] // 2
+        swapped = torch.cat([expected[..., d:], expected[..., :d]], dim=-1)
+        if torch.allclose(got.detach(), swapped.detach(), atol=1e-6):
+            return why + "; the halves are swapped: the first half of dz/dt is dx/dt = v, the second dv/dt"
+        if torch.allclose(got.detach()[..., :d], expected.detach()[..., :d], atol=1e-6):
+            return why + " in the second half (dv/dt): call accel(x, v) with the position first"
+    return why
+
+
+def check_second_order_field(fn: Callable[[Acceleration, torch.Tensor], torch.Tensor], verbose: bool = True
+                             ) -> Callable[[Acceleration, torch.Tensor], torch.Tensor]:
+    """Exercise 2: ``[v, accel(x, v)]`` from ``z = [x, v]``."""
+    _require_callable("check_second_order_field", fn)
+    cases = [
+        Case("a spring x'' = -4x, one point [1, 2]", (_spring, torch.tensor([[1.0, 0.5]]))),
+        Case("a damped pendulum, a batch [6, 2]", (_damped_pendulum, _randn(6, 2, seed=6))),
+        Case("x'' = 2x - v^3 in 2-D, a batch [5, 4]", (_velocity_cubed, _randn(5, 4, seed=7))),
+        Case("coupled coordinates, float64 [3, 4]", (_coupled, _randn(3, 4, seed=8, dtype=torch.float64))),
+        Case("leading shape [2, 3, 6]", (_coupled, _randn(2, 3, 6, seed=9))),
+    ]
+    hint = ("d = z.shape[-1] // 2; x, v = z[..., :d], z[..., d:]; return torch.cat([v, accel(x, v)], dim=-1).")
+    ok = _run_check("Exercise 2 (the second-order field)", fn, second_order_field, cases, hint, _field_compare,
+                    verbose)
+    return fn if ok else second_order_field
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 3: can a 1-D flow do it?
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_bool(value: Any) -> Optional[bool]:
+    """``value`` as a Python bool (a bool, or a one-element boolean tensor), or None if it is neither."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if torch.is_tensor(value) and value.numel() == 1 and value.dtype == torch.bool:
+        return bool(value)
+    return None
+
+
+def _bool_compare(expected: bool, got: Any) -> Optional[str]:
+    value = _as_bool(got)
+    if value is None:
+        return f"expected True or False, got {type(got).__name__} {got!r}"
+    return None if value == expected else f"expected {expected}, got {value}"
+
+
+def _samples(seed: int, n: int, phi: Callable[[torch.Tensor], torch.Tensor], shuffle: bool = True,
+             column: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    x = 4 * torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) - 2
+    if not shuffle:
+        x = x.sort().values
+    y = phi(x)
+    return (x[:, None], y[:, None]) if column else (x, y)
+
+
+def _bump_in_the_middle(x: torch.Tensor) -> torch.Tensor:
+    """Increasing, except that the order of two neighbours near 0 is swapped."""
+    y = x.clone()
+    order = torch.argsort(x)
+    mid = len(x) // 2
+    i, j = order[mid], order[mid + 1]
+    y[i], y[j] = x[j], x[i]
+    return y
+
+
+def check_order_preserved(fn: Callable[[torch.Tensor, torch.Tensor], bool], verbose: bool = True
+                          ) -> Callable[[torch.Tensor, torch.Tensor], bool]:
+    """Exercise 3: do the samples of a map of the line keep the order of their inputs?"""
+    _require_callable("check_order_preserved", fn)
+    cases = [
+        Case("x -> x^3 + x, sorted inputs", _samples(10, 50, lambda x: x**3 + x, shuffle=False)),
+        Case("x -> -x (the reflection)", _samples(11, 50, lambda x: -x)),
+        Case("x -> tanh(3x), inputs in random order", _samples(12, 50, lambda x: torch.tanh(3 * x))),
+        Case("x -> x^2 (increasing only for x > 0), [N, 1] columns", _samples(13, 40, lambda x: x**2, column=True)),
+        Case("increasing except one swapped pair", _samples(14, 60, _bump_in_the_middle)),
+        Case("a constant map (not one-to-one)", _samples(15, 20, lambda x: torch.zeros_like(x) + 0.5)),
+        Case("exp(x), [N, 1] columns in random order", _samples(16, 30, torch.exp, column=True)),
+        Case("a single sample", (torch.tensor([0.3]), torch.tensor([-0.7]))),
+    ]
+    hint = ("sort the inputs first (order = torch.argsort(x.flatten())), then ask whether the outputs in that "
+            "order are strictly increasing: y_sorted[1:] > y_sorted[:-1] for every neighbour; return a bool.")
+    ok = _run_check("Exercise 3 (order preservation)", fn, order_preserved, cases, hint, _bool_compare, verbose)
+    return fn if ok else order_preserved
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 4: a reflection by a linear flow in one more dimension
+# --------------------------------------------------------------------------------------------------
+
+
+def _matrix_runner(fn: Callable[..., torch.Tensor]) -> Callable[[float, int], tuple[float, int, Any]]:
+    def run(T: float, d: int) -> tuple[float, int, Any]:
+        return T, d, fn(T, d)
+    return run
+
+
+def _reflects(expected: tuple[float, int, Any], got: tuple[float, int, Any]) -> Optional[str]:
+    """``exp(T A)`` must send ``[x, 0]`` to ``[-x, *]``: its top-left ``d x d`` block is ``-I``."""
+    T, d, A = got
+    if not torch.is_tensor(A):
+        return f"expected a [{2 * d}, {2 * d}] tensor, got {type(A).__name__}"
+    if A.shape != (2 * d, 2 * d):
+        return (f"expected shape ({2 * d}, {2 * d}) (the state [x, a] has d = {d} inputs and {d} extra "
+                f"dimensions), got {tuple(A.shape)}")
+    A = A.detach().to("cpu", torch.float64)
+    if not torch.isfinite(A).all():
+        return "the matrix has non-finite entries"
+    flow = torch.linalg.matrix_exp(T * A)
+    block = flow[:d, :d]
+    err = (block + torch.eye(d, dtype=torch.float64)).abs().max().item()
+    if err > 1e-6:
+        diag = ", ".join(f"{v:.3g}" for v in block.diagonal().tolist()[:3])
+        return (f"exp(T A) maps [x, 0] to [M x, ...] with M off -I by {err:.3g} (diagonal of M: {diag}); "
+                "the first d outputs must be exactly -x at time T")
+    return None
+
+
+def check_reflection_matrix(fn: Callable[[float, int], torch.Tensor], verbose: bool = True
+                            ) -> Callable[[float, int], torch.Tensor]:
+    """Exercise 4: a linear field ``dz/dt = A z`` on ``[x, a]`` whose time-``T`` flow sends ``x`` to ``-x``."""
+    _require_callable("check_reflection_matrix", fn)
+    cases = [
+        Case("T = 1, d = 1", (1.0, 1)),
+        Case("T = 2, d = 1 (slower)", (2.0, 1)),
+        Case("T = 0.5, d = 2", (0.5, 2)),
+        Case("T = 3, d = 3", (3.0, 3)),
+    ]
+    hint = ("a rotation in each plane (x_k, a_k) turns x_k into -x_k after half a turn: with angular speed "
+            "w = pi / T, A = w [[0, -I], [I, 0]] (or the oscillator x'' = -w^2 x: A = [[0, I], [-w^2 I, 0]]).")
+    ok = _run_check("Exercise 4 (a reflection by a flow)", _matrix_runner(fn), _matrix_runner(reflection_matrix),
+                    cases, hint, _reflects, verbose)
+    return fn if ok else reflection_matrix

@@ -1,0 +1,289 @@
+"""The checkers of 07_augmentation: references agree with independent computations, a correct answer
+passes, plausible wrong answers fail with a useful message, an unattempted exercise hands back the
+reference, and bad input gets a clear error."""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from nodecourse import odeint
+from nodecourse.exercises import ex07
+
+
+def _not_attempted(*args, **kwargs):
+    raise NotImplementedError("Exercise")
+
+
+def _wrapped(fn):
+    """A distinct function object that behaves like ``fn`` (so we can tell which one a checker returns)."""
+    return lambda *args, **kwargs: fn(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# the references against independent computations
+# --------------------------------------------------------------------------------------------------
+
+
+def test_augment_pads_like_numpy_and_keeps_dtype_and_gradients():
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    z = ex07.augment(x, 2)
+    np.testing.assert_array_equal(z.detach().numpy(), np.pad(x.detach().numpy(), ((0, 0), (0, 2))))
+    assert z.dtype == torch.float64 and z.requires_grad
+    z.sum().backward()
+    assert torch.equal(x.grad, torch.ones(4, 3, dtype=torch.float64))
+    assert ex07.augment(torch.ones(2, 5, 1), 3).shape == (2, 5, 4)
+
+
+def test_second_order_field_of_a_spring_solves_to_a_cosine():
+    # x'' = -w^2 x from rest: x(t) = x0 cos(w t), an independent closed form
+    w = 3.0
+    x0 = torch.tensor([[0.5, -1.0]], dtype=torch.float64)               # two springs at once, d = 2
+    z0 = torch.cat([x0, torch.zeros_like(x0)], dim=1)
+    t = torch.linspace(0, 2, 9, dtype=torch.float64)
+    path = odeint(lambda t, z: ex07.second_order_field(lambda x, v: -w**2 * x, z), z0, t, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(path[:, 0, :2], torch.cos(w * t)[:, None] * x0[0], rtol=0, atol=1e-7)
+    torch.testing.assert_close(path[:, 0, 2:], -w * torch.sin(w * t)[:, None] * x0[0], rtol=0, atol=1e-7)
+
+
+def test_second_order_field_rejects_an_odd_state():
+    with pytest.raises(ValueError, match="even last dimension"):
+        ex07.second_order_field(lambda x, v: x, torch.zeros(2, 3))
+
+
+def test_order_preserved_agrees_with_a_pairwise_definition():
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(30):
+        x = torch.randn(12, generator=gen, dtype=torch.float64)
+        y = torch.sort(torch.randn(12, generator=gen, dtype=torch.float64)).values[torch.argsort(torch.argsort(x))]
+        if trial % 2:          # break the order somewhere in half of the trials
+            i, j = torch.randint(0, 12, (2,), generator=gen).tolist()
+            y[i], y[j] = y[j].clone(), y[i].clone()
+        pairwise = all(bool(y[i] < y[j]) for i in range(12) for j in range(12) if x[i] < x[j])
+        assert ex07.order_preserved(x, y) == pairwise
+        assert ex07.order_preserved(x[:, None], y[:, None]) == pairwise
+
+
+def test_order_preserved_rejects_mismatched_samples():
+    with pytest.raises(ValueError, match="same number of samples, got 3 and 4"):
+        ex07.order_preserved(torch.zeros(3), torch.zeros(4))
+
+
+@pytest.mark.parametrize("T, d", [(1.0, 1), (0.7, 2), (4.0, 3)])
+def test_reflection_matrix_flow_reflects_an_odeint_solve(T, d):
+    A = ex07.reflection_matrix(T, d)
+    x = torch.randn(6, d, dtype=torch.float64)
+    z0 = torch.cat([x, torch.zeros_like(x)], dim=1)
+    zT = odeint(lambda t, z: z @ A.T, z0, torch.tensor([0.0, T], dtype=torch.float64), rtol=1e-10, atol=1e-10)[-1]
+    torch.testing.assert_close(zT, torch.cat([-x, torch.zeros_like(x)], dim=1), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("args, exc, match", [
+    ((torch.ones(2, 1), -1), ValueError, "p must be an integer >= 0"),
+    (([1.0], 1), TypeError, "x must be a tensor"),
+])
+def test_augment_reference_rejects_bad_input(args, exc, match):
+    with pytest.raises(exc, match=match):
+        ex07.augment(*args)
+
+
+@pytest.mark.parametrize("args, match", [((0.0, 1), "T must be a finite positive time"),
+                                         ((float("inf"), 1), "T must be a finite positive time"),
+                                         ((1.0, 0), "d must be a positive integer")])
+def test_reflection_matrix_rejects_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        ex07.reflection_matrix(*args)
+
+
+# --------------------------------------------------------------------------------------------------
+# the checkers: right, wrong, not attempted
+# --------------------------------------------------------------------------------------------------
+
+CHECKERS = [
+    (ex07.check_augment, ex07.augment),
+    (ex07.check_second_order_field, ex07.second_order_field),
+    (ex07.check_order_preserved, ex07.order_preserved),
+    (ex07.check_reflection_matrix, ex07.reflection_matrix),
+]
+IDS = [c.__name__ for c, _ in CHECKERS]
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
+def test_a_correct_answer_passes_and_is_kept(checker, reference, capsys):
+    learner = _wrapped(reference)
+    assert checker(learner) is learner
+    out = capsys.readouterr().out
+    assert "passed" in out and "FAILED" not in out
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
+def test_an_unattempted_exercise_hands_back_the_reference(checker, reference, capsys):
+    assert checker(_not_attempted) is reference
+    assert "not attempted" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
+def test_a_crashing_answer_is_reported_not_raised(checker, reference, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch somewhere")
+
+    assert checker(broken) is reference
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "RuntimeError: shape mismatch somewhere" in out
+
+
+@pytest.mark.parametrize("checker", [c for c, _ in CHECKERS], ids=IDS)
+def test_a_checker_given_a_result_instead_of_a_function_says_so(checker):
+    with pytest.raises(TypeError, match="expects your function itself"):
+        checker(torch.zeros(3))
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
+def test_checkers_leave_the_random_state_alone(checker, reference, capsys):
+    states = random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state()
+    checker(reference)
+    assert random.getstate() == states[0]
+    assert np.array_equal(np.random.get_state()[1], states[1])
+    assert torch.equal(torch.get_rng_state(), states[2])
+
+
+def test_checkers_are_quiet_when_asked(capsys):
+    for checker, reference in CHECKERS:
+        checker(reference, verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+# --- exercise 1 ------------------------------------------------------------------------------------
+
+def test_zeros_of_the_default_dtype_fail_on_half_precision(capsys):
+    def float32_zeros(x, p):
+        return torch.cat([x, torch.zeros(*x.shape[:-1], p)], dim=-1)
+
+    assert ex07.check_augment(float32_zeros) is ex07.augment
+    out = capsys.readouterr().out
+    assert "wrong half precision [3, 2], p = 2" in out and "expected dtype torch.float16" in out
+    assert "x.new_zeros" in out   # the hint
+
+
+def test_zeros_in_front_fail_with_a_message(capsys):
+    ex07.check_augment(lambda x, p: torch.cat([x.new_zeros((*x.shape[:-1], p)), x], dim=-1))
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "the zeros go after x, not before it" in out
+
+
+def test_a_two_dimensional_only_answer_fails_on_other_shapes(capsys):
+    ex07.check_augment(lambda x, p: torch.cat([x, x.new_zeros(x.shape[0], p)], dim=1))
+    out = capsys.readouterr().out
+    assert "ok    a batch [5, 2], p = 1" in out and "wrong any leading shape" in out
+
+
+def test_a_detached_answer_fails_the_gradient_case(capsys):
+    ex07.check_augment(lambda x, p: ex07.augment(x, p).detach())
+    out = capsys.readouterr().out
+    assert "wrong gradients reach x" in out and "cut off from x's gradient" in out
+
+
+def test_padding_the_wrong_dimension_fails(capsys):
+    ex07.check_augment(lambda x, p: torch.cat([x, x.new_zeros((p, *x.shape[1:]))], dim=0))
+    assert "expected shape (5, 3), got (6, 2)" in capsys.readouterr().out
+
+
+# --- exercise 2 ------------------------------------------------------------------------------------
+
+def test_swapped_halves_fail_with_a_message(capsys):
+    def swapped(accel, z):
+        d = z.shape[-1] // 2
+        return torch.cat([accel(z[..., :d], z[..., d:]), z[..., d:]], dim=-1)
+
+    assert ex07.check_second_order_field(swapped) is ex07.second_order_field
+    assert "the halves are swapped" in capsys.readouterr().out
+
+
+def test_position_and_velocity_swapped_in_the_call_fail(capsys):
+    def wrong_call(accel, z):
+        d = z.shape[-1] // 2
+        return torch.cat([z[..., d:], accel(z[..., d:], z[..., :d])], dim=-1)
+
+    ex07.check_second_order_field(wrong_call)
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "call accel(x, v) with the position first" in out
+
+
+def test_a_one_dimensional_only_answer_fails_in_2d(capsys):
+    def only_1d(accel, z):
+        return torch.stack([z[..., 1], accel(z[..., 0], z[..., 1])], dim=-1)
+
+    ex07.check_second_order_field(only_1d)
+    out = capsys.readouterr().out
+    assert "ok    a spring" in out and "wrong x'' = 2x - v^3 in 2-D" in out
+
+
+# --- exercise 3 ------------------------------------------------------------------------------------
+
+def test_not_sorting_the_inputs_fails(capsys):
+    def unsorted(x, y):
+        y = y.reshape(-1)
+        return bool((y[1:] > y[:-1]).all())
+
+    assert ex07.check_order_preserved(unsorted) is ex07.order_preserved
+    out = capsys.readouterr().out
+    assert "ok    x -> -x" in out and "wrong x -> tanh(3x), inputs in random order" in out and "argsort" in out
+
+
+def test_non_strict_order_fails_on_the_constant_map(capsys):
+    def non_strict(x, y):
+        ys = y.reshape(-1)[torch.argsort(x.reshape(-1))]
+        return bool((ys[1:] >= ys[:-1]).all())
+
+    ex07.check_order_preserved(non_strict)
+    out = capsys.readouterr().out
+    assert "wrong a constant map (not one-to-one): expected False, got True" in out
+
+
+def test_comparing_the_endpoints_only_fails(capsys):
+    def endpoints(x, y):
+        x, y = x.reshape(-1), y.reshape(-1)
+        return bool(y[x.argmax()] > y[x.argmin()])
+
+    ex07.check_order_preserved(endpoints)
+    out = capsys.readouterr().out
+    assert "ok    x -> -x" in out and "wrong increasing except one swapped pair" in out
+
+
+def test_a_tensor_instead_of_a_bool_is_accepted_but_a_float_is_not(capsys):
+    def as_tensor(x, y):
+        ys = y.reshape(-1)[torch.argsort(x.reshape(-1))]
+        return (ys[1:] > ys[:-1]).all()
+
+    assert ex07.check_order_preserved(as_tensor) is as_tensor
+    capsys.readouterr()
+    ex07.check_order_preserved(lambda x, y: 1.0)
+    assert "expected True or False, got float 1.0" in capsys.readouterr().out
+
+
+# --- exercise 4 ------------------------------------------------------------------------------------
+
+def test_the_oscillator_answer_passes_too(capsys):
+    def oscillator(T, d=1):
+        w = math.pi / T
+        eye, zero = torch.eye(d, dtype=torch.float64), torch.zeros(d, d, dtype=torch.float64)
+        return torch.cat([torch.cat([zero, eye], 1), torch.cat([-w**2 * eye, zero], 1)], 0)
+
+    assert ex07.check_reflection_matrix(oscillator) is oscillator
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_a_rotation_ignoring_the_time_fails(capsys):
+    ex07.check_reflection_matrix(lambda T, d=1: ex07.reflection_matrix(1.0, d))
+    out = capsys.readouterr().out
+    assert "ok    T = 1, d = 1" in out and "wrong T = 2, d = 1 (slower)" in out and "off -I by" in out
+
+
+def test_a_contraction_fails_and_a_small_matrix_is_reported(capsys):
+    ex07.check_reflection_matrix(lambda T, d=1: -torch.eye(2 * d, dtype=torch.float64))
+    assert "FAILED 0/4" in capsys.readouterr().out
+    ex07.check_reflection_matrix(lambda T, d=1: -torch.eye(d, dtype=torch.float64))
+    assert "expected shape (2, 2) (the state [x, a] has d = 1 inputs" in capsys.readouterr().out
