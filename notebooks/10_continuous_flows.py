@@ -1,0 +1,745 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "skip"}
+# [![Lecture in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/notebooks/10_continuous_flows.ipynb)
+# [![Exercises in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/exercises/10_continuous_flows_exercises.ipynb)
+# [![Solutions in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/solutions/10_continuous_flows_exercises.ipynb)
+#
+# Lecture · Exercises · Solutions
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 10 · Continuous normalizing flows
+#
+# A Neural ODE moves points; this notebook makes it move probability. When points follow
+# $\dot z = f(t, z)$, their density changes at the rate $-\operatorname{tr}(\partial f / \partial z)$,
+# a result that turns any Neural ODE into a density model you can train by maximum likelihood and
+# sample from by solving backwards (Chen et al. 2018, Sec. 4; Grathwohl et al. 2019, FFJORD).
+#
+# **Learning objectives**
+# - derive the instantaneous change of variables $\frac{d}{dt}\log p(z(t)) = -\operatorname{tr}(\partial f/\partial z)$
+#   from the finite change of variables, and check it against closed forms and brute-force log-determinants;
+# - compute the trace exactly with one autograd pass per dimension, and estimate it with Hutchinson's
+#   estimator in one pass; show the estimator is unbiased and compare the costs as the dimension grows;
+# - train a continuous normalizing flow (CNF) on two moons by maximum likelihood with both traces and
+#   compare them in NLL and time per iteration;
+# - plot a CNF's log-density on a grid and draw samples by integrating the base Gaussian backwards;
+# - condition the vector field on a label (a data-controlled CNF) and sample each class on demand.
+#
+# **Estimated time:** 90 minutes
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Setup
+# On Colab the first cell installs `nodecourse`; everywhere it picks the device, seeds the random
+# generators and reads fast mode (`NODECOURSE_FAST=1` shrinks training loops for the test suite).
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # on Colab: install the course package first
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "nodecourse @ git+https://github.com/nodecourse/neural-ode-course"], check=True)
+
+import matplotlib.pyplot as plt
+import torch
+
+from nodecourse.config import FAST, device, seed_everything
+
+seed_everything(0)
+DEVICE = device()
+print(f"device: {DEVICE}, fast mode: {FAST}")
+
+# %%
+import copy
+import math
+import time
+
+import numpy as np
+import torch.nn.functional as F
+
+from nodecourse import odeint
+from nodecourse.models.flows import (CNF, CNFField, exact_trace, hutchinson_trace, sample_probe,
+                                     standard_normal_log_prob)
+
+# The flows here are small (2-D states, a few dozen hidden units): on a CPU one thread is fastest.
+torch.set_num_threads(1)
+
+# Exact checks run in double precision; Apple's MPS has none, so there they use the CPU.
+DEV64 = DEVICE if DEVICE.type != "mps" else torch.device("cpu")
+F64 = dict(dtype=torch.float64, device=DEV64)
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so that wall-clock timings measure the computation."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Hyperparameters
+# The only cells the test suite changes: fast mode trains smaller flows for fewer iterations, and the
+# bars the results must clear follow from that.
+
+# %%
+n_iters = 200 if FAST else 1000        # optimizer steps per training run
+hidden = 32 if FAST else 64            # hidden units per layer of the vector field (two layers)
+n_steps = 4 if FAST else 8             # RK4 steps on [0, 1]: 4 field evaluations each
+lr = 1e-2 if FAST else 5e-3            # Adam's learning rate, cosine-annealed to 0
+batch_size = 256                       # training points per iteration
+nll_drop_bar = 0.5 if FAST else 1.2    # training must lower the test NLL by this many nats
+nll_gap_bar = 0.2 if FAST else 0.1     # exact and Hutchinson training end this close (nats)
+n_probes = 20000                       # probes for the unbiasedness checks
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1. The instantaneous change of variables
+#
+# **The finite change of variables.** If $z_1 = F(z_0)$ for an invertible, differentiable map $F$
+# and $z_0 \sim p_0$, the density of $z_1$ is
+# $$ \log p_1(z_1) = \log p_0(z_0) - \log\left|\det \frac{\partial F}{\partial z_0}\right| . $$
+# A map that stretches a neighbourhood by a factor spreads its probability over more volume, so the
+# density drops by that factor. A normalizing flow chains such maps; each needs a log-determinant,
+# which costs $O(D^3)$ for a general $D \times D$ Jacobian. That is why discrete flows restrict their
+# layers (triangular Jacobians, coupling layers).
+#
+# **One small Euler step.** Take $F_\varepsilon(z) = z + \varepsilon f(t, z)$: one step of the ODE
+# $\dot z = f(t, z)$. With $A = \partial f / \partial z$ its Jacobian is $I + \varepsilon A$, and with
+# the eigenvalues $\lambda_i$ of $A$
+# $$ \det(I + \varepsilon A) = \prod_i (1 + \varepsilon\lambda_i)
+#    = 1 + \varepsilon \operatorname{tr} A + O(\varepsilon^2) . $$
+# So $\log p(z(t + \varepsilon)) - \log p(z(t)) = -\log\big(1 + \varepsilon \operatorname{tr} A + O(\varepsilon^2)\big)
+# = -\varepsilon \operatorname{tr} A + O(\varepsilon^2)$. Divide by $\varepsilon$ and let it go to 0:
+# $$ \boxed{\ \frac{d}{dt} \log p\big(z(t)\big) = -\operatorname{tr}\!\left(\frac{\partial f}{\partial z}\big(t, z(t)\big)\right)\ } $$
+# (Chen et al. 2018, Theorem 1). The derivative follows the moving point, and the determinant, a
+# product over the eigenvalues, has become the trace, their *sum*. The same law follows from the
+# continuity equation $\partial_t p = -\nabla\cdot(p f)$ along a trajectory:
+# $\frac{d}{dt}\log p = \partial_t \log p + f\cdot\nabla\log p = -\nabla\cdot f$.
+#
+# First the expansion itself. The next term is $\varepsilon^2 e_2(A)$ with
+# $e_2 = \big((\operatorname{tr} A)^2 - \operatorname{tr}(A^2)\big)/2$, the sum of the products of pairs of
+# eigenvalues, so the error of $1 + \varepsilon\operatorname{tr}A$ divided by $\varepsilon^2$ must tend to $e_2$.
+
+# %%
+torch.manual_seed(0)
+A = torch.randn(4, 4, **F64)
+e2 = (torch.trace(A) ** 2 - torch.trace(A @ A)) / 2
+epsilons = [10.0 ** -k for k in range(1, 6)]
+errors = [(torch.linalg.det(torch.eye(4, **F64) + eps * A) - (1 + eps * torch.trace(A))).abs().item()
+          for eps in epsilons]
+for eps, err in zip(epsilons, errors):
+    print(f"eps = {eps:.0e}: |det(I + eps A) - (1 + eps tr A)| = {err:.3e},  / eps^2 = {err / eps**2:.5f}")
+print(f"e2(A) = {e2.abs().item():.5f}")
+slope = np.polyfit(np.log(epsilons), np.log(errors), 1)[0]
+print(f"log-log slope: {slope:.3f}")
+assert abs(slope - 2) < 0.05
+assert abs(errors[-1] / epsilons[-1] ** 2 - e2.abs().item()) < 1e-3 * e2.abs().item()
+
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The augmented state
+# To know the density at the end of a trajectory we carry the log-density change along with the
+# point: the joint state $(z, \delta)$ with
+# $$ \frac{d}{dt}\begin{pmatrix} z \\ \delta \end{pmatrix} = \begin{pmatrix} f(t, z) \\ -\operatorname{tr}\,\partial f / \partial z \end{pmatrix},
+#    \qquad \delta(t_0) = 0, $$
+# gives $\log p_{t_1}(z(t_1)) = \log p_{t_0}(z(t_0)) + \delta(t_1)$. This is a *tuple* state, which
+# `nodecourse.odeint` solves like any other. The trace needs $\partial f/\partial z$, which autograd
+# gives us one row at a time: row $i$ is the gradient of $f_i$. For a batch, the gradient of
+# $\sum_b f_i(z_b)$ with respect to all $z_b$ at once gives every sample's row $i$, because sample $b$'s
+# output depends on sample $b$'s input only. In 2-D that is two autograd passes.
+
+# %%
+def trace_by_rows(f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """tr(df/dz) per sample by one autograd pass per dimension: f, z [B, D] -> [B]."""
+    rows = [torch.autograd.grad(f[:, i].sum(), z, create_graph=True)[0][:, i] for i in range(z.shape[1])]
+    return torch.stack(rows, dim=1).sum(dim=1)
+
+
+def cnf_dynamics(field, t, state):
+    """d/dt (z, delta) = (f(t, z), -tr df/dz) for a field(t, z): ([B, D], [B]) -> ([B, D], [B])."""
+    z, _ = state
+    with torch.enable_grad():  # the trace needs autograd, even inside torch.no_grad()
+        if not z.requires_grad:
+            z = z.detach().requires_grad_(True)
+        f = field(t, z)
+        return f, -trace_by_rows(f, z)
+
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Check 1: a linear field
+# For $f(z) = A z$ the flow map is $z(t) = e^{tA} z_0$, and by Jacobi's formula
+# $\log\det e^{tA} = t \operatorname{tr} A$, so $\delta(t) = -t\operatorname{tr}A$ exactly. Better still,
+# if $z_0 \sim \mathcal N(0, I)$ then $z(t) \sim \mathcal N(0, e^{tA}e^{tA^\top})$, so the whole
+# log-density along the flow has a closed form we can compare with. We take a rotation with
+# contraction ($\operatorname{tr} A < 0$): the cloud shrinks, so its density must rise.
+
+# %%
+A = torch.tensor([[-0.3, -1.0], [1.2, -0.5]], **F64)
+times = torch.linspace(0, 2, 5, **F64)
+z0 = torch.randn(6, 2, **F64)
+zs, deltas = odeint(lambda t, s: cnf_dynamics(lambda t_, z: z @ A.T, t, s),
+                    (z0, torch.zeros(6, **F64)), times, rtol=1e-10, atol=1e-10)
+for k, t in enumerate(times):
+    M = torch.linalg.matrix_exp(t * A)
+    exact = torch.distributions.MultivariateNormal(torch.zeros(2, **F64), M @ M.T).log_prob(zs[k])
+    ours = standard_normal_log_prob(z0) + deltas[k]
+    print(f"t = {t:.1f}: delta = {deltas[k, 0].item():+.6f} (-t tr A = {-t.item() * torch.trace(A).item():+.6f}),"
+          f"  max |log p - closed form| = {(ours - exact).abs().max().item():.1e}")
+    assert torch.allclose(deltas[k], -t * torch.trace(A) * torch.ones(6, **F64), atol=1e-9)
+    assert torch.allclose(ours, exact, atol=1e-9)
+
+# %% [markdown]
+# The same machinery draws the density at any time $t$: for each grid point $y$, solve $(z, \delta)$
+# from time $t$ back to 0 (where the density is the standard Gaussian's) and read
+# $\log p_t(y) = \log p_0(z(0)) - \delta(0)$, the rule "log-density at the start = log-density at the
+# end minus $\delta$ at the end" that every CNF below uses.
+
+# %%
+n_grid = 60
+axis = torch.linspace(-3, 3, n_grid, **F64)
+gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+for ax, t in zip(axes, (0.0, 1.0, 2.0)):
+    if t == 0:
+        logp = standard_normal_log_prob(grid)
+    else:
+        back = torch.tensor([t, 0.0], **F64)
+        with torch.no_grad():  # no graph for the parameters is needed to draw a picture
+            zb, db = odeint(lambda s, st: cnf_dynamics(lambda s_, z: z @ A.T, s, st),
+                            (grid, torch.zeros(len(grid), **F64)), back, rtol=1e-8, atol=1e-8)
+        logp = standard_normal_log_prob(zb[-1]) - db[-1]
+        M = torch.linalg.matrix_exp(t * A)
+        closed = torch.distributions.MultivariateNormal(torch.zeros(2, **F64), M @ M.T).log_prob(grid)
+        assert torch.allclose(logp, closed, atol=1e-6)
+    ax.contourf(gx.cpu(), gy.cpu(), logp.exp().reshape(n_grid, n_grid).cpu(), levels=20, cmap="viridis")
+    ax.set(title=f"$p_t$ at t = {t:g}", aspect="equal")
+fig.suptitle("a Gaussian carried by $\\dot z = Az$ (tr A = -0.8): it turns and concentrates")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Check 2: a nonlinear field against the brute-force log-determinant
+# For a nonlinear field there is no closed form, but there is a brute-force reference: the Jacobian
+# of the whole flow map $x \mapsto z(t_1)$, computed by autograd *through the solver*
+# (`torch.autograd.functional.jacobian`), and its log-determinant. The integrated trace must equal
+# $-\log\det$ of it, point by point. `CNFField` is the vector field of `nodecourse.models.flows`: an
+# MLP of $[z, t]$; we also check our `cnf_dynamics` against the package's `CNF.augmented_dynamics`.
+
+# %%
+torch.manual_seed(1)
+flow = CNF(2, hidden=16, method="dopri5", rtol=1e-10, atol=1e-10).to(**F64)
+field = flow.field
+x = torch.randn(5, 2, **F64)
+t01 = torch.tensor([0.0, 1.0], **F64)
+_, deltas = odeint(lambda t, s: cnf_dynamics(field, t, s), (x, torch.zeros(5, **F64)), t01,
+                   rtol=1e-10, atol=1e-10)
+
+
+def flow_map(point: torch.Tensor) -> torch.Tensor:
+    """x -> z(1) for one point [2]: the map whose Jacobian we want."""
+    return odeint(field, point[None], t01, rtol=1e-10, atol=1e-10)[-1, 0]
+
+
+logdets = torch.stack([torch.linalg.slogdet(torch.autograd.functional.jacobian(flow_map, xi))[1] for xi in x])
+print("integrated trace delta(1):", deltas[-1].tolist())
+print("-log det of the flow map: ", (-logdets).tolist())
+assert torch.allclose(deltas[-1], -logdets, atol=1e-7)
+
+state = (x.clone().requires_grad_(True), torch.zeros(5, **F64))
+ours, theirs = cnf_dynamics(field, torch.tensor(0.3, **F64), state), flow.augmented_dynamics(0.3, state)
+assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(ours, theirs))
+print("cnf_dynamics agrees with CNF.augmented_dynamics")
+
+# %% [markdown]
+# The brute force costs one backward pass through the whole solve per output dimension, plus an
+# $O(D^3)$ determinant; the CNF got the same number from a trace at each step, integrated alongside
+# the state. That is the point: no determinant, and no restriction on the architecture of $f$.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2. The trace: exact, or estimated
+# The exact trace takes $D$ autograd passes: fine in 2-D, expensive for images. FFJORD (Grathwohl
+# et al. 2019) replaces it with Hutchinson's (1989) estimator. For a random probe $\varepsilon$ with
+# $\mathbb E[\varepsilon\varepsilon^\top] = I$,
+# $$ \mathbb E\big[\varepsilon^\top A \varepsilon\big] = \mathbb E\Big[\sum_{ij} \varepsilon_i A_{ij} \varepsilon_j\Big]
+#    = \sum_{ij} A_{ij}\, \mathbb E[\varepsilon_i\varepsilon_j] = \sum_i A_{ii} = \operatorname{tr} A , $$
+# and $\varepsilon^\top A$ is a single vector-Jacobian product: `torch.autograd.grad(f, z, grad_outputs=eps)`.
+# Probes: Rademacher ($\pm 1$ with equal chances) or standard Gaussian. Their variances differ. Write
+# $\varepsilon^\top A \varepsilon = \sum_i A_{ii}\varepsilon_i^2 + \sum_{i<j}(A_{ij} + A_{ji})\varepsilon_i\varepsilon_j$:
+# - Rademacher: $\varepsilon_i^2 = 1$, so the diagonal part is exact, and the cross terms are
+#   uncorrelated with variance 1: $\operatorname{Var} = \sum_{i<j}(A_{ij}+A_{ji})^2$.
+# - Gaussian: the diagonal adds $\operatorname{Var}(\varepsilon_i^2) = 2$ per term:
+#   $\operatorname{Var} = \sum_{i<j}(A_{ij}+A_{ji})^2 + 2\sum_i A_{ii}^2 = 2\,\|(A + A^\top)/2\|_F^2$.
+#
+# So Rademacher probes are never worse. We check all of it on the Jacobian of an MLP field at one
+# point in $D = 8$: the package's `exact_trace` against the Jacobian's diagonal, then 20,000 probes of
+# each kind (one batch: the same point repeated, a different probe per row).
+
+# %%
+torch.manual_seed(2)
+D = 8
+field8 = CNFField(D, hidden=32).to(**F64)
+with torch.no_grad():  # doubled weights: a Jacobian far from zero makes a clearer picture
+    for p in field8.parameters():
+        p.mul_(2.0)
+point = torch.randn(1, D, **F64)
+J = torch.autograd.functional.jacobian(lambda p: field8(0.0, p[None])[0], point[0])
+z = point.clone().requires_grad_(True)
+tr_exact = exact_trace(field8(0.0, z), z)
+assert torch.allclose(tr_exact, torch.trace(J).reshape(1), atol=1e-12)
+print(f"exact trace {tr_exact.item():.5f} = trace of the autograd Jacobian {torch.trace(J).item():.5f}")
+
+z_many = point.expand(n_probes, D).clone().requires_grad_(True)
+f_many = field8(0.0, z_many)
+estimates, stats = {}, {}
+S = J + J.T
+predicted = {"rademacher": (torch.triu(S, 1) ** 2).sum().item(), "gaussian": 0.5 * (S**2).sum().item()}
+for kind in ("rademacher", "gaussian"):
+    eps = sample_probe(z_many, kind, generator=torch.Generator(device=DEV64).manual_seed(0))
+    est = hutchinson_trace(f_many, z_many, eps).detach()
+    mean, se = est.mean().item(), est.std().item() / math.sqrt(n_probes)
+    estimates[kind] = est
+    print(f"{kind:>10}: mean {mean:.5f} +- {se:.5f} (exact {tr_exact.item():.5f}, "
+          f"{abs(mean - tr_exact.item()) / se:.2f} standard errors); variance {est.var().item():.4f}, "
+          f"predicted {predicted[kind]:.4f}")
+    assert abs(mean - tr_exact.item()) < 4 * se                        # unbiased
+    assert abs(est.var().item() / predicted[kind] - 1) < 0.1           # the variance formula
+assert estimates["rademacher"].var() < estimates["gaussian"].var()
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.4))
+for kind, colour in (("gaussian", "tab:orange"), ("rademacher", "tab:blue")):
+    ax.hist(estimates[kind].cpu().numpy(), bins=120, density=True, alpha=0.5, color=colour,
+            label=f"{kind}: variance {estimates[kind].var().item():.2f}")
+ax.axvline(tr_exact.item(), color="k", lw=2, label="exact trace")
+ax.set(xlabel=r"$\varepsilon^\top A\, \varepsilon$", ylabel="density",
+       title="single-probe Hutchinson estimates of tr A (D = 8)")
+ax.legend()
+plt.show()
+
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### What it buys: cost against dimension
+# One estimate costs one backward pass whatever $D$; the exact trace costs $D$. We time both (median
+# of several runs) on MLP fields of growing width. In 2-D the saving is at most a factor of two; at
+# $D = 128$ it is large.
+
+# %%
+def median_time(fn, repeats: int = 5) -> float:
+    """Median wall-clock seconds of fn() over a few runs, after one warm-up run."""
+    fn()
+    runs = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        runs.append(time.perf_counter() - start)
+    return float(np.median(runs))
+
+
+dims, cost = [2, 8, 32, 128], {"exact": [], "hutchinson": []}
+for d in dims:
+    torch.manual_seed(d)
+    fd = CNFField(d, hidden=64).to(DEVICE)
+    zd = torch.randn(128, d, device=DEVICE, requires_grad=True)
+    eps = sample_probe(zd)
+    cost["exact"].append(median_time(lambda: exact_trace(fd(0.0, zd), zd)))
+    cost["hutchinson"].append(median_time(lambda: hutchinson_trace(fd(0.0, zd), zd, eps)))
+for d, te, th in zip(dims, cost["exact"], cost["hutchinson"]):
+    print(f"D = {d:>3}: exact {1e3 * te:7.2f} ms, Hutchinson {1e3 * th:6.2f} ms, ratio {te / th:5.1f}")
+assert cost["exact"][-1] > 5 * cost["hutchinson"][-1]
+
+fig, ax = plt.subplots(figsize=(5.5, 3.5))
+for name, marker in (("exact", "o"), ("hutchinson", "s")):
+    ax.loglog(dims, [1e3 * c for c in cost[name]], marker=marker, label=name)
+ax.set(xlabel="dimension D", ylabel="ms per trace (batch 128)", title="trace cost")
+ax.legend()
+plt.show()
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3. A CNF on two moons, trained with the exact trace
+#
+# **The data.** Two interleaved half circles with a little Gaussian noise, centred at the origin. We
+# generate them here (the same recipe as scikit-learn's `make_moons`): 4,000 points to train on and
+# 1,000 fresh ones to measure the test NLL. The labels (which moon) are used only in section 6.
+
+# %%
+def two_moons(n: int, noise: float = 0.08, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n points on two interleaved half circles, centred: (X [n, 2] float32, labels [n] int64)."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = (torch.arange(n) >= (n + 1) // 2).long()
+    angle = math.pi * torch.rand(n, generator=gen)
+    upper = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)              # moon 0
+    lower = torch.stack([1 - torch.cos(angle), 0.5 - torch.sin(angle)], dim=1)    # moon 1
+    X = torch.where(labels[:, None] == 0, upper, lower) - torch.tensor([0.5, 0.25])
+    X = X + noise * torch.randn(n, 2, generator=gen)
+    perm = torch.randperm(n, generator=gen)
+    return X[perm], labels[perm]
+
+
+X_train, y_train = two_moons(4000, seed=0)
+X_test, y_test = two_moons(1000, seed=1)
+X_train, y_train, X_test, y_test = (a.to(DEVICE) for a in (X_train, y_train, X_test, y_test))
+assert X_train.shape == (4000, 2) and y_train.float().mean().item() == 0.5
+
+fig, ax = plt.subplots(figsize=(5.5, 3.5))
+ax.scatter(*X_train.cpu().T, s=2, c=y_train.cpu(), cmap="coolwarm")
+ax.set(title="two moons: 4,000 training points", aspect="equal")
+plt.show()
+
+
+# %% [markdown]
+# **The best possible NLL.** We know how the data were made, so we know their true density: each
+# moon is a uniform angle $a \in [0, \pi]$ plus Gaussian noise, so
+# $p(x) = \tfrac12\sum_{k=0,1} \tfrac1\pi\int_0^\pi \mathcal N\big(x;\, c_k(a),\, \sigma^2 I\big)\,da$,
+# an integral the midpoint rule with 2,000 angles computes accurately. No model can have a lower
+# expected NLL on fresh data than this density (its entropy, about 0.72 nats), which tells us how
+# far our flows are from perfect.
+
+# %%
+def moons_log_prob(x: torch.Tensor, noise: float = 0.08, n_angles: int = 2000) -> torch.Tensor:
+    """The true log-density of two_moons at x [N, 2] -> [N] (midpoint rule over the angle)."""
+    angle = (torch.arange(n_angles, dtype=torch.float64) + 0.5) * math.pi / n_angles
+    upper = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    lower = torch.stack([1 - torch.cos(angle), 0.5 - torch.sin(angle)], dim=1)
+    centres = (torch.cat([upper, lower]) - torch.tensor([0.5, 0.25], dtype=torch.float64)).to(x.device)
+    sq = torch.cdist(x.double(), centres) ** 2
+    log_kernel = -sq / (2 * noise**2) - math.log(2 * math.pi * noise**2)
+    return torch.logsumexp(log_kernel, dim=1) - math.log(2 * n_angles)
+
+
+best_nll = -moons_log_prob(X_test).mean().item()
+coarse = -moons_log_prob(X_test, n_angles=500).mean().item()
+print(f"test NLL under the true density: {best_nll:.4f} nats (with 500 angles: {coarse:.4f})")
+assert abs(best_nll - coarse) < 1e-3  # the quadrature has converged
+
+
+# %% [markdown]
+# **The model.** `CNF(2, hidden, trace="exact")` from `nodecourse.models.flows`: the field is an MLP of
+# $[z, t]$ with two tanh layers; the data sit at $t = 0$ and the base $\mathcal N(0, I)$ at $t = 1$.
+# `log_prob(x)` solves $(z, \delta)$ from $(x, 0)$ to $t = 1$ and returns
+# $\log\mathcal N(z(1); 0, I) - \delta(1)$. We solve with RK4 at a fixed step: both trace estimators
+# then make exactly the same number of field evaluations, so their times compare cleanly, and we
+# will check at the end that the steps resolve the flow.
+#
+# **The loss** is the negative log-likelihood, $-\frac1B\sum_b \log p_\theta(x_b)$, in nats. Its
+# per-dimension version in bits, $\text{NLL}/(D \ln 2)$, is the unit of the flow literature. An
+# untrained flow is close to the identity map, so its density is about the base Gaussian's.
+
+# %%
+def fit(model: CNF, X: torch.Tensor, condition: torch.Tensor | None = None, seed: int = 0) -> dict:
+    """Maximum likelihood with Adam (cosine-annealed lr): n_iters steps on random batches of X.
+
+    Returns the training losses and the seconds per iteration."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_iters)
+    gen = torch.Generator().manual_seed(seed)  # the same batches for every model
+    losses = []
+    sync()
+    start = time.perf_counter()
+    for _ in range(n_iters):
+        idx = torch.randint(0, len(X), (batch_size,), generator=gen).to(X.device)
+        c = None if condition is None else condition[idx]
+        loss = -model.log_prob(X[idx], c).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        losses.append(loss.item())
+    sync()
+    return {"loss": losses, "seconds_per_iter": (time.perf_counter() - start) / n_iters}
+
+
+@torch.no_grad()
+def test_nll(model: CNF, X: torch.Tensor, condition: torch.Tensor | None = None, trace: str = "exact") -> float:
+    """Mean negative log-likelihood (nats) of X, by default with the exact trace."""
+    return -model.log_prob(X, condition, trace=trace).mean().item()
+
+
+seed_everything(0)
+solver = dict(method="rk4", options={"step_size": 1.0 / n_steps})
+initial = CNF(2, hidden, trace="exact", **solver).to(DEVICE)
+exact_model = copy.deepcopy(initial)
+nll_before = test_nll(exact_model, X_test)
+print(f"untrained: test NLL {nll_before:.3f} nats = {nll_before / (2 * math.log(2)):.3f} bits/dim")
+base_nll = -standard_normal_log_prob(X_test).mean().item()
+print(f"the base Gaussian itself: {base_nll:.3f} nats")
+
+# %%
+runs = {"exact": fit(exact_model, X_train)}
+nll_exact = test_nll(exact_model, X_test)
+print(f"exact trace: test NLL {nll_before:.3f} -> {nll_exact:.3f} nats ({nll_exact / (2 * math.log(2)):.3f} "
+      f"bits/dim) in {n_iters} iterations, {1e3 * runs['exact']['seconds_per_iter']:.0f} ms per iteration")
+print(f"distance to the true density's test NLL {best_nll:.3f}: {nll_exact - best_nll:.3f} nats")
+assert nll_exact < nll_before - nll_drop_bar
+assert nll_exact > best_nll - 0.05  # no model beats the truth (up to the test set's sampling noise)
+
+# %% [markdown]
+# **Are the RK4 steps fine enough?** A CNF trained with a coarse fixed step could learn to exploit
+# the discretisation, as the Euler-trained ODE-Net of notebook 05 did; then its "density" is not the
+# density of its ODE. We solve the trained model again with Dopri5 at tolerance $10^{-6}$: the test
+# NLL must not move.
+
+# %%
+accurate = copy.deepcopy(exact_model)
+accurate.solver = dict(method="dopri5", rtol=1e-6, atol=1e-6, options=None)
+accurate.nfe = 0
+nll_accurate = test_nll(accurate, X_test)
+print(f"test NLL with RK4 ({4 * n_steps} evaluations): {nll_exact:.5f}; "
+      f"with Dopri5 at 1e-6 ({accurate.nfe} evaluations): {nll_accurate:.5f}")
+assert abs(nll_accurate - nll_exact) < 0.02
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4. The same CNF with Hutchinson's estimator
+# Same initial weights, same batches, same solver; only the trace differs. FFJORD draws one probe per
+# sample **per solve** and keeps it fixed during the solve, so the solver integrates an ordinary
+# (deterministic) ODE. Because $z(t)$ does not depend on the probe, the estimated $\delta(1)$ is a sum of
+# unbiased trace estimates along a fixed path, so the estimated log-likelihood is unbiased too. We
+# check that first on the untrained model, for one point repeated with 20,000 probes.
+
+# %%
+hutch_model = copy.deepcopy(initial)
+hutch_model.trace = "hutchinson"
+point = X_test[:1]
+torch.manual_seed(3)
+with torch.no_grad():
+    noisy = hutch_model.log_prob(point.expand(n_probes, 2))
+    exact_value = hutch_model.log_prob(point, trace="exact").item()
+se = noisy.std().item() / math.sqrt(n_probes)
+print(f"log p(x): exact {exact_value:.5f}; Hutchinson mean {noisy.mean().item():.5f} +- {se:.5f}; "
+      f"one probe's spread (std) {noisy.std().item():.4f}")
+assert abs(noisy.mean().item() - exact_value) < 4 * se
+
+# %%
+runs["hutchinson"] = fit(hutch_model, X_train)
+nll_hutch = test_nll(hutch_model, X_test)
+print(f"Hutchinson: test NLL {nll_before:.3f} -> {nll_hutch:.3f} nats (evaluated with the exact trace)")
+assert nll_hutch < nll_before - nll_drop_bar
+assert abs(nll_hutch - nll_exact) < nll_gap_bar
+
+
+# %% [markdown]
+# The time per iteration during training is noisy on a shared machine, so we also time the two
+# training steps side by side: a forward and backward pass on the same batch of 1,024 points,
+# alternating, and keep the fastest of nine runs of each (other programs can only add time). In 2-D
+# the exact trace makes two vector-Jacobian products per evaluation and Hutchinson one, and the
+# backward pass through them halves too; the rest of the step (the field itself, the solver) is
+# shared, so expect less than a factor of two.
+
+# %%
+def train_step(model: CNF, xb: torch.Tensor) -> None:
+    model.zero_grad(set_to_none=True)
+    (-model.log_prob(xb).mean()).backward()
+
+
+xb = X_train[:1024]
+step_time = {"exact": [], "hutchinson": []}
+for _ in range(9):
+    for name, model in (("exact", exact_model), ("hutchinson", hutch_model)):
+        sync()
+        start = time.perf_counter()
+        train_step(model, xb)
+        sync()
+        step_time[name].append(time.perf_counter() - start)
+step_time = {name: min(ts) for name, ts in step_time.items()}
+
+print("| trace | test NLL (nats) | above the true density | bits/dim | ms/iter (training) "
+      "| ms/step, batch 1024 (side by side) | VJPs per evaluation |")
+print("|---|---|---|---|---|---|---|")
+for name, nll, vjps in (("exact", nll_exact, 2), ("hutchinson", nll_hutch, 1)):
+    print(f"| {name} | {nll:.3f} | {nll - best_nll:.3f} | {nll / (2 * math.log(2)):.3f} | "
+          f"{1e3 * runs[name]['seconds_per_iter']:.1f} | {1e3 * step_time[name]:.1f} | {vjps} |")
+assert step_time["exact"] > step_time["hutchinson"]  # fastest of nine each: load can only add time
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.5))
+window = 10
+for name in ("exact", "hutchinson"):
+    loss = np.convolve(runs[name]["loss"], np.ones(window) / window, mode="valid")
+    ax.plot(np.arange(window, n_iters + 1), loss, label=f"{name} trace")
+ax.axhline(nll_before, color="0.6", ls=":", label="untrained (test)")
+ax.set(xlabel="iteration", ylabel=f"training NLL (nats, mean of {window})", title="maximum likelihood on two moons")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# The two runs end within a small gap of each other. Hutchinson's estimate makes the gradient noisier
+# (each iteration sees a different probe), which costs a little at a fixed number of iterations, and
+# saves half of the trace cost per iteration here, and a factor that grows with $D$ in general.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5. Density and samples
+# **The log-density on a grid**: one call of `log_prob` on all grid points (with the exact trace). A
+# density must integrate to one; a CNF's does by construction, since it is the pushforward of a
+# normalised Gaussian. We check it with a Riemann sum over the plotted window.
+
+# %%
+n_grid = 120
+xs = torch.linspace(-2.5, 2.5, n_grid, device=DEVICE)
+ys = torch.linspace(-2.0, 2.0, n_grid, device=DEVICE)
+gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+cell = ((xs[1] - xs[0]) * (ys[1] - ys[0])).item()
+
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+axes[0].scatter(*X_test.cpu().T, s=2, color="k")
+axes[0].set(title="test data", xlim=(-2.5, 2.5), ylim=(-2, 2))
+for ax, (name, model) in zip(axes[1:], (("exact", exact_model), ("hutchinson", hutch_model))):
+    with torch.no_grad():
+        logp = model.log_prob(grid, trace="exact").reshape(n_grid, n_grid)
+    mass = logp.exp().sum().item() * cell
+    print(f"{name}: mass of the density inside the window = {mass:.4f}")
+    assert 0.95 < mass < 1.01
+    image = ax.imshow(logp.clamp(min=-8).cpu(), origin="lower", extent=(-2.5, 2.5, -2, 2), cmap="magma")
+    ax.set(title=f"log p(x), {name} trace")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+plt.show()
+
+
+# %% [markdown]
+# **Samples**: draw $z \sim \mathcal N(0, I)$ and solve the *same* ODE from $t = 1$ back to $t = 0$
+# (`model.sample(n)`, which is `model.from_base(z)`). No trace is needed for sampling. Two checks:
+# the backwards solve inverts the forwards one (round trip), and the samples land on the data: their
+# median distance to the nearest training point is a fraction of that of the base Gaussian's draws.
+
+# %%
+def median_distance_to_data(points: torch.Tensor) -> float:
+    """Median over points of the distance to the nearest training point."""
+    return torch.cdist(points, X_train).min(dim=1).values.median().item()
+
+
+seed_everything(4)
+with torch.no_grad():
+    z = torch.randn(2000, 2, device=DEVICE)
+    samples = exact_model.from_base(z)
+    round_trip = (exact_model.to_base(samples) - z).abs().max().item()
+    samples_hutch = hutch_model.sample(2000)
+d_base, d_exact, d_hutch = (median_distance_to_data(p) for p in (z, samples, samples_hutch))
+print(f"round trip |to_base(from_base(z)) - z| <= {round_trip:.1e}")
+print(f"median distance to the data: base draws {d_base:.3f}, exact-trace CNF {d_exact:.3f}, "
+      f"Hutchinson CNF {d_hutch:.3f}")
+assert round_trip < 1e-2
+assert d_exact < d_base / 2 and d_hutch < d_base / 2
+
+# %% [markdown]
+# Watching the samples being made: the same draws at $t = 1, 0.75, 0.5, 0.25, 0$ (`model.trajectory`
+# with decreasing times).
+
+# %%
+snap_times = torch.linspace(1, 0, 5, device=DEVICE)
+with torch.no_grad():
+    path = exact_model.trajectory(z[:1000], snap_times)
+fig, axes = plt.subplots(1, 5, figsize=(15, 3.2), sharex=True, sharey=True)
+for ax, t, pts in zip(axes, snap_times, path):
+    ax.scatter(*pts.cpu().T, s=1.5, color="tab:purple")
+    ax.set(title=f"t = {t.item():.2f}", xlim=(-3, 3), ylim=(-3, 3), aspect="equal")
+fig.suptitle("base Gaussian draws carried from t = 1 back to t = 0")
+plt.show()
+assert torch.equal(path[0], z[:1000]) and torch.allclose(path[-1], samples[:1000], atol=1e-5)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. A data-controlled CNF: sampling on demand
+# Massaroli et al. (2020) call a Neural ODE whose vector field also takes the input as a control
+# *data-controlled*. For a flow, the natural control is a condition $c$ (here the one-hot label of the
+# moon): $\dot z = f(t, z, c)$. For each fixed $c$ this is an ordinary CNF, so the change of variables
+# holds unchanged and `log_prob(x, c)` is the conditional density $\log p(x \mid c)$. One network,
+# trained on all the data by maximising $\sum_b \log p(x_b \mid c_b)$, then samples either moon on
+# demand: solve backwards with the condition of your choice. We train it with Hutchinson's estimator.
+
+# %%
+seed_everything(0)
+cond_model = CNF(2, hidden, trace="hutchinson", condition_dim=2, **solver).to(DEVICE)
+onehot_train = F.one_hot(y_train, 2).float()
+onehot_test = F.one_hot(y_test, 2).float()
+cond_before = test_nll(cond_model, X_test, onehot_test)
+runs["conditional"] = fit(cond_model, X_train, onehot_train)
+cond_nll = test_nll(cond_model, X_test, onehot_test)
+print(f"conditional test NLL -log p(x | moon): {cond_before:.3f} -> {cond_nll:.3f} nats")
+assert cond_nll < cond_before - nll_drop_bar
+
+
+# %% [markdown]
+# **Do the conditional samples land on the right moon?** A simple, independent judge: a
+# 1-nearest-neighbour classifier on the labelled training points. We also use the model itself as a
+# classifier by Bayes' rule, $p(c \mid x) \propto p(x\mid c)\,p(c)$ with equal priors: the label with
+# the higher conditional log-density wins.
+
+# %%
+def nearest_moon(points: torch.Tensor) -> torch.Tensor:
+    """The label of the nearest training point: [N, 2] -> [N]."""
+    return y_train[torch.cdist(points, X_train).argmin(dim=1)]
+
+
+seed_everything(5)
+with torch.no_grad():
+    cond_samples = {k: cond_model.sample(500, F.one_hot(torch.tensor(k), 2).float()) for k in (0, 1)}
+    log_lik = torch.stack([cond_model.log_prob(X_test, F.one_hot(torch.tensor(k), 2).float(), trace="exact")
+                           for k in (0, 1)], dim=1)
+hits = {k: (nearest_moon(s) == k).float().mean().item() for k, s in cond_samples.items()}
+bayes_accuracy = (log_lik.argmax(dim=1) == y_test).float().mean().item()
+print(f"conditional samples on the requested moon: moon 0 {hits[0]:.1%}, moon 1 {hits[1]:.1%}")
+print(f"Bayes-rule classification of the test points with log p(x | c): {bayes_accuracy:.1%}")
+assert min(hits.values()) > 0.9
+assert bayes_accuracy > 0.9
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+for k, colour in ((0, "tab:blue"), (1, "tab:red")):
+    axes[0].scatter(*cond_samples[k].cpu().T, s=2, color=colour, label=f"samples given moon {k}")
+axes[0].set(title="conditional samples", xlim=(-2.5, 2.5), ylim=(-2, 2))
+axes[0].legend(markerscale=5, fontsize=8)
+for k, ax in zip((0, 1), axes[1:]):
+    with torch.no_grad():
+        logp = cond_model.log_prob(grid, F.one_hot(torch.tensor(k), 2).float(), trace="exact")
+    ax.imshow(logp.reshape(n_grid, n_grid).clamp(min=-8).cpu(), origin="lower", extent=(-2.5, 2.5, -2, 2),
+              cmap="magma")
+    ax.set(title=f"log p(x | moon {k})")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Recap
+# - Points that follow $\dot z = f(t, z)$ carry a log-density that changes at the rate
+#   $-\operatorname{tr}(\partial f/\partial z)$: the small-step limit of the change of variables, since
+#   $\det(I + \varepsilon A) = 1 + \varepsilon\operatorname{tr}A + O(\varepsilon^2)$ (error measured with
+#   slope 2).
+# - Solving the tuple state $(z, \delta)$ gives exact log-densities: $-t\operatorname{tr}A$ for a linear
+#   field and the closed-form Gaussian to $10^{-9}$; the brute-force log-determinant of a nonlinear
+#   flow map to $10^{-7}$.
+# - The exact trace costs one autograd pass per dimension; Hutchinson's $\varepsilon^\top A\varepsilon$
+#   costs one, is unbiased (checked within a few standard errors), and has variance
+#   $\sum_{i<j}(A_{ij}+A_{ji})^2$ with Rademacher probes, less than with Gaussian ones.
+# - A CNF trained by maximum likelihood on two moons learns the density with either trace; the two
+#   end close in test NLL, Hutchinson is cheaper per iteration, and the gap in cost grows with $D$.
+# - Its density integrates to one; samples are base draws solved backwards; the RK4 steps were
+#   checked against Dopri5.
+# - Conditioning the field on a label (a data-controlled CNF) gives $p(x \mid c)$: samples on demand,
+#   and a classifier by Bayes' rule for free.
+#
+# ## Further reading
+# - R. T. Q. Chen, Y. Rubanova, J. Bettencourt, D. Duvenaud. *Neural Ordinary Differential
+#   Equations*. NeurIPS 2018. arXiv:1806.07366. (Section 4: continuous normalizing flows.)
+# - W. Grathwohl, R. T. Q. Chen, J. Bettencourt, I. Sutskever, D. Duvenaud. *FFJORD: Free-form
+#   Continuous Dynamics for Scalable Reversible Generative Models*. ICLR 2019. arXiv:1810.01367.
+# - M. F. Hutchinson. *A stochastic estimator of the trace of the influence matrix for Laplacian
+#   smoothing splines*. Communications in Statistics - Simulation and Computation 18(3), 1059-1076, 1989.
+# - S. Massaroli, M. Poli, J. Park, A. Yamashita, H. Asama. *Dissecting Neural ODEs*. NeurIPS 2020.
+#   arXiv:2002.08071. (Data-controlled Neural ODEs.)
+# - C. Finlay, J.-H. Jacobsen, L. Nurbekyan, A. Oberman. *How to train your neural ODE: the world of
+#   Jacobian and kinetic regularization*. ICML 2020. arXiv:2002.02798. (Cheaper CNFs; notebook 11.)
+# - D. J. Rezende, S. Mohamed. *Variational Inference with Normalizing Flows*. ICML 2015.
+#   arXiv:1505.05770.
+# - G. Papamakarios, E. Nalisnick, D. J. Rezende, S. Mohamed, B. Lakshminarayanan. *Normalizing Flows
+#   for Probabilistic Modeling and Inference*. JMLR 22(57), 2021. arXiv:1912.02762.
