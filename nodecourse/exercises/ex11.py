@@ -1,0 +1,339 @@
+"""Checkers for 11_regularisation_and_cost: the kinetic-energy integrand, the Frobenius norm from one
+Gaussian probe, the augmented regularised dynamics, the explicit Euler step limit of a linear system
+and the real stability limit of any explicit Runge-Kutta method.
+
+Each ``check_*`` runs the learner's function against the reference below on several cases, prints a
+report and returns the function to go on with (the learner's when every case passed, else the
+reference). The references are public so a notebook can also call them directly.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from nodecourse.solvers import TABLEAUX, ButcherTableau
+
+from .checking import Case, check_function, close
+
+__all__ = [
+    "kinetic_integrand", "frobenius_probe", "augmented_dynamics", "euler_step_limit", "stability_limit",
+    "check_kinetic_integrand", "check_frobenius_probe", "check_augmented_dynamics", "check_euler_step_limit",
+    "check_stability_limit",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# references
+# --------------------------------------------------------------------------------------------------
+
+
+def kinetic_integrand(f: torch.Tensor) -> torch.Tensor:
+    """``||f||^2`` for every sample: ``[B, ...] -> [B]``, the sum of squares over all dims but the first."""
+    if not torch.is_tensor(f) or f.dim() < 1:
+        raise TypeError(f"f must be a tensor [B, ...], got {getattr(f, 'shape', type(f).__name__)}.")
+    return f.reshape(f.shape[0], -1).pow(2).sum(dim=1)
+
+
+def frobenius_probe(f: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``||eps^T df/dz||^2`` per sample by one vector-Jacobian product: ``[B]``.
+
+    ``f = func(z)`` ``[B, D]`` was computed from ``z`` ``[B, D]`` (which requires grad); ``eps`` is a
+    probe shaped like ``f``. ``create_graph=True`` keeps the result differentiable, for training. For a
+    standard Gaussian ``eps`` the expectation is ``||df/dz||_F^2``.
+    """
+    (vjp,) = torch.autograd.grad(f, z, eps, create_graph=True)
+    return kinetic_integrand(vjp)
+
+
+def augmented_dynamics(func: Callable, t: Any, state: Sequence[torch.Tensor],
+                       eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The regularised dynamics ``d/dt (z, E_K, E_J) = (f, ||f||^2, ||eps^T df/dz||^2)``.
+
+    ``state = (z [B, D], E_K [B], E_J [B])``; ``func(t, z)`` is the vector field. ``z`` need not
+    require grad (at the start of a solve, or in evaluation), so a leaf copy that does is made.
+    """
+    z = state[0]
+    with torch.enable_grad():
+        z = z if z.requires_grad else z.detach().requires_grad_(True)
+        f = func(t, z)
+        return f, kinetic_integrand(f), frobenius_probe(f, z, eps)
+
+
+def euler_step_limit(A: torch.Tensor) -> float:
+    """The largest step ``h`` for which explicit Euler is stable on ``dy/dt = A y``.
+
+    An eigenvalue ``lam`` is damped when ``|1 + h lam| <= 1``, i.e. ``h <= -2 Re(lam) / |lam|^2``; the
+    limit is the smallest of these over the eigenvalues, which must all have negative real part.
+    """
+    if not torch.is_tensor(A) or A.dim() != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square matrix, got {getattr(A, 'shape', type(A).__name__)}.")
+    lam = torch.linalg.eigvals(A.to(torch.float64))
+    if bool((lam.real >= 0).any()):
+        raise ValueError("every eigenvalue of A needs a negative real part; otherwise no step is stable "
+                         f"(eigenvalues {lam.tolist()}).")
+    return float((-2 * lam.real / lam.abs() ** 2).min())
+
+
+def _stability_coefficients(tableau: ButcherTableau) -> torch.Tensor:
+    """``gamma_k = b^T A^(k-1) 1`` for ``k = 1..s`` and ``gamma_0 = 1``: ``R(z) = sum_k gamma_k z^k``."""
+    s = tableau.n_stages
+    A = torch.zeros(s, s, dtype=torch.float64)
+    for i, row in enumerate(tableau.a):
+        for j, a_ij in enumerate(row):
+            A[i, j] = float(a_ij)
+    b = torch.tensor([float(b_i) for b_i in tableau.b], dtype=torch.float64)
+    gamma, v = [1.0], torch.ones(s, dtype=torch.float64)
+    for _ in range(s):
+        gamma.append(float(b @ v))
+        v = A @ v
+    return torch.tensor(gamma, dtype=torch.float64)
+
+
+def stability_limit(tableau: ButcherTableau) -> float:
+    """The real stability limit ``x*`` of an explicit Runge-Kutta method: the largest ``x`` with
+    ``|R(-s)| <= 1`` for every ``s`` in ``[0, x]``, where ``R(z) = 1 + z b^T (I - zA)^-1 1``.
+
+    ``R`` is a polynomial with coefficients ``b^T A^(k-1) 1``; scan ``s`` on a grid of 0.01 up to 100 for
+    the first ``|R(-s)| > 1``, then bisect between the last stable and the first unstable point.
+    """
+    if not isinstance(tableau, ButcherTableau):
+        raise TypeError(f"tableau must be a ButcherTableau (e.g. TABLEAUX['rk4']), got {type(tableau).__name__}.")
+    gamma = _stability_coefficients(tableau)
+
+    def amplification(s: torch.Tensor) -> torch.Tensor:
+        return sum(g * (-s) ** k for k, g in enumerate(gamma.tolist())).abs()
+
+    grid = torch.arange(1, 10001, dtype=torch.float64) * 0.01
+    first = int((amplification(grid) > 1).nonzero()[0])
+    lo, hi = (0.0 if first == 0 else float(grid[first - 1])), float(grid[first])
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if float(amplification(torch.tensor(mid, dtype=torch.float64))) <= 1:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# --------------------------------------------------------------------------------------------------
+# test problems
+# --------------------------------------------------------------------------------------------------
+
+
+def _mlp(sizes: Sequence[int], seed: int, dtype: torch.dtype = torch.float64) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layer = nn.Linear(n_in, n_out).to(dtype)
+        with torch.no_grad():
+            layer.weight.copy_(torch.randn(n_out, n_in, generator=gen, dtype=dtype) / n_in**0.5)
+            layer.bias.copy_(0.1 * torch.randn(n_out, generator=gen, dtype=dtype))
+        layers.append(layer)
+        if i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+class _Linear(nn.Module):
+    """``f(z) = z W^T``: Jacobian ``W``, not symmetric, so ``eps^T W`` and ``W eps`` differ."""
+
+    def __init__(self, W: torch.Tensor) -> None:
+        super().__init__()
+        self.W = nn.Parameter(W)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.W.T
+
+
+class _Field(nn.Module):
+    """``func(t, z) = net(z) * (1 + t)``: a time-dependent vector field for the augmented dynamics."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, t: Any, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z) * (1 + torch.as_tensor(t, dtype=z.dtype, device=z.device))
+
+
+def _require_callable(name: str, fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} expects your function (e.g. {name}(my_function)), got {type(fn).__name__}.")
+
+
+def _dtype_first(expected: Any, got: Any) -> Optional[str]:
+    if torch.is_tensor(expected) and torch.is_tensor(got) and got.dtype != expected.dtype:
+        return f"expected dtype {expected.dtype}, got {got.dtype}"
+    return None
+
+
+def _tensor_compare(expected: Any, got: Any) -> Optional[str]:
+    if torch.is_tensor(expected) and torch.is_tensor(got) and got.shape != expected.shape:
+        return f"expected shape {tuple(expected.shape)} (one number per sample), got {tuple(got.shape)}"
+    rtol = 1e-9 if torch.is_tensor(expected) and expected.dtype == torch.float64 else 1e-5
+    return _dtype_first(expected, got) or close(expected, got, rtol=rtol, atol=1e-10)
+
+
+# --------------------------------------------------------------------------------------------------
+# checkers
+# --------------------------------------------------------------------------------------------------
+
+
+def check_kinetic_integrand(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True) -> Callable:
+    """Exercise 1: ``||f||^2`` per sample."""
+    _require_callable("check_kinetic_integrand", fn)
+    gen = torch.Generator().manual_seed(11)
+    cases = [
+        Case("a batch of 4 velocities in 2-D", (torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0], [-1.0, 2.0]],
+                                                             dtype=torch.float64),)),
+        Case("[6, 5] float32", (torch.randn(6, 5, generator=gen),)),
+        Case("one sample [1, 3]", (torch.randn(1, 3, generator=gen, dtype=torch.float64),)),
+        Case("image-shaped velocities [3, 2, 4, 4]: sum over every dim but the batch",
+             (torch.randn(3, 2, 4, 4, generator=gen, dtype=torch.float64),)),
+    ]
+    hint = ("square every entry and sum over all dims except dim 0 (the batch): f.pow(2).sum(dim=1) for [B, D], "
+            "or f.reshape(f.shape[0], -1).pow(2).sum(1) for any shape. A sum, not a mean, and no square root.")
+    result, _ = check_function("Exercise 1 (kinetic-energy integrand)", fn, kinetic_integrand, cases, hint=hint,
+                               compare=_tensor_compare, verbose=verbose)
+    return result
+
+
+def _probe_runner(fn: Callable) -> Callable:
+    """Call ``fn(f, z, eps)`` on a fresh graph ``f = net(z)``; with ``grad_of`` return the gradient of
+    the summed result with respect to those parameters instead (training differentiates the estimate)."""
+
+    def run(net: nn.Module, z: torch.Tensor, eps: torch.Tensor, grad_of: Optional[tuple] = None):
+        z = z.detach().clone().requires_grad_(True)
+        out = fn(net(z), z, eps)
+        if grad_of is None:
+            return out
+        if not torch.is_tensor(out) or not out.requires_grad:
+            raise RuntimeError("the estimate does not depend on the parameters: pass create_graph=True to "
+                               "torch.autograd.grad so that training can differentiate it")
+        return torch.autograd.grad(out.sum(), grad_of, allow_unused=True, materialize_grads=True)
+
+    return run
+
+
+def check_frobenius_probe(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable:
+    """Exercise 2: ``||eps^T df/dz||^2`` per sample, by one vector-Jacobian product."""
+    _require_callable("check_frobenius_probe", fn)
+    f64 = torch.float64
+    gen = torch.Generator().manual_seed(12)
+    W = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0], [-1.0, 0.0, 1.0]], dtype=f64)
+    linear = _Linear(W.clone())
+    mlp = _mlp([3, 16, 3], seed=1)
+    mlp32 = _mlp([4, 8, 4], seed=2, dtype=torch.float32)
+    eps3 = torch.randn(5, 3, generator=gen, dtype=f64)
+    z3 = torch.randn(5, 3, generator=gen, dtype=f64)
+    cases = [
+        Case("linear f = z W^T (Jacobian W, not symmetric)", (linear, z3, eps3)),
+        Case("tanh MLP 3-16-3, batch of 5", (mlp, z3, eps3)),
+        Case("the probe e_1: the first row of the Jacobian", (mlp, z3[:2], torch.eye(3, dtype=f64)[[0, 0]])),
+        Case("float32 MLP 4-8-4", (mlp32, torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen))),
+        Case("differentiable in the parameters (training needs create_graph=True)",
+             (mlp, z3, eps3), {"grad_of": tuple(mlp.parameters())}),
+    ]
+    hint = ("one call: vjp = torch.autograd.grad(f, z, eps, create_graph=True)[0] is eps^T df/dz for every sample "
+            "at once (grad_outputs=eps, not a Jacobian-vector product J eps); return vjp.pow(2).sum(dim=1).")
+
+    def compare(expected: Any, got: Any) -> Optional[str]:
+        if isinstance(expected, tuple):
+            if not isinstance(got, tuple) or len(got) != len(expected):
+                return "the gradient with respect to the parameters is missing"
+            for e, g in zip(expected, got):
+                why = close(e, g, rtol=1e-8, atol=1e-10)
+                if why:
+                    return f"gradient of the estimate: {why}"
+            return None
+        return _tensor_compare(expected, got)
+
+    _, report = check_function("Exercise 2 (Frobenius norm from one probe)", _probe_runner(fn),
+                               _probe_runner(frobenius_probe), cases, hint=hint, compare=compare, verbose=verbose)
+    return fn if report.ok else frobenius_probe
+
+
+def check_augmented_dynamics(fn: Callable[..., tuple], verbose: bool = True) -> Callable:
+    """Exercise 3: the augmented regularised dynamics ``(f, ||f||^2, ||eps^T df/dz||^2)``."""
+    _require_callable("check_augmented_dynamics", fn)
+    f64 = torch.float64
+    gen = torch.Generator().manual_seed(13)
+    field = _Field(_mlp([3, 12, 3], seed=3))
+    field32 = _Field(_mlp([2, 8, 2], seed=4, dtype=torch.float32))
+    z = torch.randn(4, 3, generator=gen, dtype=f64)
+    eps = torch.randn(4, 3, generator=gen, dtype=f64)
+    zeros = torch.zeros(4, dtype=f64)
+    z_grad = (z * 1.0).requires_grad_(True)
+    cases = [
+        Case("z without grad at t = 0", (field, torch.tensor(0.0, dtype=f64), (z, zeros, zeros), eps)),
+        Case("t = 0.7 (the field depends on t)", (field, torch.tensor(0.7, dtype=f64), (z, zeros, zeros), eps)),
+        Case("the integrals' current values do not enter their derivatives",
+             (field, torch.tensor(0.3, dtype=f64), (z, zeros + 5.0, zeros - 2.0), eps)),
+        Case("z that already requires grad (inside a training solve)",
+             (field, torch.tensor(0.2, dtype=f64), (z_grad, zeros, zeros), eps)),
+        Case("float32 [6, 2]", (field32, torch.tensor(0.5), (torch.randn(6, 2, generator=gen), torch.zeros(6),
+                                                              torch.zeros(6)), torch.randn(6, 2, generator=gen))),
+    ]
+    hint = ("inside the given `with torch.enable_grad():` block, compute f = func(t, z) once, then return the triple "
+            "(f, kinetic_integrand(f), frobenius_probe(f, z, eps)); the derivatives of E_K and E_J do not depend on "
+            "E_K and E_J themselves.")
+
+    def compare(expected: tuple, got: Any) -> Optional[str]:
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            return f"return a triple (f, dE_K/dt, dE_J/dt), got {type(got).__name__}"
+        for what, e, g in zip(("f", "dE_K/dt", "dE_J/dt"), expected, got):
+            why = _tensor_compare(e.detach(), g.detach() if torch.is_tensor(g) else g)
+            if why:
+                return f"{what}: {why}"
+        return None
+
+    result, _ = check_function("Exercise 3 (augmented regularised dynamics)", fn, augmented_dynamics, cases,
+                               hint=hint, compare=compare, verbose=verbose)
+    return result
+
+
+def check_euler_step_limit(fn: Callable[[torch.Tensor], float], verbose: bool = True) -> Callable:
+    """Exercise 4: the largest stable explicit Euler step on ``dy/dt = A y``."""
+    _require_callable("check_euler_step_limit", fn)
+    f64 = torch.float64
+    gen = torch.Generator().manual_seed(14)
+    Q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=f64))
+    cases = [
+        Case("diag(-1, -100): a stiff pair", (torch.diag(torch.tensor([-1.0, -100.0], dtype=f64)),)),
+        Case("a damped rotation, eigenvalues -0.1 +- i", (torch.tensor([[-0.1, -1.0], [1.0, -0.1]], dtype=f64),)),
+        Case("a Jordan block [[-2, 1], [0, -2]]", (torch.tensor([[-2.0, 1.0], [0.0, -2.0]], dtype=f64),)),
+        Case("non-symmetric 3 x 3, eigenvalues -1, -10, -1000",
+             (Q @ torch.diag(torch.tensor([-1.0, -10.0, -1000.0], dtype=f64)) @ torch.linalg.inv(Q),)),
+        Case("eigenvalues -4 +- 3i and -0.5", (torch.tensor([[-4.0, -3.0, 0.0], [3.0, -4.0, 0.0], [0.0, 0.0, -0.5]],
+                                                            dtype=f64),)),
+        Case("float32 input", (torch.tensor([[-3.0, 1.0], [0.0, -20.0]]),)),
+    ]
+    hint = ("Euler multiplies the component along an eigenvector by 1 + h lam per step; |1 + h lam| <= 1 gives "
+            "h <= -2 Re(lam) / |lam|^2 for a complex lam (2/|lam| only when lam is real). Take the eigenvalues with "
+            "torch.linalg.eigvals (complex), the smallest bound over them, and return a Python float.")
+
+    def compare(expected: float, got: Any) -> Optional[str]:
+        return close(expected, got, rtol=1e-8, atol=1e-12)
+
+    result, _ = check_function("Exercise 4 (explicit Euler step limit)", fn, euler_step_limit, cases, hint=hint,
+                               compare=compare, verbose=verbose)
+    return result
+
+
+def check_stability_limit(fn: Callable[[ButcherTableau], float], verbose: bool = True) -> Callable:
+    """Exercise 5: the real stability limit ``x*`` of an explicit Runge-Kutta method from its tableau."""
+    _require_callable("check_stability_limit", fn)
+    cases = [Case(name, (TABLEAUX[name],)) for name in ("euler", "midpoint", "rk4", "bosh3", "fehlberg2", "rkf45",
+                                                        "dopri5")]
+    hint = ("R(z) = 1 + sum_k gamma_k z^k with gamma_k = b^T A^(k-1) 1 (build A and b as float64 tensors from the "
+            "tableau's fractions; k = 1..s); evaluate |R(-s)| on a fine grid of s > 0, find the first s where it "
+            "exceeds 1, then bisect between that grid point and the one before to about 1e-10.")
+
+    def compare(expected: float, got: Any) -> Optional[str]:
+        return close(expected, got, rtol=0.0, atol=1e-6)
+
+    result, _ = check_function("Exercise 5 (stability limit from the tableau)", fn, stability_limit, cases, hint=hint,
+                               compare=compare, verbose=verbose)
+    return result
