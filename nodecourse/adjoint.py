@@ -109,8 +109,11 @@ class _AdjointSolve(torch.autograd.Function):
                 f = func(s, _user_state(y, settings))
                 f = tuple(f) if settings["is_tuple"] else (f,)
                 inputs = y + params
-                if any(fi.requires_grad for fi in f):
-                    vjps = torch.autograd.grad(f, inputs, tuple(-ai for ai in a), allow_unused=True)
+                # parts of f that do not depend on y or theta (e.g. a constant zero) add nothing
+                pairs = [(fi, -ai) for fi, ai in zip(f, a) if fi.requires_grad]
+                if pairs:
+                    outputs, cotangents = zip(*pairs)
+                    vjps = torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True)
                 else:
                     vjps = (None,) * len(inputs)
             vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip(inputs, vjps))

@@ -182,3 +182,25 @@ def test_adjoint_forward_equals_odeint(problem):
     with torch.no_grad():
         assert torch.equal(odeint_adjoint(field, y0, t), odeint(field, y0, t))
     assert solve(field, y0, t).ys.shape == (3, 4, 2)
+
+
+def test_tuple_field_with_a_constant_part_and_a_scalar_state():
+    # the second part of the field is a constant zero and the third state is 0-d: both must work
+    w = torch.tensor([[0.3, -0.2], [0.1, 0.4]], dtype=torch.float64, requires_grad=True)
+    y0 = torch.tensor([1.0, -1.0], dtype=torch.float64, requires_grad=True)
+    c0 = torch.tensor([2.0, 3.0], dtype=torch.float64)
+    s0 = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+
+    def field(t, state):
+        y, c, s = state
+        return torch.tanh(y @ w) * s, torch.zeros_like(c), -s
+
+    def grads(solver, **kw):
+        ys, cs, ss = solver(field, (y0, c0, s0), torch.tensor([0.0, 1.0], dtype=torch.float64),
+                            rtol=1e-10, atol=1e-12, **kw)
+        return torch.autograd.grad(ys[-1].sum() + ss[-1], (w, y0, s0))
+
+    reference = grads(odeint)
+    adjoint = grads(odeint_adjoint, adjoint_params=(w,))
+    for r, a in zip(reference, adjoint):
+        assert torch.allclose(r, a, rtol=1e-6, atol=1e-8)

@@ -64,6 +64,8 @@ def test_public_api():
     from nodecourse.config import FAST, device, seed_everything  # noqa: F401
     from nodecourse.data import load_mnist  # noqa: F401
     from nodecourse.models import MLP, NeuralODE, ODEBlock, ODEFunc, ResNet  # noqa: F401
+    from nodecourse.models import (CNF, AdaptiveDepthODE, AugmentedNODE, DataControlledODE,  # noqa: F401
+                                   GalerkinMLP, LatentODE, RegularisedODEFunc, SecondOrderNODE, StackedODE)
 
     assert {"odeint", "odeint_adjoint", "solve"} <= set(nodecourse.__all__)
 

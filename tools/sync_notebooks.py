@@ -63,6 +63,11 @@ def sync_folder(folder: Path, prefix: str = "") -> None:
         sources = [p for p in (ipynb, py) if p.exists()]
         newest = max(sources, key=lambda p: p.stat().st_mtime)
         notebook = clean(jupytext.read(newest))
+        if ipynb.exists() and newest == py:  # keep the stored cell ids: no churn in the .ipynb diff
+            stored = nbformat.read(ipynb, as_version=4).cells
+            for cell, old in zip(notebook.cells, stored):
+                if "id" in old:
+                    cell["id"] = old["id"]
         jupytext.write(notebook, ipynb)
         jupytext.write(notebook, py, fmt="py:percent")
         print(f"synced {folder.name}/{stem} from {newest.suffix}")

@@ -56,10 +56,10 @@ class FlatProblem:
     def unflatten(self, flat: torch.Tensor, lead: tuple[int, ...] = ()) -> tuple[torch.Tensor, ...]:
         """``[*lead, B, N]`` -> tuple of ``[*lead, *shape]`` tensors."""
         if len(self.shapes) == 1:
-            return (flat.reshape(*lead, *self.shapes[0]),)
+            return (flat.reshape((*lead, *self.shapes[0])),)
         out, start = [], 0
         for shape, width in zip(self.shapes, self.widths):
-            out.append(flat[..., start:start + width].reshape(*lead, *shape))
+            out.append(flat[..., start:start + width].reshape((*lead, *shape)))
             start += width
         return tuple(out)
 

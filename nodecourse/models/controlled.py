@@ -1,0 +1,222 @@
+"""Data-controlled and adaptive-depth Neural ODEs (Massaroli et al. 2020, "Dissecting Neural ODEs", Sec. 5).
+
+- Data control: the input ``x`` enters the vector field at every depth, ``dh/ds = f(s, h, x)``, so each
+  input gets its own field. The solver carries ``x`` as a constant part of a tuple state ``(h, x)``
+  with ``dx/ds = 0``, which also gives the adjoint its gradient with respect to ``x``.
+- Adaptive depth: each input gets its own integration time ``T(x) = softplus(g(x)) + min_depth``. All
+  samples are solved together on the unit interval by rescaling depth, ``s = T sigma``:
+  ``dh/dsigma = T f(T sigma, h)`` for ``sigma`` in ``[0, 1]``, so ``h(sigma = 1) = h(s = T)``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nodecourse.adjoint import odeint_adjoint
+from nodecourse.solvers import odeint
+
+from .mlp import MLP
+from .odefunc import time_column
+
+__all__ = ["DataControlledField", "DataControlledODE", "RescaledField", "AdaptiveDepthODE"]
+
+Activation = type[nn.Module] | nn.Module | Callable[[], nn.Module]
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}.")
+    return value
+
+
+def _solver_kwargs(method: str, step_size: float | None, rtol: float, atol: float) -> dict[str, Any]:
+    options = None
+    if step_size is not None:
+        step_size = float(step_size)
+        if not (math.isfinite(step_size) and step_size > 0):
+            raise ValueError(f"step_size must be a finite positive number, got step_size={step_size}.")
+        options = {"step_size": step_size}
+    return dict(method=method, rtol=rtol, atol=atol, options=options)
+
+
+def _solve(func: nn.Module, state: tuple, t: torch.Tensor, kwargs: dict, adjoint: bool) -> tuple:
+    if adjoint:
+        return odeint_adjoint(func, state, t, **kwargs)
+    return odeint(func, state, t, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# data control
+# --------------------------------------------------------------------------------------------------
+
+
+class DataControlledField(nn.Module):
+    """``f(s, h, x) = net(cat([h, x]))`` (or ``net(cat([h, x, s]))`` when ``time_dependent``).
+
+    ``net = MLP([state_dim + control_dim (+1), *hidden, state_dim])``. ``forward(t, (h, x))`` returns
+    ``(f, 0)``, the field of the tuple state with a constant control. The first layer's columns
+    ``[state_dim : state_dim + control_dim]`` are the control weights (``control_weight``): with
+    them zero, the field is the uncontrolled ``f(s, h)``.
+    """
+
+    def __init__(self, state_dim: int, control_dim: int, hidden: Sequence[int] = (32,),
+                 activation: Activation = nn.Tanh, time_dependent: bool = False) -> None:
+        super().__init__()
+        self.state_dim = _positive_int("state_dim", state_dim)
+        self.control_dim = _positive_int("control_dim", control_dim)
+        self.time_dependent = bool(time_dependent)
+        self.net = MLP([state_dim + control_dim + int(time_dependent), *hidden, state_dim], activation)
+        self.nfe: int = 0
+
+    @property
+    def control_weight(self) -> torch.Tensor:
+        """The first layer's weights on ``x``: ``[hidden[0] or state_dim, control_dim]`` (a view)."""
+        return self.net[0].weight[:, self.state_dim:self.state_dim + self.control_dim]
+
+    def vector(self, t: torch.Tensor | float, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``f(t, h, x)``: ``h [..., state_dim]``, ``x [..., control_dim]`` -> ``[..., state_dim]``."""
+        if h.shape[-1] != self.state_dim or x.shape[-1] != self.control_dim or h.shape[:-1] != x.shape[:-1]:
+            raise ValueError(
+                f"DataControlledField needs h [..., {self.state_dim}] and x [..., {self.control_dim}] with the same "
+                f"leading shape, got h {tuple(h.shape)} and x {tuple(x.shape)}."
+            )
+        self.nfe += 1
+        parts = [h, x.to(h.dtype)]
+        if self.time_dependent:
+            parts.append(time_column(t, h))
+        return self.net(torch.cat(parts, dim=-1))
+
+    def forward(self, t: torch.Tensor | float,
+                state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError("a data-controlled field is solved on the tuple state (h, x); got "
+                            f"{type(state).__name__}. Use DataControlledODE, or odeint(field, (h0, x), t).")
+        h, x = state
+        # 0 * x, not zeros_like(x): the adjoint's vector-Jacobian product needs every output in the graph
+        return self.vector(t, h, x), 0 * x
+
+
+class DataControlledODE(nn.Module):
+    """``x -> h(t1)`` with ``h(0) = x`` (or ``input_layer(x)``) and ``dh/ds = f(s, h, x)``.
+
+    Shapes ``[batch, control_dim] -> [batch, state_dim]`` (``output_layer`` applied last when given).
+    Without an input layer ``state_dim`` must equal ``control_dim``.
+    """
+
+    def __init__(self, field: DataControlledField, t1: float = 1.0, method: str = "rk4",
+                 step_size: float | None = 0.05, rtol: float = 1e-5, atol: float = 1e-6, adjoint: bool = False,
+                 input_layer: nn.Module | None = None, output_layer: nn.Module | None = None) -> None:
+        super().__init__()
+        if not isinstance(field, DataControlledField):
+            raise TypeError(f"field must be a DataControlledField, got {type(field).__name__}.")
+        if input_layer is None and field.state_dim != field.control_dim:
+            raise ValueError(f"without an input_layer h(0) = x, so state_dim ({field.state_dim}) must equal "
+                             f"control_dim ({field.control_dim}); pass input_layer=nn.Linear(...) otherwise.")
+        t1 = float(t1)
+        if not (math.isfinite(t1) and t1 > 0):
+            raise ValueError(f"t1 must be a finite positive end depth, got t1={t1}.")
+        self.field, self.t1, self.adjoint = field, t1, bool(adjoint)
+        self.input_layer = input_layer if input_layer is not None else nn.Identity()
+        self.output_layer = output_layer if output_layer is not None else nn.Identity()
+        self._kwargs = _solver_kwargs(method, step_size if method in ("euler", "midpoint", "heun2", "rk4") else None,
+                                      rtol, atol)
+
+    def trajectory(self, x: torch.Tensor, t: torch.Tensor | Sequence[float] | None = None,
+                   steps: int = 50) -> torch.Tensor:
+        """The hidden states at depths ``t`` (default ``steps`` points on ``[0, t1]``): ``[len(t), batch, D]``."""
+        if x.dim() != 2 or x.shape[-1] != self.field.control_dim:
+            raise ValueError(f"DataControlledODE expects inputs [batch, {self.field.control_dim}], "
+                             f"got {tuple(x.shape)}.")
+        if t is None:
+            t = torch.linspace(0.0, self.t1, steps, dtype=x.dtype, device=x.device)
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        return _solve(self.field, (self.input_layer(x), x), t, self._kwargs, self.adjoint)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.tensor([0.0, self.t1], dtype=x.dtype, device=x.device)
+        return self.output_layer(self.trajectory(x, t)[-1])
+
+
+# --------------------------------------------------------------------------------------------------
+# adaptive depth
+# --------------------------------------------------------------------------------------------------
+
+
+class RescaledField(nn.Module):
+    """The field of ``(h, T)`` in rescaled depth: ``d/dsigma (h, T) = (T f(T sigma, h), 0)``.
+
+    ``T`` is ``[batch, 1]`` (broadcast over ``h [batch, D]``), one depth per sample; ``f`` is called with
+    the per-sample depths ``T sigma`` of shape ``[batch]``, so a time-dependent ``f`` must accept them
+    (``ODEFunc`` and ``ConcatMLP`` do).
+    """
+
+    def __init__(self, func: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(func, nn.Module):
+            raise TypeError(f"func must be an nn.Module called as func(t, h), got {type(func).__name__}.")
+        self.func = func
+
+    def forward(self, sigma: torch.Tensor,
+                state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        h, T = state
+        return T * self.func(sigma * T.reshape(-1), h), 0 * T   # 0 * T keeps the output in the adjoint's graph
+
+
+class AdaptiveDepthODE(nn.Module):
+    """``x -> h(T(x))``: ``h(0) = x``, ``dh/ds = f(s, h)``, integrated to a learned per-input depth.
+
+    ``T(x) = softplus(depth_net(x)) + min_depth`` (``depth_net: [batch, D] -> [batch, 1]``), solved for all
+    samples at once as ``dh/dsigma = T f(T sigma, h)`` on ``sigma in [0, 1]`` (``RescaledField``).
+    Shapes ``[batch, D] -> [batch, D]``. ``depth(x)`` returns ``T(x)`` as ``[batch, 1]``.
+    """
+
+    def __init__(self, func: nn.Module, depth_net: nn.Module, min_depth: float = 0.0, method: str = "rk4",
+                 step_size: float | None = 0.05, rtol: float = 1e-5, atol: float = 1e-6,
+                 adjoint: bool = False) -> None:
+        super().__init__()
+        if not isinstance(depth_net, nn.Module):
+            raise TypeError(f"depth_net must be an nn.Module mapping [batch, D] to [batch, 1], got "
+                            f"{type(depth_net).__name__}.")
+        min_depth = float(min_depth)
+        if not (math.isfinite(min_depth) and min_depth >= 0):
+            raise ValueError(f"min_depth must be a finite number >= 0, got {min_depth}.")
+        self.rescaled = RescaledField(func)
+        self.depth_net, self.min_depth, self.adjoint = depth_net, min_depth, bool(adjoint)
+        self._kwargs = _solver_kwargs(method, step_size if method in ("euler", "midpoint", "heun2", "rk4") else None,
+                                      rtol, atol)
+
+    @property
+    def func(self) -> nn.Module:
+        """The field f(s, h) in the original depth."""
+        return self.rescaled.func
+
+    def depth(self, x: torch.Tensor) -> torch.Tensor:
+        """``T(x) = softplus(depth_net(x)) + min_depth``: ``[batch, 1]``."""
+        T = nn.functional.softplus(self.depth_net(x)) + self.min_depth
+        if T.shape != (x.shape[0], 1):
+            raise ValueError(f"depth_net must map [batch, D] to [batch, 1], got {tuple(T.shape)} for inputs "
+                             f"{tuple(x.shape)}.")
+        return T
+
+    def trajectory(self, x: torch.Tensor, sigma: torch.Tensor | Sequence[float] | None = None,
+                   steps: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h at sigma, depths T sigma)``: ``[len(sigma), batch, D]`` and ``[len(sigma), batch]``.
+
+        ``sigma`` defaults to ``steps`` points on ``[0, 1]``; the second tensor gives each sample's own depth.
+        """
+        if x.dim() != 2:
+            raise ValueError(f"AdaptiveDepthODE expects inputs [batch, D], got {tuple(x.shape)}.")
+        if sigma is None:
+            sigma = torch.linspace(0.0, 1.0, steps, dtype=x.dtype, device=x.device)
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        T = self.depth(x)
+        hs = _solve(self.rescaled, (x, T), sigma, self._kwargs, self.adjoint)[0]
+        return hs, sigma[:, None] * T.reshape(1, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sigma = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
+        return self.trajectory(x, sigma)[0][-1]
