@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# (--allow-root only where it is needed: Jupyter refuses to run as root otherwise, e.g. in containers)
 lab: setup
-	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/00_welcome.ipynb
 
 # Unit tests, then every notebook executed in fast mode (nbval, outputs not compared); two workers
 # of one thread each use both cores without oversubscribing them.
