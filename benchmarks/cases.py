@@ -14,7 +14,7 @@ from torch import nn
 
 import nodecourse
 from nodecourse.models import MLP
-from nodecourse.benchmarking import Counted, Row, call_time, median_time
+from nodecourse.benchmarking import Counted, Row, call_time, median_time, saved_tensor_bytes
 from nodecourse.data import load_mnist, split_holdout
 
 try:
@@ -205,23 +205,10 @@ def adjoint_case(batch, repeats):
     memory = {}
     for n in (10, 100, 1000):
         opts = dict(method="rk4", options={"step_size": 1.0 / n})
-        memory[f"adjoint {n}"] = _saved_bytes(lambda: nodecourse.odeint_adjoint(field, y0, t, **opts))
-        memory[f"backprop {n}"] = _saved_bytes(lambda: nodecourse.odeint(field, y0, t, **opts))
+        memory[f"adjoint {n}"] = saved_tensor_bytes(lambda: nodecourse.odeint_adjoint(field, y0, t, **opts))
+        memory[f"backprop {n}"] = saved_tensor_bytes(lambda: nodecourse.odeint(field, y0, t, **opts))
     rows.append(Row("5 saved memory (bytes)", "nodecourse", 0.0, extra=memory))
     return rows
-
-
-def _saved_bytes(fn) -> int:
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        fn()
-    return total
 
 
 # --- case 6: one epoch of an MNIST ODE-Net -------------------------------------------------------

@@ -14,7 +14,8 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["median_time", "call_time", "Counted", "Row", "fill_ratios", "table", "write_json"]
+__all__ = ["median_time", "call_time", "saved_tensor_bytes", "Counted", "Row", "fill_ratios", "table",
+           "write_json"]
 
 
 def median_time(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
@@ -35,6 +36,28 @@ def call_time(field: Callable, t: torch.Tensor, y: torch.Tensor, calls: int = 20
     """Seconds of one bare, gradient-free call of the vector field: the floor a solve is measured against."""
     with torch.no_grad():
         return median_time(lambda: [field(t, y) for _ in range(calls)], repeats=5) / calls
+
+
+def saved_tensor_bytes(fn: Callable[[], object]) -> int:
+    """Bytes of the distinct storages that autograd saves for backward while ``fn()`` runs.
+
+    Uses ``torch.autograd.graph.saved_tensors_hooks``; a storage saved several times (a weight used by
+    every step) counts once. The output of ``fn`` is kept alive until the count is done.
+    """
+    if not callable(fn):
+        raise TypeError(f"saved_tensor_bytes needs a function of no arguments, got {type(fn).__name__}; wrap "
+                        "the computation, e.g. saved_tensor_bytes(lambda: odeint(func, y0, t)).")
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = fn()
+    del out
+    return sum(storages.values())
 
 
 def _sync() -> None:

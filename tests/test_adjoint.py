@@ -8,6 +8,7 @@ import torchdiffeq
 from torch import nn
 
 from nodecourse import odeint, odeint_adjoint, solve
+from nodecourse.benchmarking import saved_tensor_bytes
 
 
 class Field(nn.Module):
@@ -134,20 +135,6 @@ def test_seminorm_saves_backward_evaluations():
     assert counts["seminorm"] < counts["full"]
 
 
-def _saved_bytes(fn) -> int:
-    """Bytes of the tensors autograd keeps for backward while ``fn`` runs (saved-tensor hooks)."""
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        fn()
-    return total
-
-
 def test_adjoint_memory_does_not_grow_with_steps():
     field = Field(width=32)
     y0 = torch.randn(16, 2, dtype=torch.float64, requires_grad=True)
@@ -155,8 +142,8 @@ def test_adjoint_memory_does_not_grow_with_steps():
     memory = {}
     for n_steps in (10, 1000):
         opts = dict(method="rk4", options={"step_size": 1.0 / n_steps})
-        memory["adjoint", n_steps] = _saved_bytes(lambda: odeint_adjoint(field, y0, t, **opts))
-        memory["backprop", n_steps] = _saved_bytes(lambda: odeint(field, y0, t, **opts))
+        memory["adjoint", n_steps] = saved_tensor_bytes(lambda: odeint_adjoint(field, y0, t, **opts))
+        memory["backprop", n_steps] = saved_tensor_bytes(lambda: odeint(field, y0, t, **opts))
     assert memory["adjoint", 1000] == memory["adjoint", 10]
     assert memory["adjoint", 10] <= 2 * 2 * y0.numel() * 8 + 64  # just t and the two output states
     assert memory["backprop", 1000] > 50 * memory["backprop", 10]  # linear growth

@@ -19,15 +19,6 @@ RK4 = dict(method="rk4", options={"step_size": 0.25})
 TIGHT = dict(method="dopri5", rtol=1e-10, atol=1e-10)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one CPU thread is faster than several fighting over two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _models(dim: int, out_dim: int | None, **kwargs):
     """One instance of every model family with the same input width and readout."""
     torch.manual_seed(0)

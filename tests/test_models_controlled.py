@@ -12,6 +12,8 @@ from nodecourse import odeint
 from nodecourse.models import MLP, ODEBlock, ODEFunc
 from nodecourse.models.controlled import AdaptiveDepthODE, DataControlledField, DataControlledODE, RescaledField
 
+from helpers import assert_directional_derivatives
+
 DT = torch.float64
 TIGHT = dict(rtol=1e-10, atol=1e-12)
 
@@ -19,27 +21,6 @@ TIGHT = dict(rtol=1e-10, atol=1e-12)
 def _seeded(make, seed=0):
     torch.manual_seed(seed)
     return make().to(DT)
-
-
-def assert_directional_derivatives(module, loss_fn, n_directions=3, eps=1e-6, rtol=1e-6):
-    """Autograd's gradient of loss_fn() w.r.t. the module's parameters against central differences."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss_fn(), params)
-    g = torch.Generator().manual_seed(123)
-    for _ in range(n_directions):
-        direction = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
-        with torch.no_grad():
-            for p, d in zip(params, direction):
-                p.add_(eps * d)
-            up = loss_fn().item()
-            for p, d in zip(params, direction):
-                p.sub_(2 * eps * d)
-            down = loss_fn().item()
-            for p, d in zip(params, direction):
-                p.add_(eps * d)
-        numeric = (up - down) / (2 * eps)
-        analytic = sum((gr * d).sum() for gr, d in zip(grads, direction)).item()
-        assert analytic == pytest.approx(numeric, rel=rtol, abs=1e-8)
 
 
 # ----------------------------------------------------------------------------- data control

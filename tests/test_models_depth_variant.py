@@ -13,6 +13,8 @@ from nodecourse.models import MLP, ODEFunc
 from nodecourse.models.depth_variant import (ConcatMLP, GalerkinLinear, GalerkinMLP, StackedODE, fourier_basis,
                                              legendre_basis)
 
+from helpers import assert_directional_derivatives
+
 DT = torch.float64
 RK4 = dict(method="rk4", options={"step_size": 1 / 16})
 
@@ -29,27 +31,6 @@ def _randomise(module, scale=0.5, seed=1):
         for p in module.parameters():
             p.copy_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
     return module
-
-
-def assert_directional_derivatives(module, loss_fn, n_directions=3, eps=1e-6, rtol=1e-6):
-    """Autograd's gradient of loss_fn() w.r.t. the module's parameters against central differences."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss_fn(), params)
-    g = torch.Generator().manual_seed(123)
-    for _ in range(n_directions):
-        direction = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
-        with torch.no_grad():
-            for p, d in zip(params, direction):
-                p.add_(eps * d)
-            up = loss_fn().item()
-            for p, d in zip(params, direction):
-                p.sub_(2 * eps * d)
-            down = loss_fn().item()
-            for p, d in zip(params, direction):
-                p.add_(eps * d)
-        numeric = (up - down) / (2 * eps)
-        analytic = sum((gr * d).sum() for gr, d in zip(grads, direction)).item()
-        assert analytic == pytest.approx(numeric, rel=rtol, abs=1e-8)
 
 
 # ----------------------------------------------------------------------------- bases

@@ -11,14 +11,7 @@ from nodecourse.data import irregular_time_series
 from nodecourse.models.latent import (GRUEncoder, LatentODE, RNNBaseline, masked_mse, pad_batch, time_gaps,
                                       union_times)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The models here are tiny: one CPU thread is much faster than several fighting over two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from helpers import assert_directional_derivatives
 
 
 def _ragged(lengths=(5, 2, 7), dim=2, dtype=torch.float32, seed=0):
@@ -269,7 +262,7 @@ def test_latent_ode_gradients_match_finite_differences():
     times, values = _toy_batch(n_series=2, n_points=4)
     query = torch.tensor([[0.7, 1.9, 3.3], [0.2, 2.0, 4.5]], dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda v: model(times, v, None, query), (values.clone().requires_grad_(),))
-    _directional_parameter_check(model, lambda: model(times, values, None, query).square().sum())
+    assert_directional_derivatives(model, lambda: model(times, values, None, query).square().sum(), n_directions=1)
 
 
 def test_latent_ode_errors():
@@ -326,7 +319,7 @@ def test_rnn_baseline_gradients_match_finite_differences():
     times, values = _toy_batch(n_series=2, n_points=4)
     query = torch.tensor([[0.7, 1.9, 3.3], [0.2, 2.0, 4.5]], dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda v: model(times, v, None, query), (values.clone().requires_grad_(),))
-    _directional_parameter_check(model, lambda: model(times, values, None, query).square().sum())
+    assert_directional_derivatives(model, lambda: model(times, values, None, query).square().sum(), n_directions=1)
 
 
 def test_rnn_baseline_errors():
@@ -338,21 +331,3 @@ def test_rnn_baseline_errors():
         model(times, values, None, torch.tensor([[1.0, 2.0]] * 2, dtype=torch.float64))
 
 
-def _directional_parameter_check(model: torch.nn.Module, loss_fn, eps: float = 1e-6) -> None:
-    """Autograd's dL/dtheta . v equals the central difference of L along a random direction v."""
-    params = list(model.parameters())
-    g = torch.Generator().manual_seed(7)
-    direction = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
-    loss = loss_fn()
-    grads = torch.autograd.grad(loss, params)
-    analytic = sum((gr * d).sum() for gr, d in zip(grads, direction)).item()
-    with torch.no_grad():
-        for p, d in zip(params, direction):
-            p.add_(eps * d)
-        plus = loss_fn().item()
-        for p, d in zip(params, direction):
-            p.sub_(2 * eps * d)
-        minus = loss_fn().item()
-        for p, d in zip(params, direction):
-            p.add_(eps * d)
-    assert analytic == pytest.approx((plus - minus) / (2 * eps), rel=1e-6, abs=1e-8)

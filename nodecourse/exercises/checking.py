@@ -7,13 +7,18 @@ exercise notebook runs top to bottom whatever state its exercises are in.
 """
 from __future__ import annotations
 
+import contextlib
+import random
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["Case", "Report", "check_function", "close"]
+__all__ = ["Case", "Report", "check_function", "close", "require_callable", "keep_random_state", "one_thread",
+           "run_check"]
 
 
 @dataclass
@@ -114,3 +119,44 @@ def _print(report: Report, hint: str) -> None:
         if hint:
             print(f"  hint: {hint}")
         print("  The notebook goes on with the reference solution until this passes.")
+
+
+def require_callable(name: str, fn: Any) -> None:
+    """The learner passed the function itself, not the result of calling it."""
+    if not callable(fn):
+        raise TypeError(
+            f"{name} expects your function itself, got {type(fn).__name__}; pass the function without "
+            f"calling it, e.g. {name}(my_function), not {name}(my_function(...))."
+        )
+
+
+@contextlib.contextmanager
+def keep_random_state() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's (CPU) random state afterwards: checking changes nothing.
+    A context manager, or a decorator: ``@keep_random_state()``."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run on one CPU thread, then restore: for models this small, more threads only add overhead."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_check(exercise: str, learner: Callable, reference: Callable, cases: Sequence[Case], hint: str = "",
+              compare: Callable[[Any, Any], Optional[str]] = close, verbose: bool = True) -> bool:
+    """:func:`check_function` on one thread and without touching the random state; True when every case passed."""
+    with keep_random_state(), one_thread():
+        _, report = check_function(exercise, learner, reference, cases, hint=hint, compare=compare, verbose=verbose)
+    return report.ok

@@ -14,7 +14,7 @@ from torch import nn
 
 from nodecourse.data import pendulum_field
 
-from .checking import Case, check_function, close
+from .checking import Case, check_function, close, require_callable
 
 __all__ = [
     "damped_pendulum",
@@ -159,14 +159,6 @@ def _bound_compare(rtol: float, above: str, below: str) -> Callable[[float, Any]
     return compare
 
 
-def _require_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(
-            f"{name} expects your function itself, got {type(fn).__name__}; pass the function without "
-            f"calling it, e.g. {name}(my_function), not {name}(my_function(...))."
-        )
-
-
 def _seeded_sequential(layers: Callable[[], list[nn.Module]], seed: int,
                        dtype: torch.dtype = torch.float32) -> nn.Sequential:
     """An ``nn.Sequential`` built under a fixed seed, leaving the notebook's random state untouched."""
@@ -186,7 +178,7 @@ def _generator(seed: int) -> torch.Generator:
 
 def check_damped_pendulum(fn: Field, verbose: bool = True) -> Field:
     """Exercise 1: the damped pendulum's vector field on batches of states [B, 2]."""
-    _require_callable("check_damped_pendulum", fn)
+    require_callable("check_damped_pendulum", fn)
     g = _generator(1)
     small = 0.5 * torch.randn(8, 2, generator=g)
     large = torch.tensor([[3.0, 0.0], [-2.5, 1.0], [math.pi, -2.0]])
@@ -216,7 +208,7 @@ def _forced_decay(t: Any, y: torch.Tensor) -> torch.Tensor:
 
 def check_picard_iteration(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
     """Exercise 2: Picard iteration on a time grid with the cumulative trapezoid rule."""
-    _require_callable("check_picard_iteration", fn)
+    require_callable("check_picard_iteration", fn)
     f64 = torch.float64
     t01 = torch.linspace(0.0, 1.0, 21, dtype=f64)
     one = torch.ones(1, 1, dtype=f64)
@@ -247,7 +239,7 @@ def check_picard_iteration(fn: Callable[..., torch.Tensor], verbose: bool = True
 
 def check_lipschitz_lower_bound(fn: Callable[..., float], verbose: bool = True) -> Callable[..., float]:
     """Exercise 3: the largest distance ratio over sampled pairs, a lower bound on the Lipschitz constant."""
-    _require_callable("check_lipschitz_lower_bound", fn)
+    require_callable("check_lipschitz_lower_bound", fn)
     g = _generator(3)
     a2 = torch.tensor([[2.0, 1.0], [0.0, 1.0]])  # spectral norm 1 + sqrt(2)
     a53 = torch.randn(3, 5, generator=g)
@@ -281,7 +273,7 @@ def check_lipschitz_lower_bound(fn: Callable[..., float], verbose: bool = True) 
 def check_lipschitz_upper_bound(fn: Callable[[nn.Sequential], float],
                                 verbose: bool = True) -> Callable[[nn.Sequential], float]:
     """Exercise 4: the product of the layers' spectral norms and activation constants of an MLP."""
-    _require_callable("check_lipschitz_upper_bound", fn)
+    require_callable("check_lipschitz_upper_bound", fn)
     cases = [
         Case("a single Linear(3, 2)", (_seeded_sequential(lambda: [nn.Linear(3, 2)], seed=10),)),
         Case("Linear(2, 16), Tanh, Linear(16, 2)",

@@ -17,7 +17,7 @@ from torch import nn
 from nodecourse.models import MLP, ODEFunc
 from nodecourse.solvers import odeint
 
-from .checking import Case, check_function, close
+from .checking import Case, check_function, close, require_callable
 
 __all__ = [
     "euler_step",
@@ -119,14 +119,6 @@ def continuous_limit_gaps(mlp: nn.Module, y0: torch.Tensor, T: float, depths: Se
 # --------------------------------------------------------------------------------------------------
 
 
-def _require_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(
-            f"{name} expects your function itself, got {type(fn).__name__}; pass the function without "
-            f"calling it, e.g. {name}(my_function), not {name}(my_function(...))."
-        )
-
-
 def _same_tensor(expected: torch.Tensor, got: Any) -> Optional[str]:
     """Like ``close`` but the dtype must match too, with a tolerance that suits the dtype."""
     if torch.is_tensor(got) and got.dtype != expected.dtype:
@@ -172,7 +164,7 @@ def _forced(t: Any, y: torch.Tensor) -> torch.Tensor:
 
 def check_euler_step(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
     """Exercise 1: one Euler step ``y + h f(t, y)`` on states of any shape."""
-    _require_callable("check_euler_step", fn)
+    require_callable("check_euler_step", fn)
     g = _generator(20)
     batch = torch.randn(5, 2, generator=g)
     cases = [
@@ -194,7 +186,7 @@ def check_euler_step(fn: Callable[..., torch.Tensor], verbose: bool = True) -> C
 
 def check_euler_trajectory(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
     """Exercise 2: Euler's method on a given time grid, returning every state ``[n+1, *y0.shape]``."""
-    _require_callable("check_euler_trajectory", fn)
+    require_callable("check_euler_trajectory", fn)
     f64 = torch.float64
     g = _generator(21)
     batch = torch.randn(4, 2, generator=g, dtype=f64)
@@ -219,7 +211,7 @@ def check_euler_trajectory(fn: Callable[..., torch.Tensor], verbose: bool = True
 
 def check_resnet_forward(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
     """Exercise 3: a ResNet's forward pass with one residual function per layer, every hidden state returned."""
-    _require_callable("check_resnet_forward", fn)
+    require_callable("check_resnet_forward", fn)
     g = _generator(22)
     x = torch.randn(6, 2, generator=g)
     shared = _mlp([2, 16, 2], seed=30)
@@ -242,7 +234,7 @@ def check_resnet_forward(fn: Callable[..., torch.Tensor], verbose: bool = True) 
 
 def check_resnet_as_euler(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
     """Exercise 4: a ResNet's hidden states from ``nodecourse.odeint`` with the Euler method and h = 1."""
-    _require_callable("check_resnet_as_euler", fn)
+    require_callable("check_resnet_as_euler", fn)
     g = _generator(23)
     x = torch.randn(5, 2, generator=g, dtype=torch.float64)
     mlp = _mlp([2, 16, 2], seed=60, dtype=torch.float64)
@@ -279,7 +271,7 @@ def _gaps_compare(expected: torch.Tensor, got: Any) -> Optional[str]:
 
 def check_continuous_limit_gaps(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
     """Exercise 5: the gap between shared-weight ResNets of step T/L and the ODE solution, for several L."""
-    _require_callable("check_continuous_limit_gaps", fn)
+    require_callable("check_continuous_limit_gaps", fn)
     f64 = torch.float64
     g = _generator(24)
     x = torch.randn(16, 2, generator=g, dtype=f64)

@@ -13,7 +13,7 @@ import torch
 
 from nodecourse.solvers import TABLEAUX, ButcherTableau
 
-from .checking import Case, check_function, close
+from .checking import Case, check_function, close, require_callable
 
 __all__ = [
     "convergence_order",
@@ -196,11 +196,6 @@ def _decay(rates: torch.Tensor) -> Field:
     return field
 
 
-def _require_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} expects your function (e.g. {name}(my_function)), got {type(fn).__name__}.")
-
-
 def _dtype_first(expected: Any, got: Any) -> Optional[str]:
     """A dtype mismatch, said plainly, before the values are compared."""
     if torch.is_tensor(expected) and torch.is_tensor(got) and got.dtype != expected.dtype:
@@ -215,7 +210,7 @@ def _dtype_first(expected: Any, got: Any) -> Optional[str]:
 
 def check_convergence_order(fn: Callable[..., float], verbose: bool = True) -> Callable[..., float]:
     """Exercise 1: the least-squares slope of log error against log step size."""
-    _require_callable("check_convergence_order", fn)
+    require_callable("check_convergence_order", fn)
     h = torch.tensor([0.4, 0.2, 0.1, 0.05, 0.025], dtype=torch.float64)
     wiggle = torch.tensor([1.3, 0.8, 1.1, 0.7, 1.4], dtype=torch.float64)
     cases = [
@@ -240,7 +235,7 @@ def check_convergence_order(fn: Callable[..., float], verbose: bool = True) -> C
 
 def check_rk_step(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..., tuple]:
     """Exercise 2: one explicit Runge-Kutta step from a Butcher tableau, with its error estimate."""
-    _require_callable("check_rk_step", fn)
+    require_callable("check_rk_step", fn)
     f64 = torch.float64
     gen = torch.Generator().manual_seed(2)
     y2 = torch.tensor([1.0, 0.5], dtype=f64)
@@ -286,7 +281,7 @@ def check_rk_step(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..
 
 def check_next_step_size(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
     """Exercise 3: the step-size controller."""
-    _require_callable("check_next_step_size", fn)
+    require_callable("check_next_step_size", fn)
     f64 = torch.float64
     ratios = torch.tensor([0.0, 1e-6, 0.05, 0.5, 0.95, 1.0, 1.2, 4.0, 1e6], dtype=f64)
     h = torch.linspace(0.01, 0.5, len(ratios), dtype=f64)
@@ -314,7 +309,7 @@ def check_next_step_size(fn: Callable[..., torch.Tensor], verbose: bool = True) 
 
 def check_mask_update(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..., tuple]:
     """Exercise 4: advance accepted samples, retire the finished ones."""
-    _require_callable("check_mask_update", fn)
+    require_callable("check_mask_update", fn)
     f64 = torch.float64
     gen = torch.Generator().manual_seed(3)
     t = torch.tensor([0.0, 0.5, 0.9, 0.95, 1.0, 0.2], dtype=f64)
@@ -367,7 +362,7 @@ def check_batched_rkf45(fn: Callable[..., tuple], verbose: bool = True) -> Calla
     Solutions may differ from the reference in small choices (e.g. how the last step is clipped), so
     the states must agree to a few times the tolerance and the step counts to within 20% (or 2).
     """
-    _require_callable("check_batched_rkf45", fn)
+    require_callable("check_batched_rkf45", fn)
     f64 = torch.float64
     rates = torch.logspace(-1, 1, 5, dtype=f64)
     mus = torch.tensor([0.2, 1.0, 4.0], dtype=f64)

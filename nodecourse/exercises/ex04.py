@@ -11,10 +11,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from nodecourse.benchmarking import saved_tensor_bytes as saved_bytes  # the reference
 from nodecourse.models import MLP, ODEFunc
 from nodecourse.solvers import odeint
 
-from .checking import Case, check_function, close
+from .checking import Case, check_function, close, keep_random_state, require_callable
 
 __all__ = [
     "adjoint_linear", "augmented_dynamics", "saved_bytes", "adjoint_gradients",
@@ -56,28 +57,6 @@ def augmented_dynamics(func: nn.Module, t: torch.Tensor, h: torch.Tensor,
         vjps = torch.autograd.grad(f, (h, *params), grad_outputs=-a, allow_unused=True)
     vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip((h, *params), vjps))
     return f.detach(), vjps[0], vjps[1:]
-
-
-def saved_bytes(fn: Callable[[], object]) -> int:
-    """Bytes of the distinct storages that autograd saves for backward while ``fn()`` runs.
-
-    Uses ``torch.autograd.graph.saved_tensors_hooks``; a storage saved several times (a weight used by
-    every step) counts once. The output of ``fn`` is kept alive until the count is done.
-    """
-    if not callable(fn):
-        raise TypeError(f"saved_bytes needs a function of no arguments, got {type(fn).__name__}; wrap the "
-                        "computation, e.g. saved_bytes(lambda: odeint(func, y0, t)).")
-    storages: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        out = fn()
-    del out
-    return sum(storages.values())
 
 
 def adjoint_gradients(func: nn.Module, h0: torch.Tensor, t0: float, t1: float, grad_h1: torch.Tensor,
@@ -125,17 +104,11 @@ def _randn(*shape: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> to
     return torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(seed))
 
 
-def _require_callable(fn: object, name: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} expects your function itself, got {type(fn).__name__}; pass the function "
-                        f"you defined (no parentheses).")
-
-
 # --- checkers ----------------------------------------------------------------------------------
 
 def check_adjoint_linear(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 1: a(t0) for dh/dt = A h from the matrix exponential."""
-    _require_callable(fn, "check_adjoint_linear")
+    require_callable("check_adjoint_linear", fn)
     rotation = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
     cases = [
         Case("rotation A, a1 [2], [0, 1]", (rotation, torch.tensor([1.0, 0.0], dtype=torch.float64), 0.0, 1.0)),
@@ -151,9 +124,10 @@ def check_adjoint_linear(fn: Callable, verbose: bool = True) -> Callable:
                           compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-6), verbose=verbose)[0]
 
 
+@keep_random_state()
 def check_augmented_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 2: (f, -a^T df/dh, -a^T df/dtheta) by vector-Jacobian products."""
-    _require_callable(fn, "check_augmented_dynamics")
+    require_callable("check_augmented_dynamics", fn)
     time_field = _field([3, 16, 2], torch.float64, seed=2, time_dependent=True)
     cases = [
         Case("MLP 2-16-2, float32, batch 5", (_field([2, 16, 2], torch.float32, seed=1), torch.tensor(0.0),
@@ -216,9 +190,10 @@ def _euler_steps():
     return odeint(func, y0, torch.tensor([0.0, 1.0]), method="euler", options={"step_size": 0.1})
 
 
+@keep_random_state()
 def check_saved_bytes(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 3: the bytes autograd saves for backward, each storage counted once."""
-    _require_callable(fn, "check_saved_bytes")
+    require_callable("check_saved_bytes", fn)
     cases = [
         Case("tanh of 100 float32 values", (_tanh_vector,)),
         Case("product of two [10, 10] float64 tensors", (_product_float64,)),
@@ -232,9 +207,10 @@ def check_saved_bytes(fn: Callable, verbose: bool = True) -> Callable:
     return check_function("Exercise 3 (saved bytes)", fn, saved_bytes, cases, hint, verbose=verbose)[0]
 
 
+@keep_random_state()
 def check_adjoint_gradients(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 4: dL/dh0 and dL/dtheta by one reverse solve of the augmented state."""
-    _require_callable(fn, "check_adjoint_gradients")
+    require_callable("check_adjoint_gradients", fn)
     cases = [
         Case("MLP 2-16-2, batch 4, [0, 1]", (_field([2, 16, 2], torch.float64, seed=11), _randn(4, 2, seed=11),
                                            0.0, 1.0, _randn(4, 2, seed=12))),

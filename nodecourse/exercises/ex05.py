@@ -8,15 +8,11 @@ global random state as they found it.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -26,7 +22,7 @@ from nodecourse.models import MLP, ODEBlock, ODEFunc, ResNet
 from nodecourse.solvers import FIXED_METHODS, METHODS, TABLEAUX
 from nodecourse.train import train
 
-from .checking import Case, check_function, close
+from .checking import Case, close, keep_random_state, require_callable, run_check
 
 __all__ = [
     "build_odenet",
@@ -116,45 +112,6 @@ def train_with_solver(method: str, step_size: Optional[float] = None, n_iters: i
 # --------------------------------------------------------------------------------------------------
 
 
-def _require_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(
-            f"{name} expects your function itself, got {type(fn).__name__}; pass the function without "
-            f"calling it, e.g. {name}(my_function), not {name}(my_function(...))."
-        )
-
-
-@contextlib.contextmanager
-def _keep_random_state() -> Iterator[None]:
-    """Restore Python's, NumPy's and torch's (CPU) random state afterwards: checking changes nothing."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run on one CPU thread, then restore: for models this small, more threads only add overhead."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_check(exercise: str, learner: Callable, reference: Callable, cases: list[Case], hint: str,
-               compare: Callable[[Any, Any], Optional[str]], verbose: bool) -> bool:
-    """``check_function`` on one thread and without touching the random state; True when every case passed."""
-    with _keep_random_state(), _one_thread():
-        _, report = check_function(exercise, learner, reference, cases, hint=hint, compare=compare, verbose=verbose)
-    return report.ok
-
-
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -219,7 +176,7 @@ def _same_odenet(expected: ODEBlock, got: Any) -> Optional[str]:
 
 def check_build_odenet(fn: Callable[..., nn.Module], verbose: bool = True) -> Callable[..., nn.Module]:
     """Exercise 1: the ODE-Net of the regression example, built from nodecourse parts."""
-    _require_callable("check_build_odenet", fn)
+    require_callable("check_build_odenet", fn)
     cases = [
         Case("the original: hidden = 25, dopri5", ()),
         Case("hidden = 8", (8,)),
@@ -228,7 +185,7 @@ def check_build_odenet(fn: Callable[..., nn.Module], verbose: bool = True) -> Ca
     ]
     hint = ("ODEBlock(ODEFunc(MLP([2, hidden, 1]), time_dependent=True), t1=1.0, method=method, rtol=1e-3, "
             "atol=1e-3, options=None if step_size is None else {'step_size': step_size}).")
-    ok = _run_check("Exercise 1 (build the ODE-Net)", fn, build_odenet, cases, hint, _same_odenet, verbose)
+    ok = run_check("Exercise 1 (build the ODE-Net)", fn, build_odenet, cases, hint, _same_odenet, verbose)
     return fn if ok else build_odenet
 
 
@@ -288,7 +245,7 @@ def _same_steps(expected: tuple[torch.Tensor, torch.Tensor], got: tuple[torch.Te
 
 def check_training_step(fn: Callable[..., float], verbose: bool = True) -> Callable[..., float]:
     """Exercise 2: one full-batch optimizer step on the MSE, returning the loss before the update."""
-    _require_callable("check_training_step", fn)
+    require_callable("check_training_step", fn)
     cases = [
         Case("one SGD step on an MLP [1, 4, 1]", (_StepSetup("mlp", "sgd", 0.01, 1, 1),)),
         Case("three SGD steps in a row (gradients must not pile up)", (_StepSetup("mlp", "sgd", 0.01, 3, 2),)),
@@ -297,7 +254,7 @@ def check_training_step(fn: Callable[..., float], verbose: bool = True) -> Calla
     ]
     hint = ("optimizer.zero_grad(); loss = torch.nn.functional.mse_loss(model(x), y); loss.backward(); "
             "optimizer.step(); return loss.item().")
-    ok = _run_check("Exercise 2 (a training step)", _steps_runner(fn), _steps_runner(training_step), cases, hint,
+    ok = run_check("Exercise 2 (a training step)", _steps_runner(fn), _steps_runner(training_step), cases, hint,
                     _same_steps, verbose)
     return fn if ok else training_step
 
@@ -326,8 +283,8 @@ def _two_numbers(expected: tuple[float, float], got: Any) -> Optional[str]:
 def check_extrapolation_errors(fn: Callable[..., tuple[float, float]], verbose: bool = True
                                ) -> Callable[..., tuple[float, float]]:
     """Exercise 3: the MSE against the true cubic inside and outside the training range."""
-    _require_callable("check_extrapolation_errors", fn)
-    with _keep_random_state():
+    require_callable("check_extrapolation_errors", fn)
+    with keep_random_state():
         resnet = _randomise(ResNet(MLP([1, 25, 1]), depth=3), seed=11, scale=0.4)
         odenet = _randomise(build_odenet(hidden=10, method="rk4", step_size=0.25), seed=12, scale=0.6)
         double = _randomise(MLP([1, 8, 1]), seed=13).double()
@@ -342,7 +299,7 @@ def check_extrapolation_errors(fn: Callable[..., tuple[float, float]], verbose: 
     hint = ("grid = torch.linspace(lo, hi, n).unsqueeze(1) (on the model's dtype and device); squared errors "
             "(model(grid) - (grid**3 + 0.1 * grid))**2 under torch.no_grad(); inside = grid.abs() <= 2; return "
             "(mean over inside, mean over the rest) as floats.")
-    ok = _run_check("Exercise 3 (extrapolation errors)", fn, extrapolation_errors, cases, hint, _two_numbers, verbose)
+    ok = run_check("Exercise 3 (extrapolation errors)", fn, extrapolation_errors, cases, hint, _two_numbers, verbose)
     return fn if ok else extrapolation_errors
 
 
@@ -397,7 +354,7 @@ def _trained_well(expected: _Trained, got: Any) -> Optional[str]:
 def check_train_with_solver(fn: Callable[..., tuple[float, int]], verbose: bool = True
                             ) -> Callable[..., tuple[float, int]]:
     """Exercise 4: train the ODE-Net with a given solver; the loss must fall below LOSS_BAR and the NFE fit the method."""
-    _require_callable("check_train_with_solver", fn)
+    require_callable("check_train_with_solver", fn)
     cases = [
         Case("Euler, h = 0.25, 300 iterations", ("euler", 0.25, 300)),
         Case("RK4, h = 0.5, 300 iterations", ("rk4", 0.5), {"n_iters": 300}),
@@ -406,6 +363,6 @@ def check_train_with_solver(fn: Callable[..., tuple[float, int]], verbose: bool 
     hint = ("seed_everything(seed); model = build_odenet(method=method, step_size=step_size); train(model, "
             "torch.nn.MSELoss(), (x, y), n_iters, lr=0.01, optimizer='adam'); then evaluate the MSE once under "
             "torch.no_grad() and return (loss.item(), model.nfe_forward).")
-    ok = _run_check("Exercise 4 (train with another solver)", fn, _reference_run, cases, hint, _trained_well, verbose)
+    ok = run_check("Exercise 4 (train with another solver)", fn, _reference_run, cases, hint, _trained_well, verbose)
     return fn if ok else train_with_solver
 

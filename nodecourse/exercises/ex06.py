@@ -17,7 +17,7 @@ from torch import nn
 from nodecourse.models import MLP, ODEBlock, ODEFunc
 from nodecourse.plotting import pca_project
 
-from .checking import Case, check_function, close
+from .checking import Case, check_function, close, keep_random_state, require_callable
 
 __all__ = [
     "accuracy",
@@ -143,14 +143,6 @@ def turning_angles(path: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def _require_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(
-            f"{name} expects your function itself, got {type(fn).__name__}; pass the function without "
-            f"calling it, e.g. {name}(my_function), not {name}(my_function(...))."
-        )
-
-
 def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     """A module built under a fixed seed, leaving the notebook's random state untouched."""
     with torch.random.fork_rng(devices=[]):
@@ -193,7 +185,7 @@ def _small_ode_model(seed: int) -> nn.Module:
 
 def check_accuracy(fn: Callable[..., float], verbose: bool = True) -> Callable[..., float]:
     """Exercise 1: batched arg-max accuracy, in eval mode, counting the last partial batch."""
-    _require_callable("check_accuracy", fn)
+    require_callable("check_accuracy", fn)
     linear = _seeded(lambda: nn.Linear(5, 3), 0)
     X, y = _classifier_data(linear, 50, 5, seed=1)
     dropout = _seeded(lambda: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)), 2)
@@ -252,9 +244,10 @@ def _describe(model: Any) -> dict:
     }
 
 
+@keep_random_state()
 def check_ode_classifier(fn: Callable[..., nn.Module], verbose: bool = True) -> Callable[..., nn.Module]:
     """Exercise 2: build the ODE-Net classifier with an MLP vector field of the given sizes."""
-    _require_callable("check_ode_classifier", fn)
+    require_callable("check_ode_classifier", fn)
     cases = [
         Case("hidden_size=32", (32,)),
         Case("hidden_size=64", (64,)),
@@ -295,7 +288,7 @@ class _ReportsTolerances:
 
 def check_evaluate_at_tolerances(fn: Callable[..., list], verbose: bool = True) -> Callable[..., list]:
     """Exercise 3: accuracy and NFE of an ODE-Net at each test-time tolerance; tolerances restored."""
-    _require_callable("check_evaluate_at_tolerances", fn)
+    require_callable("check_evaluate_at_tolerances", fn)
 
     def case(label: str, seed: int, n: int, tols: list, **kwargs: Any) -> Case:
         model = _small_ode_model(seed)
@@ -356,7 +349,7 @@ def _up_to_sign(expected: torch.Tensor, got: Any) -> Optional[str]:
 
 def check_pca_2d(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
     """Exercise 4: project a hidden-state sequence [T, D] onto its first two principal components."""
-    _require_callable("check_pca_2d", fn)
+    require_callable("check_pca_2d", fn)
     g = _generator(0)
     scales = torch.tensor([5.0, 2.0, 0.5, 0.2, 0.1])
     blob = torch.randn(20, 5, generator=g) * scales
@@ -381,7 +374,7 @@ def check_pca_2d(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = Tru
 
 def check_turning_angles(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
     """Exercise 5: the turning angle (degrees) between consecutive segments of a path."""
-    _require_callable("check_turning_angles", fn)
+    require_callable("check_turning_angles", fn)
     g = _generator(1)
     theta = torch.linspace(0, math.pi, 30)
     cases = [

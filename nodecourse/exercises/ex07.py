@@ -9,16 +9,13 @@ global random state as they found it.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import random
-from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
-from .checking import Case, check_function
+from .checking import Case, require_callable, run_check
 
 __all__ = [
     "augment",
@@ -93,34 +90,6 @@ def reflection_matrix(T: float, d: int = 1) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def _require_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(
-            f"{name} expects your function itself, got {type(fn).__name__}; pass the function without "
-            f"calling it, e.g. {name}(my_function), not {name}(my_function(...))."
-        )
-
-
-@contextlib.contextmanager
-def _keep_random_state() -> Iterator[None]:
-    """Restore Python's, NumPy's and torch's (CPU) random state afterwards: checking changes nothing."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-
-
-def _run_check(exercise: str, learner: Callable, reference: Callable, cases: list[Case], hint: str,
-               compare: Callable[[Any, Any], Optional[str]], verbose: bool) -> bool:
-    """``check_function`` without touching the random state; True when every case passed."""
-    with _keep_random_state():
-        _, report = check_function(exercise, learner, reference, cases, hint=hint, compare=compare, verbose=verbose)
-    return report.ok
-
-
 def _randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
@@ -158,7 +127,7 @@ def _augment_compare(expected: torch.Tensor, got: Any) -> Optional[str]:
 def check_augment(fn: Callable[[torch.Tensor, int], torch.Tensor], verbose: bool = True
                   ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """Exercise 1: append ``p`` zeros to the last dimension of a batch."""
-    _require_callable("check_augment", fn)
+    require_callable("check_augment", fn)
     cases = [
         Case("a batch [5, 2], p = 1", (_randn(5, 2, seed=1), 1)),
         Case("1-D points [4, 1], p = 3, float64", (_randn(4, 1, seed=2, dtype=torch.float64), 3)),
@@ -169,7 +138,7 @@ def check_augment(fn: Callable[[torch.Tensor, int], torch.Tensor], verbose: bool
     ]
     hint = ("torch.cat([x, x.new_zeros(*x.shape[:-1], p)], dim=-1): zeros of x's dtype and device, after x, "
             "for any leading shape.")
-    ok = _run_check("Exercise 1 (zero augmentation)", fn, augment, cases, hint, _augment_compare, verbose)
+    ok = run_check("Exercise 1 (zero augmentation)", fn, augment, cases, hint, _augment_compare, verbose)
     return fn if ok else augment
 
 
@@ -209,7 +178,7 @@ def _field_compare(expected: torch.Tensor, got: Any) -> Optional[str]:
 def check_second_order_field(fn: Callable[[Acceleration, torch.Tensor], torch.Tensor], verbose: bool = True
                              ) -> Callable[[Acceleration, torch.Tensor], torch.Tensor]:
     """Exercise 2: ``[v, accel(x, v)]`` from ``z = [x, v]``."""
-    _require_callable("check_second_order_field", fn)
+    require_callable("check_second_order_field", fn)
     cases = [
         Case("a spring x'' = -4x, one point [1, 2]", (_spring, torch.tensor([[1.0, 0.5]]))),
         Case("a damped pendulum, a batch [6, 2]", (_damped_pendulum, _randn(6, 2, seed=6))),
@@ -218,7 +187,7 @@ def check_second_order_field(fn: Callable[[Acceleration, torch.Tensor], torch.Te
         Case("leading shape [2, 3, 6]", (_coupled, _randn(2, 3, 6, seed=9))),
     ]
     hint = ("d = z.shape[-1] // 2; x, v = z[..., :d], z[..., d:]; return torch.cat([v, accel(x, v)], dim=-1).")
-    ok = _run_check("Exercise 2 (the second-order field)", fn, second_order_field, cases, hint, _field_compare,
+    ok = run_check("Exercise 2 (the second-order field)", fn, second_order_field, cases, hint, _field_compare,
                     verbose)
     return fn if ok else second_order_field
 
@@ -266,7 +235,7 @@ def _bump_in_the_middle(x: torch.Tensor) -> torch.Tensor:
 def check_order_preserved(fn: Callable[[torch.Tensor, torch.Tensor], bool], verbose: bool = True
                           ) -> Callable[[torch.Tensor, torch.Tensor], bool]:
     """Exercise 3: do the samples of a map of the line keep the order of their inputs?"""
-    _require_callable("check_order_preserved", fn)
+    require_callable("check_order_preserved", fn)
     cases = [
         Case("x -> x^3 + x, sorted inputs", _samples(10, 50, lambda x: x**3 + x, shuffle=False)),
         Case("x -> -x (the reflection)", _samples(11, 50, lambda x: -x)),
@@ -279,7 +248,7 @@ def check_order_preserved(fn: Callable[[torch.Tensor, torch.Tensor], bool], verb
     ]
     hint = ("sort the inputs first (order = torch.argsort(x.flatten())), then ask whether the outputs in that "
             "order are strictly increasing: y_sorted[1:] > y_sorted[:-1] for every neighbour; return a bool.")
-    ok = _run_check("Exercise 3 (order preservation)", fn, order_preserved, cases, hint, _bool_compare, verbose)
+    ok = run_check("Exercise 3 (order preservation)", fn, order_preserved, cases, hint, _bool_compare, verbose)
     return fn if ok else order_preserved
 
 
@@ -318,7 +287,7 @@ def _reflects(expected: tuple[float, int, Any], got: tuple[float, int, Any]) -> 
 def check_reflection_matrix(fn: Callable[[float, int], torch.Tensor], verbose: bool = True
                             ) -> Callable[[float, int], torch.Tensor]:
     """Exercise 4: a linear field ``dz/dt = A z`` on ``[x, a]`` whose time-``T`` flow sends ``x`` to ``-x``."""
-    _require_callable("check_reflection_matrix", fn)
+    require_callable("check_reflection_matrix", fn)
     cases = [
         Case("T = 1, d = 1", (1.0, 1)),
         Case("T = 2, d = 1 (slower)", (2.0, 1)),
@@ -327,6 +296,6 @@ def check_reflection_matrix(fn: Callable[[float, int], torch.Tensor], verbose: b
     ]
     hint = ("a rotation in each plane (x_k, a_k) turns x_k into -x_k after half a turn: with angular speed "
             "w = pi / T, A = w [[0, -I], [I, 0]] (or the oscillator x'' = -w^2 x: A = [[0, I], [-w^2 I, 0]]).")
-    ok = _run_check("Exercise 4 (a reflection by a flow)", _matrix_runner(fn), _matrix_runner(reflection_matrix),
+    ok = run_check("Exercise 4 (a reflection by a flow)", _matrix_runner(fn), _matrix_runner(reflection_matrix),
                     cases, hint, _reflects, verbose)
     return fn if ok else reflection_matrix

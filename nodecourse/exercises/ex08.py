@@ -15,7 +15,7 @@ from torch import nn
 
 from nodecourse.models import MLP, ODEFunc
 
-from .checking import Case, check_function, close
+from .checking import Case, check_function, close, require_callable
 
 __all__ = [
     "fourier_basis", "galerkin_linear", "controlled_dynamics", "integral_loss_dynamics", "rescaled_dynamics",
@@ -107,12 +107,6 @@ def _circle_cost(s, h):
     return (h - target).pow(2).sum(-1)
 
 
-def _require_callable(fn: object, name: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} expects your function itself, got {type(fn).__name__}; pass the function "
-                        f"you defined (no parentheses).")
-
-
 def _tol(rtol: float = 1e-5, atol: float = 1e-6) -> Callable:
     return lambda expected, got: close(expected, got, rtol=rtol, atol=atol)
 
@@ -121,7 +115,7 @@ def _tol(rtol: float = 1e-5, atol: float = 1e-6) -> Callable:
 
 def check_fourier_basis(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 1: the truncated Fourier basis in depth."""
-    _require_callable(fn, "check_fourier_basis")
+    require_callable("check_fourier_basis", fn)
     cases = [
         Case("one depth s = 0.3, n = 2, period 1", (torch.tensor(0.3), 2, 1.0)),
         Case("a vector of depths [7], n = 3, period 2", (torch.linspace(0, 2, 7), 3, 2.0)),
@@ -138,7 +132,7 @@ def check_fourier_basis(fn: Callable, verbose: bool = True) -> Callable:
 
 def check_galerkin_linear(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 2: a Galerkin linear layer at one depth."""
-    _require_callable(fn, "check_galerkin_linear")
+    require_callable("check_galerkin_linear", fn)
     cases = [
         Case("in 3, out 2, K = 5, s = 0.25, batch 4",
              (_randn(4, 3, seed=1), torch.tensor(0.25, dtype=torch.float64), _randn(5, 2, 3, seed=2), _randn(5, 2, seed=3))),
@@ -159,7 +153,7 @@ def check_galerkin_linear(fn: Callable, verbose: bool = True) -> Callable:
 
 def check_controlled_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 3: the field of the state (h, x) of a data-controlled Neural ODE."""
-    _require_callable(fn, "check_controlled_dynamics")
+    require_callable("check_controlled_dynamics", fn)
     cases = [
         Case("h [5, 1], x [5, 1], net 2-16-1", (_mlp([2, 16, 1], torch.float64, 1), torch.tensor(0.0),
                                               (_randn(5, 1, seed=1), _randn(5, 1, seed=2)))),
@@ -177,7 +171,7 @@ def check_controlled_dynamics(fn: Callable, verbose: bool = True) -> Callable:
 
 def check_integral_loss_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 4: the field of (h, L) for an integral loss."""
-    _require_callable(fn, "check_integral_loss_dynamics")
+    require_callable("check_integral_loss_dynamics", fn)
     cases = [
         Case("MLP field 2-16-2, circle cost, batch 5, s = 0.5",
              (_field([2, 16, 2], torch.float64, 1), _circle_cost, torch.tensor(0.5, dtype=torch.float64),
@@ -197,7 +191,7 @@ def check_integral_loss_dynamics(fn: Callable, verbose: bool = True) -> Callable
 
 def check_rescaled_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 5: adaptive depth by rescaling depth to [0, 1]."""
-    _require_callable(fn, "check_rescaled_dynamics")
+    require_callable("check_rescaled_dynamics", fn)
     time_field = _field([2, 16, 1], torch.float64, 2, time_dependent=True)
     cases = [
         Case("autonomous field 1-16-1, batch 4, sigma = 0.5",

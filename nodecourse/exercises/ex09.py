@@ -9,12 +9,8 @@ state as they found it.
 """
 from __future__ import annotations
 
-import contextlib
-import random
-from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,7 +18,7 @@ from nodecourse.models import MLP, ODEFunc
 from nodecourse.models import latent as _latent
 from nodecourse.solvers import odeint
 
-from .checking import Case, check_function, close
+from .checking import Case, close, require_callable, run_check
 
 __all__ = [
     "pad_batch",
@@ -80,45 +76,6 @@ def predict_at_times(dynamics: nn.Module, decoder: nn.Module, z0: torch.Tensor, 
 # --------------------------------------------------------------------------------------------------
 
 
-def _require_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(
-            f"{name} expects your function itself, got {type(fn).__name__}; pass the function without "
-            f"calling it, e.g. {name}(my_function), not {name}(my_function(...))."
-        )
-
-
-@contextlib.contextmanager
-def _keep_random_state() -> Iterator[None]:
-    """Restore Python's, NumPy's and torch's (CPU) random state afterwards: checking changes nothing."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run on one CPU thread, then restore: for models this small, more threads only add overhead."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_check(exercise: str, learner: Callable, reference: Callable, cases: list[Case], hint: str,
-               compare: Callable[[Any, Any], Optional[str]], verbose: bool) -> bool:
-    """``check_function`` on one thread and without touching the random state; True when every case passed."""
-    with _keep_random_state(), _one_thread():
-        _, report = check_function(exercise, learner, reference, cases, hint=hint, compare=compare, verbose=verbose)
-    return report.ok
-
-
 def _series(lengths: tuple[int, ...], dim: int = 2, dtype: torch.dtype = torch.float32, seed: int = 0
             ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Series of the given lengths: sorted positive times [n] and random values [n, dim]."""
@@ -171,7 +128,7 @@ def _same_padded(expected: tuple, got: Any) -> Optional[str]:
 
 def check_pad_batch(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 1: stack series of different lengths into a left-aligned, zero-padded batch with a mask."""
-    _require_callable("check_pad_batch", fn)
+    require_callable("check_pad_batch", fn)
     cases = [
         Case("three series of lengths 3, 1, 4", _series((3, 1, 4))),
         Case("one series", _series((5,), seed=1)),
@@ -181,7 +138,7 @@ def check_pad_batch(fn: Callable, verbose: bool = True) -> Callable:
     hint = ("N = max(len(t) for t in times); start from torch.zeros(B, N), torch.zeros(B, N, D) and "
             "torch.zeros(B, N, dtype=torch.bool) (same dtypes and device as the inputs), then fill row i "
             "with [:n_i] = times[i], values[i], True.")
-    ok = _run_check("Exercise 1 (pad a batch)", _copying(fn), pad_batch, cases, hint, _same_padded, verbose)
+    ok = run_check("Exercise 1 (pad a batch)", _copying(fn), pad_batch, cases, hint, _same_padded, verbose)
     return fn if ok else pad_batch
 
 
@@ -216,7 +173,7 @@ def _same_scalar(expected: torch.Tensor, got: Any) -> Optional[str]:
 
 def check_masked_mse(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 2: the mean squared error over the real entries of a padded batch."""
-    _require_callable("check_masked_mse", fn)
+    require_callable("check_masked_mse", fn)
     cases = [
         Case("no padding", _mse_case((4, 4), 2, 0.0)),
         Case("padding full of zeros", _mse_case((5, 2, 3), 2, 0.0, seed=1)),
@@ -227,7 +184,7 @@ def check_masked_mse(fn: Callable, verbose: bool = True) -> Callable:
     ]
     hint = ("diff = torch.where(mask.unsqueeze(-1), pred - target, torch.zeros_like(pred)); "
             "return (diff ** 2).sum() / (mask.sum() * pred.shape[-1]).")
-    ok = _run_check("Exercise 2 (masked MSE)", _copying(fn), masked_mse, cases, hint, _same_scalar, verbose)
+    ok = run_check("Exercise 2 (masked MSE)", _copying(fn), masked_mse, cases, hint, _same_scalar, verbose)
     return fn if ok else masked_mse
 
 
@@ -305,7 +262,7 @@ def _same_union(expected: _UnionCase, got: _UnionCase) -> Optional[str]:
 
 def check_union_times(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 3: the sorted distinct times of a batch with t0, and the gather index of every real entry."""
-    _require_callable("check_union_times", fn)
+    require_callable("check_union_times", fn)
     cases = [
         Case("two series sharing times", ("shared",)),
         Case("padded batch, garbage in the padding", ("padded",)),
@@ -316,7 +273,7 @@ def check_union_times(fn: Callable, verbose: bool = True) -> Callable:
     hint = ("start = torch.full((1,), t0, dtype=times.dtype); grid, inverse = torch.unique(torch.cat([start, "
             "times[mask]]), sorted=True, return_inverse=True); index = torch.zeros(times.shape, dtype=torch.long); "
             "index[mask] = inverse[1:].")
-    ok = _run_check("Exercise 3 (union of times)", _union_runner(fn), _union_runner(union_times), cases, hint,
+    ok = run_check("Exercise 3 (union of times)", _union_runner(fn), _union_runner(union_times), cases, hint,
                     _same_union, verbose)
     return fn if ok else union_times
 
@@ -396,7 +353,7 @@ def _same_predictions(expected: tuple, got: tuple) -> Optional[str]:
 
 def check_predict_at_times(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 4: decoded latent states at per-series query times, from one solve on the union."""
-    _require_callable("check_predict_at_times", fn)
+    require_callable("check_predict_at_times", fn)
     cases = [
         Case("every series asks for the same times", ("shared",)),
         Case("each series its own times, in any order", ("own",)),
@@ -407,6 +364,6 @@ def check_predict_at_times(fn: Callable, verbose: bool = True) -> Callable:
     hint = ("grid, index = union_times(query_times, query_mask); path = odeint(dynamics, z0, grid, rtol=rtol, "
             "atol=atol, method='dopri5')  # [U, B, L]; states = path.transpose(0, 1).gather(1, "
             "index.unsqueeze(-1).expand(-1, -1, z0.shape[1])); return decoder(states).")
-    ok = _run_check("Exercise 4 (predict at any times)", _predict_runner(fn), _predict_runner(predict_at_times),
+    ok = run_check("Exercise 4 (predict at any times)", _predict_runner(fn), _predict_runner(predict_at_times),
                     cases, hint, _same_predictions, verbose)
     return fn if ok else predict_at_times

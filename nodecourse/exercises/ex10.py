@@ -15,7 +15,7 @@ from torch import nn
 from nodecourse.models.flows import CNFField
 from nodecourse.solvers import odeint
 
-from .checking import Case, check_function, close
+from .checking import Case, check_function, close, keep_random_state, require_callable
 
 __all__ = [
     "standard_normal_log_prob", "exact_trace", "hutchinson_trace", "cnf_dynamics", "cnf_log_prob",
@@ -109,12 +109,6 @@ def _rademacher(*shape: int, dtype: torch.dtype = torch.float64, seed: int = 0) 
     return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(dtype)
 
 
-def _require_callable(fn: object, name: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} expects your function itself, got {type(fn).__name__}; pass the function "
-                        f"you defined (no parentheses).")
-
-
 class _TraceResult:
     """A trace computed by some function, with the gradient it passes to the field's parameters."""
 
@@ -151,7 +145,7 @@ def _compare_trace(expected: _TraceResult, got: _TraceResult) -> Optional[str]:
 
 def check_standard_normal_log_prob(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 1: the log-density of the standard Gaussian, per sample."""
-    _require_callable(fn, "check_standard_normal_log_prob")
+    require_callable("check_standard_normal_log_prob", fn)
     cases = [
         Case("batch [5, 2], float64", (_randn(5, 2, seed=1),)),
         Case("batch [4, 7] (D = 7), float64", (_randn(4, 7, seed=2),)),
@@ -191,18 +185,20 @@ def _check_trace(exercise: str, fn: Callable, reference: Callable, with_eps: boo
     return fn if report.ok else reference
 
 
+@keep_random_state()
 def check_exact_trace(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 2: the exact trace of df/dz per sample, by one autograd pass per dimension."""
-    _require_callable(fn, "check_exact_trace")
+    require_callable("check_exact_trace", fn)
     hint = ("for i in range(D): row_i = torch.autograd.grad(f[:, i].sum(), z, create_graph=True)[0] is row i "
             "of every sample's Jacobian; keep row_i[:, i] and add them up. create_graph=True also keeps the "
             "graph for the next pass and for training.")
     return _check_trace("Exercise 2 (exact trace)", fn, exact_trace, False, hint, verbose)
 
 
+@keep_random_state()
 def check_hutchinson_trace(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 3: Hutchinson's estimate eps^T (df/dz) eps with one vector-Jacobian product."""
-    _require_callable(fn, "check_hutchinson_trace")
+    require_callable("check_hutchinson_trace", fn)
     hint = ("v = torch.autograd.grad(f, z, grad_outputs=eps, create_graph=True)[0] is eps^T df/dz for every "
             "sample at once; the estimate is (v * eps).sum(dim=1), one number per sample (do not sum over "
             "the batch, and do not forget the second eps).")
@@ -220,9 +216,10 @@ def _run_dynamics(fn: Callable, field: nn.Module, t: torch.Tensor, z: torch.Tens
     return out
 
 
+@keep_random_state()
 def check_cnf_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 4: the augmented CNF dynamics d/dt (z, delta) = (f, -tr df/dz)."""
-    _require_callable(fn, "check_cnf_dynamics")
+    require_callable("check_cnf_dynamics", fn)
     A = torch.tensor([[-0.3, -1.0], [1.2, -0.5]], dtype=torch.float64)
     cases = [
         Case("linear field z A^T (trace -0.8), z without requires_grad",
@@ -249,9 +246,10 @@ def _run_log_prob(fn: Callable, field: nn.Module, x: torch.Tensor, t1: float, n_
     return out.detach() if torch.is_tensor(out) else out
 
 
+@keep_random_state()
 def check_cnf_log_prob(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 5: log p(x) of a CNF by one RK4 solve of (z, delta)."""
-    _require_callable(fn, "check_cnf_log_prob")
+    require_callable("check_cnf_log_prob", fn)
     A = torch.tensor([[-0.3, -1.0], [1.2, -0.5]], dtype=torch.float64)
     cases = [
         Case("linear field z A^T on [0, 1], 8 steps", (_Linear(A), _randn(5, 2, seed=21), 1.0, 8)),

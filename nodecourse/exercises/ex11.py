@@ -15,7 +15,7 @@ from torch import nn
 
 from nodecourse.solvers import TABLEAUX, ButcherTableau
 
-from .checking import Case, check_function, close
+from .checking import Case, check_function, close, keep_random_state, require_callable
 
 __all__ = [
     "kinetic_integrand", "frobenius_probe", "augmented_dynamics", "euler_step_limit", "stability_limit",
@@ -158,11 +158,6 @@ class _Field(nn.Module):
         return self.net(z) * (1 + torch.as_tensor(t, dtype=z.dtype, device=z.device))
 
 
-def _require_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} expects your function (e.g. {name}(my_function)), got {type(fn).__name__}.")
-
-
 def _dtype_first(expected: Any, got: Any) -> Optional[str]:
     if torch.is_tensor(expected) and torch.is_tensor(got) and got.dtype != expected.dtype:
         return f"expected dtype {expected.dtype}, got {got.dtype}"
@@ -183,7 +178,7 @@ def _tensor_compare(expected: Any, got: Any) -> Optional[str]:
 
 def check_kinetic_integrand(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True) -> Callable:
     """Exercise 1: ``||f||^2`` per sample."""
-    _require_callable("check_kinetic_integrand", fn)
+    require_callable("check_kinetic_integrand", fn)
     gen = torch.Generator().manual_seed(11)
     cases = [
         Case("a batch of 4 velocities in 2-D", (torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0], [-1.0, 2.0]],
@@ -217,9 +212,10 @@ def _probe_runner(fn: Callable) -> Callable:
     return run
 
 
+@keep_random_state()
 def check_frobenius_probe(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable:
     """Exercise 2: ``||eps^T df/dz||^2`` per sample, by one vector-Jacobian product."""
-    _require_callable("check_frobenius_probe", fn)
+    require_callable("check_frobenius_probe", fn)
     f64 = torch.float64
     gen = torch.Generator().manual_seed(12)
     W = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0], [-1.0, 0.0, 1.0]], dtype=f64)
@@ -255,9 +251,10 @@ def check_frobenius_probe(fn: Callable[..., torch.Tensor], verbose: bool = True)
     return fn if report.ok else frobenius_probe
 
 
+@keep_random_state()
 def check_augmented_dynamics(fn: Callable[..., tuple], verbose: bool = True) -> Callable:
     """Exercise 3: the augmented regularised dynamics ``(f, ||f||^2, ||eps^T df/dz||^2)``."""
-    _require_callable("check_augmented_dynamics", fn)
+    require_callable("check_augmented_dynamics", fn)
     f64 = torch.float64
     gen = torch.Generator().manual_seed(13)
     field = _Field(_mlp([3, 12, 3], seed=3))
@@ -296,7 +293,7 @@ def check_augmented_dynamics(fn: Callable[..., tuple], verbose: bool = True) -> 
 
 def check_euler_step_limit(fn: Callable[[torch.Tensor], float], verbose: bool = True) -> Callable:
     """Exercise 4: the largest stable explicit Euler step on ``dy/dt = A y``."""
-    _require_callable("check_euler_step_limit", fn)
+    require_callable("check_euler_step_limit", fn)
     f64 = torch.float64
     gen = torch.Generator().manual_seed(14)
     Q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=f64))
@@ -324,7 +321,7 @@ def check_euler_step_limit(fn: Callable[[torch.Tensor], float], verbose: bool = 
 
 def check_stability_limit(fn: Callable[[ButcherTableau], float], verbose: bool = True) -> Callable:
     """Exercise 5: the real stability limit ``x*`` of an explicit Runge-Kutta method from its tableau."""
-    _require_callable("check_stability_limit", fn)
+    require_callable("check_stability_limit", fn)
     cases = [Case(name, (TABLEAUX[name],)) for name in ("euler", "midpoint", "rk4", "bosh3", "fehlberg2", "rkf45",
                                                         "dopri5")]
     hint = ("R(z) = 1 + sum_k gamma_k z^k with gamma_k = b^T A^(k-1) 1 (build A and b as float64 tensors from the "
