@@ -58,11 +58,15 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
     check_method(adjoint_method)
     if adjoint_options is None:
         same = adjoint_method == method
-        adjoint_options = {k: v for k, v in options.items() if same and k not in ("per_sample", "norm")}
+        adjoint_options = {k: v for k, v in options.items() if same and k not in ("per_sample", "norm", "compile")}
     adjoint_options = dict(adjoint_options)
     seminorm = adjoint_options.get("norm") == "seminorm"
     if seminorm:
         del adjoint_options["norm"]
+    if adjoint_options.get("compile"):
+        raise ValueError("The adjoint's reverse solve builds a new augmented field for every backward pass, so "
+                         "it cannot reuse a compiled step; remove 'compile' from adjoint_options (it may stay in "
+                         "options for the forward solve).")
     if "per_sample" in adjoint_options:
         raise ValueError("The adjoint's reverse solve shares one step size; remove 'per_sample' from "
                          "adjoint_options (it may stay in options for the forward solve).")

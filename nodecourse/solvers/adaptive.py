@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from . import interpolation
+from . import compiled, interpolation
 from .checks import SolverError
 from .norms import make_norm
 from .problem import FlatProblem
@@ -60,9 +60,26 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
         dt0 = torch.full_like(t0, float(opts["first_step"]))
     else:
         dt0 = initial_step(problem, t0, problem.y0, f0, rtol, atol, tableau.error_order, norm)
+    kernel = _Kernel(problem, tableau, norm, control, rtol, atol) if opts.get("compile") else None
     if problem.per_sample:
-        return _per_sample_loop(problem, tableau, rtol, atol, control, norm, t0, f0, dt0, 1 + ("first_step" not in opts))
-    return _shared_loop(problem, tableau, rtol, atol, control, norm, problem.t[0], f0, dt0)
+        return _per_sample_loop(problem, tableau, rtol, atol, control, norm, t0, f0, dt0, 1 + ("first_step" not in opts),
+                                kernel)
+    return _shared_loop(problem, tableau, rtol, atol, control, norm, problem.t[0], f0, dt0, kernel)
+
+
+class _Kernel:
+    """What the compiled step of :mod:`compiled` needs besides the solver state."""
+
+    def __init__(self, problem, tableau, norm, control, rtol, atol):
+        self.field, self.coef = problem.traceable_field(), compiled.scheme(tableau)
+        self.norm = norm if problem.per_sample else compiled.traceable_norm(norm)
+        self.eager_norm = norm
+        self.control = (control.safety, control.ifactor, control.dfactor, control.exponent)
+        self.clip_last = _clips_last_step(tableau)
+        self.rtol = torch.tensor(rtol, dtype=problem.dtype, device=problem.device)
+        self.atol = torch.tensor(atol, dtype=problem.dtype, device=problem.device)
+        self.evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
+        self.step = compiled.CompiledStep(compiled.per_sample_step if problem.per_sample else compiled.shared_step)
 
 
 class _Control:
@@ -105,11 +122,15 @@ def _error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torc
     return torch.where(torch.isfinite(y1).all(dim=1), ratio, float("nan"))
 
 
-def _dense_output(problem, tableau, y, y1, f, f1, stages, dt, t, s_w) -> torch.Tensor:
-    """The interpolant of one step evaluated at the times ``s_w`` ``[W, 1]``: ``[W, B, N]``.
-    ``dt`` is a float or ``[B]``; ``t`` the step's start ``[B]``."""
+def _midpoint(tableau, y, stages, dt):
+    """The state at the step's midpoint from the stages (``None`` if the method has no such weights)."""
     coef = tableau.tensors(y.dtype, y.device)
-    y_mid = combine(y, stages, coef["mid"], dt) if coef["mid"] is not None else None
+    return combine(y, stages, coef["mid"], dt) if coef["mid"] is not None else None
+
+
+def _dense_output(y, y1, f, f1, y_mid, dt, t, s_w) -> torch.Tensor:
+    """The interpolant of one step evaluated at the times ``s_w`` ``[W, 1]``: ``[W, B, N]``.
+    ``dt`` is a float or ``[B]``; ``t`` the step's start ``[B]``; ``y_mid`` the midpoint state or ``None``."""
     dt_col = dt if isinstance(dt, float) else dt.to(y.dtype).unsqueeze(1)
     poly = interpolation.fit(y, y1, f, f1, dt_col, y_mid)
     if isinstance(dt, float):
@@ -136,7 +157,7 @@ def _advances(t: float, dt: float, dtype: torch.dtype) -> bool:
     return abs(dt) > 0.5 * torch.finfo(dtype).eps * abs(t)
 
 
-def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0):
+def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0, kernel=None):
     """The batch shares one step: the controller runs on the host on the error ratio, the one number
     fetched from the device each step, so the stepping itself launches only the stage arithmetic."""
     s_out, y = problem.t, problem.y0
@@ -156,17 +177,27 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0):
         last = clip_last and dt >= t_end - t
         if last:  # land on the end time: this interpolant is less accurate than the step
             dt = t_end - t
-        y1, err, stages = rk_step(problem, tableau, t_dev, y, f, dt)
         t1_dev = s_out[-1] if last else t_dev + dt
-        f1 = stages[-1].view_as(y) if tableau.fsal else problem(t1_dev, y1)
-        ratio = _error_ratio(norm, err, y, y1, rtol, atol).item()  # the one host sync of the step
+        if kernel is not None:
+            k = kernel
+            y1, f1, ratio_dev, y_mid = k.step(k.field, k.coef, k.norm, t_dev, t_dev.new_tensor(dt), y, f, k.rtol, k.atol)
+            problem.nfe += k.evals_per_step
+            if k.norm is None:  # a norm the compiled step cannot call gets the scaled error
+                ratio_dev = torch.where(torch.isfinite(y1).all(), k.eager_norm(ratio_dev), float("nan"))
+        else:
+            y1, err, stages = rk_step(problem, tableau, t_dev, y, f, dt)
+            f1 = stages[-1].view_as(y) if tableau.fsal else problem(t1_dev, y1)
+            ratio_dev = _error_ratio(norm, err, y, y1, rtol, atol)
+        ratio = ratio_dev.item()  # the one host sync of the step
         accepted = ratio <= 1.0
         nonfinite = (nonfinite or ratio != ratio) and not accepted
         if accepted:
             t1 = t_end if last else t + dt
             j_lo, j_hi = bisect.bisect_right(s_list, t), bisect.bisect_right(s_list, t1)
             if j_hi > j_lo:
-                values = _dense_output(problem, tableau, y, y1, f, f1, stages, dt, t_dev, s_out[j_lo:j_hi].unsqueeze(1))
+                if kernel is None:
+                    y_mid = _midpoint(tableau, y, stages, dt)
+                values = _dense_output(y, y1, f, f1, y_mid, dt, t_dev, s_out[j_lo:j_hi].unsqueeze(1))
                 outputs[j_lo:j_hi] = list(values.unbind())
             y, f, t, t_dev = y1, f1, t1, t1_dev
             n_accepted += 1
@@ -177,7 +208,7 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0):
     return outputs, stats
 
 
-def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, start_nfe):
+def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, start_nfe, kernel=None):
     """Every sample keeps its own time, step size and accept/reject decision; finished samples get
     ``dt = 0`` and are masked. One small summary vector crosses to the host each step."""
     s_out, y = problem.t, problem.y0
@@ -192,10 +223,25 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
     nonfinite = torch.zeros(B, dtype=torch.bool, device=y.device)
     c = torch.tensor([float(ci) for ci in tableau.c], dtype=t.dtype, device=t.device).unsqueeze(1)
     clip_last = _clips_last_step(tableau)
+    t_end_dev = torch.tensor(t_end, dtype=t.dtype, device=t.device)
     n_iter = 0
     while True:
         n_iter += 1
         control.check_steps(n_iter, problem)
+        if kernel is not None:
+            k = kernel
+            state, dense, summary = k.step(k.field, k.coef, k.norm, k.control, k.clip_last, t, dt, y, f, active,
+                                           nonfinite, steps, accepted, t_end_dev, k.rtol, k.atol)
+            problem.nfe += k.evals_per_step
+            y1, f1, y_mid, t1, accept, stalled, dt_used = dense
+            any_running, any_stalled, lo, hi = summary.tolist()  # the one host sync of the step
+            if any_stalled:
+                _raise_underflow(problem, t, dt_used, stalled, state[5], y, y1)
+            _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt_used, t, t1, accept)
+            y, f, t, dt, active, nonfinite, steps, accepted = state
+            if not any_running:
+                break
+            continue
         if clip_last:  # land on the end time: this interpolant is less accurate than the step
             last = dt >= t_end - t
             dt = torch.where(last, t_end - t, dt)
@@ -222,14 +268,9 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
 
         if any_stalled:
             _raise_underflow(problem, t, dt, stalled, nonfinite, y, y1)
-        j_lo, j_hi = bisect.bisect_right(s_list, lo), bisect.bisect_right(s_list, hi)
-        if j_hi > j_lo:
-            s_w = s_out[j_lo:j_hi].unsqueeze(1)
-            values = _dense_output(problem, tableau, y, y1, f, f1, stages, dt, t, s_w)
-            inside = accept.unsqueeze(0) & (s_w > t.unsqueeze(0)) & (s_w <= t1.unsqueeze(0))
-            for w, j in enumerate(range(j_lo, j_hi)):
-                previous = outputs[j] if outputs[j] is not None else torch.zeros_like(y)
-                outputs[j] = torch.where(inside[w].unsqueeze(1), values[w], previous)
+        if bisect.bisect_right(s_list, hi) > bisect.bisect_right(s_list, lo):
+            y_mid = _midpoint(tableau, y, stages, dt)
+            _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt, t, t1, accept)
         keep = accept.unsqueeze(1)
         y, f, t = torch.where(keep, y1, y), torch.where(keep, f1, f), torch.where(accept, t1, t)
         dt = dt_next
@@ -240,6 +281,20 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
     evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
     stats = SolveStats(start_nfe + steps * evals_per_step, steps, accepted, rejected, problem.nfe)
     return outputs, stats
+
+
+def _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt, t, t1, accept) -> None:
+    """Fill the output times that some sample's accepted step ``(t, t1]`` covered, from its dense
+    output; ``lo``/``hi`` bound the accepted steps' times (floats)."""
+    j_lo, j_hi = bisect.bisect_right(s_list, lo), bisect.bisect_right(s_list, hi)
+    if j_hi <= j_lo:
+        return
+    s_w = s_out[j_lo:j_hi].unsqueeze(1)
+    values = _dense_output(y, y1, f, f1, y_mid, dt, t, s_w)
+    inside = accept.unsqueeze(0) & (s_w > t.unsqueeze(0)) & (s_w <= t1.unsqueeze(0))
+    for w, j in enumerate(range(j_lo, j_hi)):
+        previous = outputs[j] if outputs[j] is not None else torch.zeros_like(y)
+        outputs[j] = torch.where(inside[w].unsqueeze(1), values[w], previous)
 
 
 def _user_t(problem: FlatProblem, s: float) -> float:

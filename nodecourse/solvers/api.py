@@ -48,7 +48,8 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
     if tableau.adaptive:
         flat_outputs, stats = integrate_adaptive(problem, tableau, float(rtol), float(atol), options)
     else:
-        flat_outputs, stats = integrate_fixed(problem, tableau, float(options["step_size"]))
+        flat_outputs, stats = integrate_fixed(problem, tableau, float(options["step_size"]),
+                                              compile=options.get("compile", False))
         _check_finite(problem, flat_outputs, t)
     ys = problem.to_user(problem.unflatten(torch.stack(flat_outputs), lead=(len(flat_outputs),)))
     return Solution(ys=ys, t=t, stats=stats)
@@ -62,7 +63,9 @@ def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 
     result is ``[len(t), *y0.shape]`` (a tuple of such for a tuple ``y0``). Methods: ``euler``,
     ``midpoint``, ``heun2``, ``rk4`` (fixed step, ``options={"step_size": h}``) and ``bosh3``,
     ``fehlberg2``, ``rkf45``, ``dopri5`` (adaptive; options ``first_step``, ``max_num_steps``,
-    ``safety``, ``ifactor``, ``dfactor``, ``norm``, ``per_sample``). Differentiable by backprop
+    ``safety``, ``ifactor``, ``dfactor``, ``norm``, ``per_sample``). Any method also takes
+    ``options={"compile": True}``: each step runs as one ``torch.compile`` graph (the first solve
+    compiles for seconds; later ones are faster on small problems). Differentiable by backprop
     through the solver; see :func:`nodecourse.odeint_adjoint` for the constant-memory adjoint.
     """
     return solve(func, y0, t, rtol=rtol, atol=atol, method=method, options=options).ys

@@ -13,8 +13,8 @@ class SolverError(ValueError):
     """A solve that cannot go on: step-size underflow, too many steps, or a non-finite state."""
 
 
-FIXED_OPTIONS = {"step_size", "per_sample"}
-ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor", "norm", "per_sample"}
+FIXED_OPTIONS = {"step_size", "per_sample", "compile"}
+ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor", "norm", "per_sample", "compile"}
 
 
 def check_method(method: str) -> None:
@@ -41,6 +41,9 @@ def check_options(method: str, options: Optional[dict]) -> dict:
             f"Unknown option(s) {unknown} for the {kind} method {method!r}. "
             f"Allowed: {sorted(allowed)}."
         )
+    for key in ("per_sample", "compile"):
+        if key in options and not isinstance(options[key], bool):
+            raise TypeError(f"options[{key!r}] must be True or False, got {options[key]!r}.")
     if not adaptive:
         if options.get("step_size") is None:
             raise ValueError(

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from . import compiled
 from .problem import FlatProblem
 from .rk_step import rk_step
 from .stats import SolveStats
@@ -39,26 +40,44 @@ def make_grid(t_out: list[float], h: float) -> tuple[list[float], list[int]]:
     return grid, out_index
 
 
-def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: float) -> tuple[list, SolveStats]:
-    """Solve on the fixed grid; returns the ``[B, N]`` states at the output times and the statistics."""
+def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: float,
+                    compile: bool = False) -> tuple[list, SolveStats]:
+    """Solve on the fixed grid; returns the ``[B, N]`` states at the output times and the statistics.
+    With ``compile``, each step runs as one compiled graph (:mod:`compiled`)."""
     t_out = problem.t.tolist()
     y = problem.y0
     if len(t_out) == 1:
         return [y], SolveStats.zeros(problem)
     grid_values, out_index = make_grid(t_out, step_size)
     stage_times = _stage_times(problem, tableau, grid_values)
+    if compile:  # the first step runs eagerly: it checks func's output before anything is traced
+        step = compiled.CompiledStep(compiled.fixed_step)
+        field, coef = problem.traceable_field(), compiled.scheme(tableau)
+        sizes = _step_sizes(problem, grid_values)
     outputs = [y]
     next_out = 1
     for g in range(len(grid_values) - 1):
         times = stage_times[g]
-        f0 = problem(times[0], y)
-        y, _, _ = rk_step(problem, tableau, times[0], y, f0, grid_values[g + 1] - grid_values[g], times)
+        if compile and g > 0:
+            y = step(field, coef, times[0], sizes[g], y)
+        else:
+            f0 = problem(times[0], y)
+            y, _, _ = rk_step(problem, tableau, times[0], y, f0, grid_values[g + 1] - grid_values[g], times)
         if next_out < len(out_index) and out_index[next_out] == g + 1:
             outputs.append(y)
             next_out += 1
     n_steps = len(grid_values) - 1
     stats = SolveStats.fixed(problem, n_steps=n_steps, nfe=n_steps * tableau.n_stages)
     return outputs, stats
+
+
+def _step_sizes(problem: FlatProblem, grid: list[float]) -> list[torch.Tensor]:
+    """The step sizes of the grid as tensors (0-d, or ``[B]`` per sample) for the compiled step."""
+    sizes = torch.tensor([b - a for a, b in zip(grid[:-1], grid[1:])], dtype=problem.time_dtype,
+                         device=problem.device)
+    if problem.per_sample:
+        sizes = sizes.unsqueeze(1).expand(-1, problem.batch)
+    return list(sizes.unbind())
 
 
 def _stage_times(problem: FlatProblem, tableau: ButcherTableau, grid: list[float]) -> list[list[torch.Tensor]]:

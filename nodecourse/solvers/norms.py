@@ -1,6 +1,7 @@
 """Error norms: how a step's scaled error estimate becomes one number per sample."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Union
 
@@ -21,6 +22,22 @@ def max_norm(x: torch.Tensor) -> torch.Tensor:
     return x.abs().amax(dim=1)
 
 
+@functools.lru_cache(maxsize=None)
+def _mixed_norm(base: Callable, widths: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The largest of the parts' norms for a tuple state whose flat parts have these widths; cached,
+    so solves of the same shapes share one function (the compiled step is reused, not retraced)."""
+    bounds, start = [], 0
+    for width in widths:
+        bounds.append((start, start + width))
+        start += width
+
+    def mixed(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([base(x[:, a:b]) for a, b in bounds], dim=1).amax(dim=1)
+
+    mixed.traceable = True
+    return mixed
+
+
 def make_norm(spec: NormSpec, problem: FlatProblem) -> Callable[[torch.Tensor], torch.Tensor]:
     """The norm ``[B, N] -> [B]`` named by ``spec``.
 
@@ -33,15 +50,7 @@ def make_norm(spec: NormSpec, problem: FlatProblem) -> Callable[[torch.Tensor], 
         base = max_norm if spec == "max" else rms_norm
         if len(problem.widths) == 1:
             return base
-        bounds, start = [], 0
-        for width in problem.widths:
-            bounds.append((start, start + width))
-            start += width
-
-        def mixed(x: torch.Tensor) -> torch.Tensor:
-            return torch.stack([base(x[:, a:b]) for a, b in bounds], dim=1).amax(dim=1)
-
-        return mixed
+        return _mixed_norm(base, tuple(problem.widths))
     if isinstance(spec, str):
         hint = (" The seminorm belongs to the adjoint's backward solve: pass "
                 "adjoint_options={'norm': 'seminorm'} to odeint_adjoint.") if spec == "seminorm" else ""

@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 
+from . import compiled
 from .checks import check_func_output
 
 
@@ -72,6 +73,11 @@ class FlatProblem:
         return -t if self.direction < 0 else t
 
     # --- evaluation ------------------------------------------------------------------------
+    def traceable_field(self) -> "compiled.FlatField":
+        """The flat field as a plain object ``torch.compile`` can trace (it counts no evaluations:
+        the compiled steps add theirs to ``self.nfe``)."""
+        return compiled.FlatField(self.func, self.shapes, self.widths, self.batch, self.is_tuple, self.direction)
+
     def __call__(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
         if self._checked and not self.is_tuple:  # the common case, kept to two reshapes

@@ -1,0 +1,138 @@
+"""``options={"compile": True}``: the compiled step gives the eager solver's answers, gradients and
+statistics, is compiled once and reused, and falls back to eager (with a warning) when compiling fails."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nodecourse import odeint, odeint_adjoint, solve
+from nodecourse.models import MLP
+from nodecourse.solvers import compiled
+
+torch.manual_seed(0)
+NET = MLP([2, 16, 2]).double()
+MU = torch.exp(torch.linspace(math.log(0.5), math.log(8.0), 6, dtype=torch.float64))
+Y0 = torch.linspace(-1.5, 1.5, 12, dtype=torch.float64).reshape(6, 2)
+T = torch.tensor([0.0, 0.7, 2.0], dtype=torch.float64)
+
+
+def field(t, y):
+    return NET(y) + 0.1 * torch.sin(t).reshape(-1, 1)  # t enters too ([B] per sample), so stage times must be right
+
+
+def van_der_pol(t, y):
+    """Per-sample parameters mu [6]: samples need very different steps."""
+    x, v = y[..., 0], y[..., 1]
+    return torch.stack([v, MU * (1 - x * x) * v - x], dim=-1)
+
+
+def pair(t, state):
+    """A tuple state: (position [6, 2], a scalar clock per sample [6])."""
+    y, clock = state
+    return NET(y), torch.ones_like(clock) * torch.cos(t)
+
+
+def _both(func, y0, t, **kwargs):
+    options = kwargs.pop("options", {})
+    with torch.no_grad():
+        eager = solve(func, y0, t, options=options, **kwargs)
+        fast = solve(func, y0, t, options={**options, "compile": True}, **kwargs)
+    return eager, fast
+
+
+def _close(a, b, tol):
+    if isinstance(a, tuple):
+        return all(_close(x, y, tol) for x, y in zip(a, b))
+    return (a - b).abs().max().item() <= tol
+
+
+@pytest.mark.parametrize("method", ["rk4", "euler"])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_fixed_steps_match_eager(method, per_sample):
+    eager, fast = _both(field, Y0, T, method=method, options={"step_size": 0.3, "per_sample": per_sample})
+    assert _close(eager.ys, fast.ys, 1e-13)
+    assert fast.stats.total() == eager.stats.total()
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rkf45", "bosh3"])
+def test_shared_adaptive_steps_match_eager(method):
+    eager, fast = _both(field, Y0, T, method=method, rtol=1e-8, atol=1e-8)
+    assert _close(eager.ys, fast.ys, 1e-12)
+    assert fast.stats.total() == eager.stats.total()
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rkf45"])
+def test_per_sample_steps_match_eager(method):
+    t = torch.linspace(0, 4, 9, dtype=torch.float64)
+    eager, fast = _both(van_der_pol, Y0, t, method=method, rtol=1e-7, atol=1e-7, options={"per_sample": True})
+    assert torch.equal(eager.stats.n_steps, fast.stats.n_steps)
+    assert torch.equal(eager.stats.nfe, fast.stats.nfe) and eager.stats.n_calls == fast.stats.n_calls
+    assert _close(eager.ys, fast.ys, 1e-10)
+    assert len(set(fast.stats.n_steps.tolist())) > 1  # the samples did take different steps
+
+
+def test_tuple_state_and_decreasing_time_match_eager():
+    state = (Y0, torch.zeros(6, dtype=torch.float64))
+    eager, fast = _both(pair, state, T.flip(0), rtol=1e-8, atol=1e-8)
+    assert _close(eager.ys, fast.ys, 1e-12)
+    # the clock integrates cos(t) from 2 down to 0: sin(0) - sin(2)
+    assert fast.ys[1][-1] == pytest.approx(torch.full((6,), -math.sin(2.0), dtype=torch.float64), abs=1e-6)
+
+
+def test_gradients_through_compiled_steps_match_eager():
+    y0 = Y0.clone().requires_grad_()
+
+    def grads(options):
+        ys = odeint(field, y0, T, rtol=1e-8, atol=1e-8, options=options)
+        return torch.autograd.grad(ys[-1].pow(2).sum(), [y0, *NET.parameters()])
+
+    for g_eager, g_fast in zip(grads({}), grads({"compile": True})):
+        assert (g_eager - g_fast).abs().max().item() < 1e-10
+
+
+def test_a_second_solve_reuses_the_compiled_step(monkeypatch):
+    calls = []
+    real = torch.compile
+
+    def counting_compile(fn, **kwargs):
+        calls.append(fn)
+        return real(fn, **kwargs)
+
+    compiled._compiled.cache_clear()
+    monkeypatch.setattr(torch, "compile", counting_compile)
+    for _ in range(3):
+        odeint(field, Y0, T, method="rk4", options={"step_size": 0.5, "compile": True})
+    assert calls == [compiled.fixed_step]
+
+
+def test_a_failed_compile_warns_and_solves_eagerly(monkeypatch):
+    def broken(step):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler found")
+        return fail
+
+    monkeypatch.setattr(compiled, "_compiled", broken)
+    with torch.no_grad():
+        eager = odeint(field, Y0, T, rtol=1e-8, atol=1e-8)
+        with pytest.warns(RuntimeWarning, match="could not compile.*no C\\+\\+ compiler.*without compilation"):
+            fast = odeint(field, Y0, T, rtol=1e-8, atol=1e-8, options={"compile": True})
+    assert _close(eager, fast, 1e-12)
+
+
+def test_compile_option_errors_are_clear():
+    with pytest.raises(TypeError, match=r"options\['compile'\] must be True or False"):
+        odeint(field, Y0, T, options={"compile": "yes"})
+    with pytest.raises(ValueError, match="remove 'compile' from adjoint_options"):
+        odeint_adjoint(lambda t, y: NET(y), Y0, T, adjoint_params=tuple(NET.parameters()),
+                       adjoint_options={"compile": True})
+
+
+def test_adjoint_forward_may_be_compiled():
+    y0 = Y0.clone().requires_grad_()
+    ys = odeint_adjoint(lambda t, y: NET(y), y0, T, rtol=1e-8, atol=1e-8, options={"compile": True},
+                        adjoint_params=tuple(NET.parameters()))
+    g_adjoint = torch.autograd.grad(ys[-1].sum(), y0)[0]
+    g_backprop = torch.autograd.grad(odeint(lambda t, y: NET(y), y0, T, rtol=1e-8, atol=1e-8)[-1].sum(), y0)[0]
+    assert (g_adjoint - g_backprop).abs().max().item() < 1e-6
