@@ -787,8 +787,7 @@ assert work_ps < 0.5 * work_sh
 # own bookkeeping: forming stage combinations, norms, step-size updates, each a small tensor operation
 # launched from Python. The **overhead factor** makes this visible:
 #
-# $$	ext{overhead} = 
-# rac{	ext{wall time of the solve}}{	ext{NFE} 	imes 	ext{time of one bare call of } f}.$$
+# $$\text{overhead} = \frac{\text{wall time of the solve}}{\text{NFE} \times \text{time of one bare call of } f}.$$
 #
 # It is 1.0 when the solve costs nothing beyond its function evaluations. We time the same solves
 # with `nodecourse`, torchdiffeq and (when installed) torchode in this process, on a 4-32-32-4 tanh

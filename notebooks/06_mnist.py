@@ -457,7 +457,7 @@ assert cheapest < nfes[-1]
 # Dopri5 at the loosest tolerance still takes two steps. We can also integrate the trained field
 # with a fixed-step method and count exactly: Euler with $n$ steps costs $n$ evaluations, RK4 four
 # per step. Euler with 6 steps of size $1/6$ *is* a ResNet with six weight-tied blocks
-# $h \leftarrow h + 	frac16 f(h)$ (notebook 02), built from the ODE-Net's one field.
+# $h \leftarrow h + \tfrac16 f(h)$ (notebook 02), built from the ODE-Net's one field.
 
 # %%
 block = ode_net[1]

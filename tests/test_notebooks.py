@@ -76,6 +76,15 @@ def test_solution_notebook_has_at_least_three_checked_exercises(path):
     assert checks >= len(headings), "every exercise ends with a checker call"
 
 
+@pytest.mark.parametrize("path", LECTURES + SOLUTIONS + EXERCISES, ids=_ids(LECTURES + SOLUTIONS + EXERCISES))
+def test_cells_hold_no_control_characters(path):
+    """A tab, form feed or backspace in a cell is almost always a LaTeX command (\\text, \\frac, \\beta)
+    whose backslash was eaten as a string escape: the formula then renders as garbage."""
+    for number, cell in enumerate(_read(path).cells):
+        bad = sorted({repr(ch) for ch in cell.source if ch in "\t\f\b\v\r"})
+        assert not bad, f"cell {number} of {path.name} contains {bad}: write the backslash twice or use a raw string"
+
+
 def test_exercises_are_generated_from_solutions():
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "make_exercises.py"), "--check"],
                             capture_output=True, text=True)
