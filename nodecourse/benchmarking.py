@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["median_time", "call_time", "saved_tensor_bytes", "Counted", "Row", "fill_ratios", "table",
+__all__ = ["median_time", "call_time", "time_and_overhead", "saved_tensor_bytes", "Counted", "Row", "fill_ratios", "table",
            "write_json"]
 
 
@@ -40,6 +40,41 @@ def call_time(field: Callable, t: torch.Tensor, y: torch.Tensor, calls: int = 20
 
     with torch.no_grad():
         return median_time(calls_in_a_row, repeats=5) / calls
+
+
+def time_and_overhead(solve: Callable[[], object], field: Callable, t: torch.Tensor, y: torch.Tensor, nfe: int,
+                      repeats: int = 10, warmup: int = 2) -> tuple[float, float]:
+    """Median wall time of ``solve()`` and its median overhead factor, time / (``nfe`` x one bare call).
+
+    Each repeat times one solve and then ``nfe`` bare calls of ``field`` right after it, and the factor
+    is taken per repeat: a machine that speeds up or slows down (other load, clock changes) moves both
+    timings together instead of skewing the ratio.
+    """
+    if nfe < 1:
+        raise ValueError(f"nfe must be a positive number of evaluations, got {nfe}.")
+
+    def bare_calls():
+        for _ in range(nfe):
+            field(t, y)
+
+    with torch.no_grad():
+        for _ in range(warmup):
+            solve()
+            bare_calls()
+        times, factors = [], []
+        for _ in range(repeats):
+            seconds = _timed(solve)
+            times.append(seconds)
+            factors.append(seconds / _timed(bare_calls))
+    return statistics.median(times), statistics.median(factors)
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    _sync()
+    start = time.perf_counter()
+    fn()
+    _sync()
+    return time.perf_counter() - start
 
 
 def saved_tensor_bytes(fn: Callable[[], object]) -> int:

@@ -186,4 +186,4 @@ class CompiledStep:
 
 @functools.lru_cache(maxsize=None)
 def _compiled(step: Callable) -> Callable:
-    return torch.compile(step, dynamic=False)
+    return torch.compile(step)
