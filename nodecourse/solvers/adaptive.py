@@ -17,7 +17,7 @@ from . import compiled, interpolation
 from .checks import SolverError
 from .norms import make_norm
 from .problem import FlatProblem
-from .rk_step import combine, rk_step
+from .rk_step import combine, nonzero_weights, rk_step
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -122,22 +122,31 @@ def _error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torc
     return torch.where(torch.isfinite(y1).all(dim=1), ratio, float("nan"))
 
 
+def _shared_error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor,
+                        rtol: float, atol: float) -> torch.Tensor:
+    """The same for a batch that shares one step, on states of any shape: a ``[1]`` ratio."""
+    scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
+    ratio = norm((error / scale).reshape(1, -1)).detach()
+    return torch.where(torch.isfinite(y1).all(), ratio, float("nan"))
+
+
 def _midpoint(tableau, y, stages, dt):
     """The state at the step's midpoint from the stages (``None`` if the method has no such weights)."""
-    coef = tableau.tensors(y.dtype, y.device)
-    return combine(y, stages, coef["mid"], dt) if coef["mid"] is not None else None
+    weights = nonzero_weights(tableau)["mid"]
+    return combine(y, stages, weights, dt) if weights is not None else None
 
 
 def _dense_output(y, y1, f, f1, y_mid, dt, t, s_w) -> torch.Tensor:
-    """The interpolant of one step evaluated at the times ``s_w`` ``[W, 1]``: ``[W, B, N]``.
-    ``dt`` is a float or ``[B]``; ``t`` the step's start ``[B]``; ``y_mid`` the midpoint state or ``None``."""
+    """The interpolant of one step evaluated at the times ``s_w`` ``[W, 1]``: ``[W, *y.shape]``.
+    ``dt`` is a float (then ``y`` may have any shape) or ``[B]`` (then ``y`` is ``[B, N]``); ``t`` the
+    step's start (0-d or ``[B]``); ``y_mid`` the midpoint state or ``None``."""
     dt_col = dt if isinstance(dt, float) else dt.to(y.dtype).unsqueeze(1)
     poly = interpolation.fit(y, y1, f, f1, dt_col, y_mid)
     if isinstance(dt, float):
         x = (s_w - t.unsqueeze(0)) / dt
     else:
         x = (s_w - t.unsqueeze(0)) / torch.where(dt == 0, torch.ones_like(dt), dt).unsqueeze(0)  # no 0/0
-    return interpolation.evaluate(poly, x.to(y.dtype).unsqueeze(2))
+    return interpolation.evaluate(poly, x.to(y.dtype).reshape(x.shape + (1,) * (y.dim() - 1)))
 
 
 def _clips_last_step(tableau: ButcherTableau) -> bool:
@@ -167,13 +176,18 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0, ker
     n_steps = n_accepted = 0
     nonfinite, y1 = False, y
     clip_last = _clips_last_step(tableau)
+    evaluate, flat_shape = problem, y.shape
+    direct = problem.direct() if kernel is None else None
+    if direct is not None:  # func is checked: step on states of the user's shape, no reshapes per call
+        evaluate, y, f = direct, y.reshape(problem.shapes[0]), f.reshape(problem.shapes[0])
+        evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
     while True:
         n_steps += 1
         control.check_steps(n_steps, problem)
         if not _advances(t, dt, problem.time_dtype):
             stalled = torch.ones(1, dtype=torch.bool, device=y.device)
             _raise_underflow(problem, t_dev.reshape(1), torch.tensor([dt]), stalled,
-                             torch.tensor([nonfinite]), y, y1)
+                             torch.tensor([nonfinite]), y.reshape(flat_shape), y1.reshape(flat_shape))
         last = clip_last and dt >= t_end - t
         if last:  # land on the end time: this interpolant is less accurate than the step
             dt = t_end - t
@@ -185,9 +199,11 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0, ker
             if k.norm is None:  # a norm the compiled step cannot call gets the scaled error
                 ratio_dev = torch.where(torch.isfinite(y1).all(), k.eager_norm(ratio_dev), float("nan"))
         else:
-            y1, err, stages = rk_step(problem, tableau, t_dev, y, f, dt)
-            f1 = stages[-1].view_as(y) if tableau.fsal else problem(t1_dev, y1)
-            ratio_dev = _error_ratio(norm, err, y, y1, rtol, atol)
+            y1, err, stages = rk_step(evaluate, tableau, t_dev, y, f, dt)
+            f1 = stages[-1] if tableau.fsal else evaluate(t1_dev, y1)
+            if direct is not None:
+                problem.nfe += evals_per_step
+            ratio_dev = _shared_error_ratio(norm, err, y, y1, rtol, atol)
         ratio = ratio_dev.item()  # the one host sync of the step
         accepted = ratio <= 1.0
         nonfinite = (nonfinite or ratio != ratio) and not accepted
@@ -198,7 +214,7 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0, ker
                 if kernel is None:
                     y_mid = _midpoint(tableau, y, stages, dt)
                 values = _dense_output(y, y1, f, f1, y_mid, dt, t_dev, s_out[j_lo:j_hi].unsqueeze(1))
-                outputs[j_lo:j_hi] = list(values.unbind())
+                outputs[j_lo:j_hi] = [v.reshape(flat_shape) for v in values.unbind()]
             y, f, t, t_dev = y1, f1, t1, t1_dev
             n_accepted += 1
             if t >= t_end:
@@ -250,7 +266,7 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
             t1 = t + dt  # finished samples have dt = 0, so they stay put (and stay finite)
         stage_times = list(torch.addcmul(t.unsqueeze(0), c, dt.unsqueeze(0)).unbind())  # [S] x [B]
         y1, err, stages = rk_step(problem, tableau, t, y, f, dt, stage_times)
-        f1 = stages[-1].view_as(y) if tableau.fsal else problem(t1, y1)
+        f1 = stages[-1] if tableau.fsal else problem(t1, y1)
         ratio = _error_ratio(norm, err, y, y1, rtol, atol)
         accept = (ratio <= 1) & active
         stalled = active & (t1 == t)

@@ -56,15 +56,18 @@ def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: fl
         sizes = _step_sizes(problem, grid_values)
     outputs = [y]
     next_out = 1
+    evaluate, flat_shape = problem, y.shape
     for g in range(len(grid_values) - 1):
         times = stage_times[g]
         if compile and g > 0:
             y = step(field, coef, times[0], sizes[g], y)
         else:
-            f0 = problem(times[0], y)
-            y, _, _ = rk_step(problem, tableau, times[0], y, f0, grid_values[g + 1] - grid_values[g], times)
+            f0 = evaluate(times[0], y)
+            y, _, _ = rk_step(evaluate, tableau, times[0], y, f0, grid_values[g + 1] - grid_values[g], times)
+        if g == 0 and not compile and problem.direct() is not None:  # func checked: step in the user's shape
+            evaluate, y = problem.direct(), y.reshape(problem.shapes[0])
         if next_out < len(out_index) and out_index[next_out] == g + 1:
-            outputs.append(y)
+            outputs.append(y.reshape(flat_shape))
             next_out += 1
     n_steps = len(grid_values) - 1
     stats = SolveStats.fixed(problem, n_steps=n_steps, nfe=n_steps * tableau.n_stages)

@@ -6,7 +6,7 @@ runs forward inside the solver; a decreasing ``t`` is handled by solving ``dy/ds
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -46,6 +46,7 @@ class FlatProblem:
         self.dtype, self.device = self.y0.dtype, self.y0.device
         self.nfe = 0
         self._checked = False
+        self._simple = False  # set once func's output has been checked
 
     # --- shape plumbing --------------------------------------------------------------------
     def flatten(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -73,6 +74,12 @@ class FlatProblem:
         return -t if self.direction < 0 else t
 
     # --- evaluation ------------------------------------------------------------------------
+    def direct(self) -> Optional[Callable]:
+        """``func`` itself when a stepper may call it on states of the user's shape: a single tensor,
+        time running forward, and func's output already checked; else ``None``. Saves the two reshapes
+        per evaluation (evaluations are not counted then)."""
+        return self.func if self._simple else None
+
     def traceable_field(self) -> "compiled.FlatField":
         """The flat field as a plain object ``torch.compile`` can trace (it counts no evaluations:
         the compiled steps add theirs to ``self.nfe``)."""
@@ -80,13 +87,16 @@ class FlatProblem:
 
     def __call__(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
-        if self._checked and not self.is_tuple:  # the common case, kept to two reshapes
-            f = self.func(self.user_time(s), y.view(self.shapes[0]) if y.is_contiguous() else y.reshape(self.shapes[0]))
-            f = f.reshape(self.batch, -1)
+        if self._simple:  # the common case: one tensor, time forward; two reshapes
+            s = s if self.per_sample or s.dim() == 0 else s.reshape(())
+            return self.func(s, y.reshape(self.shapes[0])).reshape(self.batch, -1)
+        if self._checked and not self.is_tuple:
+            f = self.func(self.user_time(s), y.reshape(self.shapes[0])).reshape(self.batch, -1)
         else:
             f = self.func(self.user_time(s), self.to_user(self.unflatten(y)))
             if not self._checked:
                 check_func_output(f, self.unflatten(y), self.is_tuple)
                 self._checked = True
+                self._simple = not self.is_tuple and self.direction > 0
             f = self.flatten(tuple(f) if self.is_tuple else (f,))
         return -f if self.direction < 0 else f

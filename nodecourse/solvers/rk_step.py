@@ -1,8 +1,10 @@
 """One explicit Runge-Kutta step, driven by a Butcher tableau, on a ``[B, N]`` state.
 
-The stage derivatives live in one ``[S, B*N]`` buffer, so every stage's combination
-``y0 + dt * sum_j a_ij k_j`` is a single matrix-vector product (``addmv``) instead of a Python loop
-of small operations: on the small problems of a course that loop, not the network, is the cost.
+On the small problems of a course every tensor operation costs a few microseconds of dispatch,
+more than its arithmetic. So a stage combination ``y0 + dt * sum_j a_ij k_j`` skips the zero
+weights and is one ``torch.add(..., alpha=)`` followed by in-place ``add_`` for the other nonzero
+weights: measured on a 64 x 4 state, 1.3 us for the first term and 1.0 us for each further one,
+against 3.7 us for a matrix-vector product over stacked stages plus 2 us to store each stage.
 """
 from __future__ import annotations
 
@@ -12,74 +14,85 @@ import torch
 
 from .tableaux import ButcherTableau
 
-
-class _WriteStage(torch.autograd.Function):
-    """``buffer[index] = value`` that autograd can differentiate through.
-
-    Each row is written once per step and read only after it is written, so skipping autograd's
-    version check is safe; the backward hands row ``index`` of the gradient to ``value``.
-    """
-
-    @staticmethod
-    def forward(ctx, buffer: torch.Tensor, value: torch.Tensor, index: int) -> torch.Tensor:
-        ctx.index = index
-        buffer.data[index] = value
-        return buffer
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad, grad[ctx.index], None
-
-
-def write_stage(buffer: torch.Tensor, value: torch.Tensor, index: int) -> torch.Tensor:
-    """Store a flattened stage derivative in row ``index`` of the ``[S, M]`` buffer."""
-    value = value.reshape(-1)
-    if value.requires_grad or buffer.requires_grad:
-        return _WriteStage.apply(buffer, value, index)
-    buffer[index] = value
-    return buffer
-
-
 Step = Union[float, torch.Tensor]
+Weights = Sequence[tuple[int, float]]
 
 
-def combine(y0: torch.Tensor, stages: torch.Tensor, weights: torch.Tensor, dt: Step) -> torch.Tensor:
-    """``y0 + dt * sum_j weights[j] * stages[j]``; ``y0`` ``[B, N]``, ``stages`` ``[S', B*N]``,
-    ``dt`` a float (shared step) or a ``[B]`` tensor (one step per sample)."""
+def nonzero_weights(tableau: ButcherTableau) -> dict:
+    """Each row of the tableau as its ``(j, weight)`` pairs with nonzero weight, Python floats, made once
+    per tableau: ``a`` (one list per stage), ``b``, ``err`` (``b - b_low``) and ``mid``; with ``c`` as
+    floats and the tableau's ``n_stages``, ``fsal`` and ``adaptive`` (properties that cost to recompute)."""
+    if "nonzero" not in tableau._cache:
+        def pairs(row):
+            return [(j, float(w)) for j, w in enumerate(row) if w != 0] if row is not None else None
+
+        tableau._cache["nonzero"] = {
+            "n_stages": tableau.n_stages, "fsal": tableau.fsal, "adaptive": tableau.adaptive,
+            "c": [float(c) for c in tableau.c],
+            "a": [pairs(row) for row in tableau.a],
+            "b": pairs(tableau.b),
+            "err": pairs([b - bl for b, bl in zip(tableau.b, tableau.b_low)]) if tableau.adaptive else None,
+            "mid": pairs(tableau.b_mid),
+        }
+    return tableau._cache["nonzero"]
+
+
+def weighted_sum(stages: Sequence[torch.Tensor], weights: Weights, scale: float = 1.0) -> torch.Tensor:
+    """``scale * sum_j w_j k_j`` over the given nonzero ``(j, w_j)``, into a fresh tensor."""
+    if not weights:
+        return torch.zeros_like(stages[0])
+    (j0, w0), rest = weights[0], weights[1:]
+    total = torch.mul(stages[j0], w0 * scale)
+    for j, w in rest:
+        total.add_(stages[j], alpha=w * scale)
+    return total
+
+
+def combine(y0: torch.Tensor, stages: Sequence[torch.Tensor], weights: Weights, dt: Step) -> torch.Tensor:
+    """``y0 + dt * sum_j w_j k_j``; ``y0`` and each stage ``[B, N]``, ``dt`` a float (shared step) or
+    a ``[B]`` tensor (one step per sample)."""
+    if not weights:
+        return y0.clone()
     if isinstance(dt, float):
-        return torch.addmv(y0.reshape(-1), stages.t(), weights, alpha=dt).view_as(y0)
-    increment = torch.mv(stages.t(), weights).view_as(y0)
-    return torch.addcmul(y0, dt.to(y0.dtype).unsqueeze(1), increment)
+        (j0, w0), rest = weights[0], weights[1:]
+        total = torch.add(y0, stages[j0], alpha=w0 * dt)
+        for j, w in rest:
+            total.add_(stages[j], alpha=w * dt)
+        return total
+    return torch.addcmul(y0, dt.to(y0.dtype).unsqueeze(1), weighted_sum(stages, weights))
+
+
+def error_estimate(stages: Sequence[torch.Tensor], tableau: ButcherTableau, dt: Step) -> torch.Tensor:
+    """The embedded error estimate ``dt * sum_j (b_j - b_low_j) k_j``, ``[B, N]``."""
+    weights = nonzero_weights(tableau)["err"]
+    if isinstance(dt, float):
+        return weighted_sum(stages, weights, dt)
+    return weighted_sum(stages, weights).mul_(dt.to(stages[0].dtype).unsqueeze(1))
 
 
 def rk_step(func: Callable, tableau: ButcherTableau, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor,
             dt: Step, stage_times: Optional[Sequence[torch.Tensor]] = None
-            ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+            ) -> tuple[torch.Tensor, Optional[torch.Tensor], list[torch.Tensor]]:
     """Advance ``y0`` (``[B, N]``, at times ``t0``) by the step ``dt``.
 
     ``dt`` is a float when the batch shares one step, or a ``[B]`` tensor per sample;
     ``stage_times`` may give the times ``t0 + c_i dt`` precomputed. Returns ``(y1, error, stages)``:
     the propagated solution, the embedded error estimate (``None`` for fixed-step methods) and the
-    ``[S, B*N]`` stage derivatives. ``f0 = func(t0, y0)`` is passed in, so a First-Same-As-Last
-    method costs ``S - 1`` evaluations a step.
+    ``S`` stage derivatives, each ``[B, N]``. ``f0 = func(t0, y0)`` is passed in, so a
+    First-Same-As-Last method costs ``S - 1`` evaluations a step.
     """
-    coef = tableau.tensors(y0.dtype, y0.device)
-    S = tableau.n_stages
-    stages = write_stage(y0.new_empty(S, y0.numel()), f0, 0)
-    y1 = None
-    for i in range(1, S):
+    weights = nonzero_weights(tableau)
+    stages = [f0]
+    y1 = y0
+    for i in range(1, weights["n_stages"]):
         if stage_times is not None:
             ti = stage_times[i]
         else:
-            ci = coef["c"][i]
+            ci = weights["c"][i]
             ti = t0 + dt if ci == 1.0 else t0 + ci * dt
-        yi = combine(y0, stages[:i], coef["a"][i], dt)
-        stages = write_stage(stages, func(ti, yi), i)
-        y1 = yi
-    if not tableau.fsal:
-        y1 = combine(y0, stages, coef["b"], dt)
-    error = None
-    if tableau.adaptive:
-        error = torch.mv(stages.t(), coef["err"]).view_as(y0)
-        error = error * dt if isinstance(dt, float) else error * dt.to(y0.dtype).unsqueeze(1)
+        y1 = combine(y0, stages, weights["a"][i], dt)
+        stages.append(func(ti, y1))
+    if not weights["fsal"]:
+        y1 = combine(y0, stages, weights["b"], dt)
+    error = error_estimate(stages, tableau, dt) if weights["adaptive"] else None
     return y1, error, stages

@@ -1,7 +1,7 @@
 """Butcher tableaux of the explicit Runge-Kutta methods the course uses.
 
 One dataclass describes every method; the steppers read nothing else. Coefficients are exact
-fractions, converted to tensors once per (dtype, device) and cached.
+fractions; the steppers turn them into Python floats once per tableau and keep them in ``_cache``.
 """
 from __future__ import annotations
 
@@ -52,22 +52,6 @@ class ButcherTableau:
     def fsal(self) -> bool:
         """First Same As Last: the last stage is evaluated at (t1, y1), so it is the next step's k1."""
         return self.c[-1] == 1 and list(self.a[-1]) + [F(0)] == list(self.b)
-
-    def tensors(self, dtype: torch.dtype, device: torch.device) -> dict:
-        """The coefficients as tensors on ``device``: c [S], a rows [i], b [S], err [S], mid [S]."""
-        key = (dtype, device)
-        if key not in self._cache:
-            def t(values):
-                return torch.tensor([float(v) for v in values], dtype=dtype, device=device)
-
-            self._cache[key] = {
-                "c": [float(ci) for ci in self.c],
-                "a": [t(row) if len(row) else None for row in self.a],
-                "b": t(self.b),
-                "err": t([bi - bl for bi, bl in zip(self.b, self.b_low)]) if self.adaptive else None,
-                "mid": t(self.b_mid) if self.b_mid is not None else None,
-            }
-        return self._cache[key]
 
 
 _EULER = ButcherTableau("euler", c=[F(0)], a=[[]], b=[F(1)], order=1)
