@@ -99,10 +99,10 @@ class _Control:
         factor = self.safety * ratio ** self.exponent
         return min(self.ifactor, max(factor, 1.0 if ratio <= 1 else self.dfactor))
 
-    def factor_tensor(self, ratio: torch.Tensor) -> torch.Tensor:
-        """The same rule on a ``[B]`` tensor of ratios, without leaving the device."""
+    def factor_tensor(self, ratio: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
+        """The same rule on a ``[B]`` tensor of ratios (``accepted``: ``ratio <= 1``), on the device."""
         factor = ratio.pow(self.exponent).mul_(self.safety).clamp_(max=self.ifactor)
-        factor = torch.maximum(factor, torch.where(ratio <= 1, 1.0, self.dfactor).to(factor.dtype))
+        factor = torch.where(accepted, factor.clamp(min=1.0), factor.clamp_(min=self.dfactor))
         return torch.nan_to_num(factor, nan=self.dfactor)  # a NaN ratio: non-finite trial, shrink
 
     def check_steps(self, n: int, problem: FlatProblem) -> None:
@@ -240,6 +240,9 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
     c = torch.tensor([float(ci) for ci in tableau.c], dtype=t.dtype, device=t.device).unsqueeze(1)
     clip_last = _clips_last_step(tableau)
     t_end_dev = torch.tensor(t_end, dtype=t.dtype, device=t.device)
+    evaluate = problem.direct_flat() or problem  # func checked and already [B, N]: call it as it is
+    evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
+    same_dtype = y.dtype == t.dtype
     n_iter = 0
     while True:
         n_iter += 1
@@ -265,21 +268,24 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
         else:
             t1 = t + dt  # finished samples have dt = 0, so they stay put (and stay finite)
         stage_times = list(torch.addcmul(t.unsqueeze(0), c, dt.unsqueeze(0)).unbind())  # [S] x [B]
-        y1, err, stages = rk_step(problem, tableau, t, y, f, dt, stage_times)
-        f1 = stages[-1] if tableau.fsal else problem(t1, y1)
+        y1, err, stages = rk_step(evaluate, tableau, t, y, f, dt, stage_times)
+        f1 = stages[-1] if tableau.fsal else evaluate(t1, y1)
+        if evaluate is not problem:
+            problem.nfe += evals_per_step
         ratio = _error_ratio(norm, err, y, y1, rtol, atol)
-        accept = (ratio <= 1) & active
+        small_enough = ratio <= 1
+        accept = small_enough & active
         stalled = active & (t1 == t)
         # remember whether a trial since the last accepted step produced NaN/inf (for the error message)
         nonfinite = torch.where(accept & ~stalled, False, nonfinite | torch.isnan(ratio))
-        finished = accept & (t1 >= t_end)
-        running = active & ~finished
-        dt_next = torch.where(running, dt * control.factor_tensor(ratio).to(dt.dtype), 0.0)
-        t_lo = torch.where(accept, t, inf).amin()
-        t_hi = torch.where(accept, t1, -inf).amax()
+        running = active & ~(accept & (t1 >= t_end))
+        factor = control.factor_tensor(ratio, small_enough)
+        dt_next = torch.where(running, dt * (factor if same_dtype else factor.to(dt.dtype)), 0.0)
         steps += active
         accepted += accept
-        summary = torch.stack([running.any().to(t.dtype), stalled.any().to(t.dtype), t_lo, t_hi])
+        flags = torch.stack([running, stalled]).any(dim=1).to(t.dtype)
+        summary = torch.cat([flags, torch.where(accept, t, inf).amin(0, keepdim=True),
+                             torch.where(accept, t1, -inf).amax(0, keepdim=True)])
         any_running, any_stalled, lo, hi = summary.tolist()  # the one host sync of the step
 
         if any_stalled:
@@ -294,7 +300,6 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
         if not any_running:
             break
     rejected = steps - accepted
-    evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
     stats = SolveStats(start_nfe + steps * evals_per_step, steps, accepted, rejected, problem.nfe)
     return outputs, stats
 

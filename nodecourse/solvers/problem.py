@@ -80,6 +80,11 @@ class FlatProblem:
         per evaluation (evaluations are not counted then)."""
         return self.func if self._simple else None
 
+    def direct_flat(self) -> Optional[Callable]:
+        """``func`` itself when the user's state already is ``[B, N]`` (so no reshape is ever needed) and
+        :meth:`direct` allows it; else ``None``. For per-sample mode, whose masks work on ``[B, N]``."""
+        return self.func if self._simple and tuple(self.shapes[0]) == (self.batch, self.widths[0]) else None
+
     def traceable_field(self) -> "compiled.FlatField":
         """The flat field as a plain object ``torch.compile`` can trace (it counts no evaluations:
         the compiled steps add theirs to ``self.nfe``)."""

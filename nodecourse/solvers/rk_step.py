@@ -82,6 +82,8 @@ def rk_step(func: Callable, tableau: ButcherTableau, t0: torch.Tensor, y0: torch
     First-Same-As-Last method costs ``S - 1`` evaluations a step.
     """
     weights = nonzero_weights(tableau)
+    if not isinstance(dt, float):
+        return _per_sample_step(func, weights, y0, f0, dt, stage_times)
     stages = [f0]
     y1 = y0
     for i in range(1, weights["n_stages"]):
@@ -95,4 +97,21 @@ def rk_step(func: Callable, tableau: ButcherTableau, t0: torch.Tensor, y0: torch
     if not weights["fsal"]:
         y1 = combine(y0, stages, weights["b"], dt)
     error = error_estimate(stages, tableau, dt) if weights["adaptive"] else None
+    return y1, error, stages
+
+
+def _per_sample_step(func: Callable, weights: dict, y0: torch.Tensor, f0: torch.Tensor, dt: torch.Tensor,
+                     stage_times: Sequence[torch.Tensor]):
+    """:func:`rk_step` with a ``[B]`` step per sample: each stage is scaled by its samples' ``dt`` once
+    (``dk_j = dt * k_j``), so every combination is again a plain add chain ``y0 + sum_j a_ij dk_j``."""
+    dt_col = dt.to(y0.dtype).unsqueeze(1)
+    stages, scaled = [f0], [f0 * dt_col]
+    y1 = y0
+    for i in range(1, weights["n_stages"]):
+        y1 = combine(y0, scaled, weights["a"][i], 1.0)
+        stages.append(func(stage_times[i], y1))
+        scaled.append(stages[-1] * dt_col)
+    if not weights["fsal"]:
+        y1 = combine(y0, scaled, weights["b"], 1.0)
+    error = weighted_sum(scaled, weights["err"]) if weights["adaptive"] else None
     return y1, error, stages
