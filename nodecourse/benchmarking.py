@@ -6,7 +6,9 @@ vector field): 1.0 means the solver costs nothing beyond its function evaluation
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,7 +16,7 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["median_time", "call_time", "time_and_overhead", "saved_tensor_bytes", "Counted", "Row", "fill_ratios", "table",
+__all__ = ["median_time", "call_time", "time_and_overhead", "launched_ops", "saved_tensor_bytes", "Counted", "Row", "fill_ratios", "table",
            "write_json"]
 
 
@@ -75,6 +77,39 @@ def _timed(fn: Callable[[], object]) -> float:
     fn()
     _sync()
     return time.perf_counter() - start
+
+
+def launched_ops(fn: Callable[[], object]) -> int:
+    """How many tensor operations ``fn()`` launches itself (top-level ``aten`` calls, not the ones they
+    run inside): the count that Python dispatch costs scale with. Uses ``torch.profiler``."""
+    from torch.profiler import profile
+
+    prof = profile()
+    with _quiet_native_stderr():  # some builds log profiler start/stop from C++; not the reader's business
+        prof.start()
+    try:
+        fn()
+    finally:
+        with _quiet_native_stderr():
+            prof.stop()
+    return sum(1 for event in prof.events() if event.name.startswith("aten::") and event.cpu_parent is None)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Send file descriptor 2 (native code's stderr) to the null device for the duration."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (some embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def saved_tensor_bytes(fn: Callable[[], object]) -> int:

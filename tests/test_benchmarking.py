@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from nodecourse.benchmarking import Counted, Row, call_time, fill_ratios, median_time, table, write_json
+from nodecourse.benchmarking import (Counted, Row, call_time, fill_ratios, launched_ops, median_time, table,
+                                     write_json)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import cases  # noqa: E402
@@ -30,6 +31,13 @@ def test_timing_is_positive_and_ratios_use_the_torchdiffeq_row(tmp_path):
     assert "nodecourse" in table(rows)
     write_json(rows, tmp_path / "r.json", {"quick": True})
     assert json.loads((tmp_path / "r.json").read_text())["rows"][1]["vs_torchdiffeq"] == 0.5
+
+
+def test_launched_ops_counts_the_operations_called_not_their_insides():
+    x = torch.ones(3)
+    assert launched_ops(lambda: (x + 1) * 2) == 2
+    assert launched_ops(lambda: torch.nn.functional.linear(x, torch.eye(3))) == 2  # eye and linear (addmm inside)
+    assert launched_ops(lambda: None) == 0
 
 
 def test_benchmark_cases_run_and_agree_with_the_reference():
