@@ -34,7 +34,9 @@
 # - explain embedded pairs, error estimates, the scaled RMS error norm and the step-size controller;
 # - implement an adaptive RKF45 from scratch and check it against `nodecourse.solve`;
 # - measure cost in function evaluations (NFE) and pick the cheapest solver for a given accuracy;
-# - solve a batch with one shared step or with one step size per sample (masking finished samples).
+# - solve a batch with one shared step or with one step size per sample (masking finished samples);
+# - measure where a solve's time goes (the overhead factor, operations launched per step) and cut it
+#   with a compiled step.
 #
 # **Estimated time:** 90 minutes.
 

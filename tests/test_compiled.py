@@ -92,28 +92,32 @@ def test_gradients_through_compiled_steps_match_eager():
         assert (g_eager - g_fast).abs().max().item() < 1e-10
 
 
-def test_a_second_solve_reuses_the_compiled_step(monkeypatch):
-    calls = []
+def test_each_field_is_compiled_once_and_reused(monkeypatch):
+    compiled_steps = []
     real = torch.compile
 
     def counting_compile(fn, **kwargs):
-        calls.append(fn)
+        compiled_steps.append(fn.__name__)
         return real(fn, **kwargs)
 
-    compiled._compiled.cache_clear()
     monkeypatch.setattr(torch, "compile", counting_compile)
-    for _ in range(3):
-        odeint(field, Y0, T, method="rk4", options={"step_size": 0.5, "compile": True})
-    assert calls == [compiled.fixed_step]
+    fields = [lambda t, y, k=k: NET(y) * (1 + 0.1 * k) for k in range(3)]  # three new field objects
+    for f in fields:
+        for _ in range(3):
+            odeint(f, Y0, T, method="rk4", options={"step_size": 0.5, "compile": True})
+    assert compiled_steps == ["fixed_step"] * 3  # once per field, not once per solve
+    # each field got its own copy of the step's code, so one field's graphs never crowd out another's
+    codes = {id(compiled._PER_FUNC[f][compiled.fixed_step].__wrapped__.__code__) for f in fields}
+    assert len(codes) == 3
 
 
 def test_a_failed_compile_warns_and_solves_eagerly(monkeypatch):
-    def broken(step):
+    def broken(step, func):
         def fail(*args):
             raise RuntimeError("no C++ compiler found")
         return fail
 
-    monkeypatch.setattr(compiled, "_compiled", broken)
+    monkeypatch.setattr(compiled, "_compiled_for", broken)
     with torch.no_grad():
         eager = odeint(field, Y0, T, rtol=1e-8, atol=1e-8)
         with pytest.warns(RuntimeWarning, match="could not compile.*no C\\+\\+ compiler.*without compilation"):

@@ -79,7 +79,8 @@ class _Kernel:
         self.rtol = torch.tensor(rtol, dtype=problem.dtype, device=problem.device)
         self.atol = torch.tensor(atol, dtype=problem.dtype, device=problem.device)
         self.evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
-        self.step = compiled.CompiledStep(compiled.per_sample_step if problem.per_sample else compiled.shared_step)
+        self.step = compiled.CompiledStep(compiled.per_sample_step if problem.per_sample else compiled.shared_step,
+                                          problem.func)
 
 
 class _Control:

@@ -10,7 +10,9 @@ compiler, a ``func`` the tracer cannot follow), the solve warns once and continu
 from __future__ import annotations
 
 import functools
+import types
 import warnings
+import weakref
 from typing import Callable, Optional
 
 import torch
@@ -161,20 +163,20 @@ def traceable_norm(norm: Callable) -> Optional[Callable]:
 
 
 class CompiledStep:
-    """One solve's step function: compiled (once per process, then reused), or eager after a failure.
+    """One solve's step function: compiled for this ``func`` (once, then reused), or eager after a failure.
 
     If compiling or running the compiled step raises, the solve warns and takes the eager step from
     then on; a genuine error in ``func`` then surfaces from the eager call with its usual traceback.
     """
 
-    def __init__(self, step: Callable):
-        self.step = step
+    def __init__(self, step: Callable, func: Callable):
+        self.step, self.func = step, func
         self.failed = False
 
     def __call__(self, *args):
         if not self.failed:
             try:
-                return _compiled(self.step)(*args)
+                return _compiled_for(self.step, self.func)(*args)
             except Exception as error:  # noqa: BLE001 - any compiler failure falls back to eager
                 self.failed = True
                 first_line = (str(error).strip().splitlines() or [""])[0][:200]
@@ -184,6 +186,28 @@ class CompiledStep:
         return self.step(*args)
 
 
+_PER_FUNC: "weakref.WeakKeyDictionary[Callable, dict]" = weakref.WeakKeyDictionary()
+
+
+def _compiled_for(step: Callable, func: Callable) -> Callable:
+    """``torch.compile(step)`` for one vector field ``func``, kept while ``func`` lives.
+
+    The compiler caches its graphs per code object, at most a few per object (torch's recompile
+    limit), and checks them one by one on every call. Each field therefore gets its own copy of the
+    step's code: a session that solves many fields keeps every one compiled, and a call checks only
+    the graphs of its own field.
+    """
+    try:
+        table = _PER_FUNC.setdefault(func, {})
+    except TypeError:  # func cannot be weakly referenced: share one compiled step
+        return _shared_compiled(step)
+    if step not in table:
+        own_copy = types.FunctionType(step.__code__.replace(), step.__globals__, step.__name__, step.__defaults__,
+                                      step.__closure__)
+        table[step] = torch.compile(own_copy)
+    return table[step]
+
+
 @functools.lru_cache(maxsize=None)
-def _compiled(step: Callable) -> Callable:
+def _shared_compiled(step: Callable) -> Callable:
     return torch.compile(step)

@@ -51,7 +51,7 @@ def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: fl
     grid_values, out_index = make_grid(t_out, step_size)
     stage_times = _stage_times(problem, tableau, grid_values)
     if compile:  # the first step runs eagerly: it checks func's output before anything is traced
-        step = compiled.CompiledStep(compiled.fixed_step)
+        step = compiled.CompiledStep(compiled.fixed_step, problem.func)
         field, coef = problem.traceable_field(), compiled.scheme(tableau)
         sizes = _step_sizes(problem, grid_values)
     outputs = [y]
