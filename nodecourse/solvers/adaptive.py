@@ -244,6 +244,7 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
     evaluate = problem.direct_flat() or problem  # func checked and already [B, N]: call it as it is
     evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
     same_dtype = y.dtype == t.dtype
+    final_step = None  # (y, y1, f, f1, y_mid, t, dt) of each sample's step across the last output time
     n_iter = 0
     while True:
         n_iter += 1
@@ -268,7 +269,7 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
             t1 = torch.where(last, t_end, t + dt)
         else:
             t1 = t + dt  # finished samples have dt = 0, so they stay put (and stay finite)
-        stage_times = list(torch.addcmul(t.unsqueeze(0), c, dt.unsqueeze(0)).unbind())  # [S] x [B]
+        stage_times = list(torch.addcmul(t, c, dt).unbind())  # [S, 1] x [B] -> S times [B]
         y1, err, stages = rk_step(evaluate, tableau, t, y, f, dt, stage_times)
         f1 = stages[-1] if tableau.fsal else evaluate(t1, y1)
         if evaluate is not problem:
@@ -291,24 +292,43 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
 
         if any_stalled:
             _raise_underflow(problem, t, dt, stalled, nonfinite, y, y1)
-        if bisect.bisect_right(s_list, hi) > bisect.bisect_right(s_list, lo):
+        j_hi = bisect.bisect_right(s_list, hi)
+        if j_hi > bisect.bisect_right(s_list, lo):
             y_mid = _midpoint(tableau, y, stages, dt)
-            _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt, t, t1, accept)
+            if j_hi == len(s_list):  # samples finished: keep their last step, interpolate them all at the end
+                final_step = _keep_rows(accept & (t1 >= t_end), (y, y1, f, f1, y_mid, t, dt), final_step)
+            _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt, t, t1, accept,
+                           stop=len(s_list) - 1)
         keep = accept.unsqueeze(1)
         y, f, t = torch.where(keep, y1, y), torch.where(keep, f1, f), torch.where(accept, t1, t)
         dt = dt_next
         active = running
         if not any_running:
             break
+    if final_step is not None:
+        y0_, y1_, f0_, f1_, mid_, t_, dt_ = final_step
+        outputs[-1] = _dense_output(y0_, y1_, f0_, f1_, mid_, dt_, t_, s_out[-1:].unsqueeze(1))[0]
     rejected = steps - accepted
     stats = SolveStats(start_nfe + steps * evals_per_step, steps, accepted, rejected, problem.nfe)
     return outputs, stats
 
 
-def _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt, t, t1, accept) -> None:
+def _keep_rows(mask: torch.Tensor, new: tuple, old) -> tuple:
+    """Row-wise ``new if mask else old`` over a tuple of ``[B]`` / ``[B, N]`` tensors (``None`` stays
+    ``None``; without ``old``, ``new`` is kept whole: its other rows are replaced later)."""
+    if old is None:
+        return new
+    return tuple(None if n is None else torch.where(mask if n.dim() == 1 else mask.unsqueeze(1), n, o)
+                 for n, o in zip(new, old))
+
+
+def _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt, t, t1, accept, stop=None) -> None:
     """Fill the output times that some sample's accepted step ``(t, t1]`` covered, from its dense
-    output; ``lo``/``hi`` bound the accepted steps' times (floats)."""
+    output; ``lo``/``hi`` bound the accepted steps' times (floats); output indices from ``stop`` on
+    are left to the caller."""
     j_lo, j_hi = bisect.bisect_right(s_list, lo), bisect.bisect_right(s_list, hi)
+    if stop is not None:
+        j_hi = min(j_hi, stop)
     if j_hi <= j_lo:
         return
     s_w = s_out[j_lo:j_hi].unsqueeze(1)

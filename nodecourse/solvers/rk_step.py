@@ -104,7 +104,7 @@ def _per_sample_step(func: Callable, weights: dict, y0: torch.Tensor, f0: torch.
                      stage_times: Sequence[torch.Tensor]):
     """:func:`rk_step` with a ``[B]`` step per sample: each stage is scaled by its samples' ``dt`` once
     (``dk_j = dt * k_j``), so every combination is again a plain add chain ``y0 + sum_j a_ij dk_j``."""
-    dt_col = dt.to(y0.dtype).unsqueeze(1)
+    dt_col = (dt if dt.dtype == y0.dtype else dt.to(y0.dtype)).unsqueeze(1)
     stages, scaled = [f0], [f0 * dt_col]
     y1 = y0
     for i in range(1, weights["n_stages"]):
