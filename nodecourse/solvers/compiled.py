@@ -4,8 +4,9 @@ On the small problems of a course a step costs more in Python and per-operation 
 arithmetic. Here one whole step (every evaluation of ``func`` in it, the stage combinations, the
 error norm and, per sample, the step-size controller) is traced once by ``torch.compile`` into
 one graph whose elementwise work is fused. The first solve pays the compilation (seconds); later
-solves with the same ``func``, shapes, dtype and method reuse it. If compiling fails (no C++
-compiler, a ``func`` the tracer cannot follow), the solve warns once and continues without it.
+solves with the same ``func``, shapes, dtype and method reuse it (each ``func`` has its own compiled
+copy of the step). If compiling fails (no C++ compiler, a ``func`` the tracer cannot follow), the
+solve warns and continues without it.
 """
 from __future__ import annotations
 
