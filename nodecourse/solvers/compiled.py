@@ -195,8 +195,8 @@ def _compiled_for(step: Callable, func: Callable) -> Callable:
 
     The compiler caches its graphs per code object, at most a few per object (torch's recompile
     limit), and checks them one by one on every call. Each field therefore gets its own copy of the
-    step's code: a program or notebook that solves many fields keeps every one compiled, and a call checks only
-    the graphs of its own field.
+    step's code: a program or notebook that solves many fields keeps every one compiled, and a call
+    checks only the graphs of its own field.
     """
     try:
         table = _PER_FUNC.setdefault(func, {})
