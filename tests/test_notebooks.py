@@ -78,10 +78,11 @@ def test_solution_notebook_has_at_least_three_checked_exercises(path):
 
 @pytest.mark.parametrize("path", LECTURES + SOLUTIONS + EXERCISES, ids=_ids(LECTURES + SOLUTIONS + EXERCISES))
 def test_cells_hold_no_control_characters(path):
-    """A tab, form feed or backspace in a cell is almost always a LaTeX command (\\text, \\frac, \\beta)
-    whose backslash was eaten as a string escape: the formula then renders as garbage."""
+    """A control character in a cell (tab, form feed, backspace, bell...) is almost always a LaTeX command
+    (\\text, \\frac, \\beta, \\alpha) whose backslash was eaten as a string escape: the formula then
+    renders as garbage."""
     for number, cell in enumerate(_read(path).cells):
-        bad = sorted({repr(ch) for ch in cell.source if ch in "\t\f\b\v\r"})
+        bad = sorted({repr(ch) for ch in cell.source if ord(ch) < 32 and ch != "\n"})
         assert not bad, f"cell {number} of {path.name} contains {bad}: write the backslash twice or use a raw string"
 
 
