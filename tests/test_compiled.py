@@ -9,7 +9,7 @@ import torch
 
 from nodecourse import odeint, odeint_adjoint, solve
 from nodecourse.models import MLP, ODEFunc
-from nodecourse.solvers import compiled
+from nodecourse.solvers import compiled, steps
 
 torch.manual_seed(0)
 NET = MLP([2, 16, 2]).double()
@@ -107,7 +107,7 @@ def test_each_field_is_compiled_once_and_reused(monkeypatch):
             odeint(f, Y0, T, method="rk4", options={"step_size": 0.5, "compile": True})
     assert compiled_steps == ["fixed_step"] * 3  # once per field, not once per solve
     # each field got its own copy of the step's code, so one field's graphs never crowd out another's
-    codes = {id(compiled._PER_FUNC[f][compiled.fixed_step].__wrapped__.__code__) for f in fields}
+    codes = {id(compiled._PER_FUNC[f][steps.fixed_step].__wrapped__.__code__) for f in fields}
     assert len(codes) == 3
 
 
@@ -160,3 +160,15 @@ def test_a_counting_field_counts_right_and_trains_through_compiled_steps():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_a_users_norm_is_traced_too():
+    """A callable norm gets the error shaped like the state, in the compiled step as in the eager one."""
+    def strict_norm(error):  # ten times the largest entry: a much stricter control than RMS
+        return 10 * error.abs().max()
+
+    eager, fast = _both(field, Y0, T, rtol=1e-7, atol=1e-7, options={"norm": strict_norm})
+    assert _close(eager.ys, fast.ys, 1e-12)
+    assert fast.stats.total() == eager.stats.total()
+    default = solve(field, Y0, T, rtol=1e-7, atol=1e-7)
+    assert default.stats.n_steps < eager.stats.n_steps  # the norm was really used

@@ -128,7 +128,7 @@ def test_concat_mlp_gradients():
 
 
 def test_concat_mlp_rejects_bad_input():
-    with pytest.raises(ValueError, match="at least two positive integers"):
+    with pytest.raises(ValueError, match="ConcatMLP needs at least an input and an output size"):
         ConcatMLP([3])
     with pytest.raises(ValueError, match=r"expects states \[\.\.\., 3\]"):
         ConcatMLP([3, 2])(0.0, torch.zeros(4, 2))
@@ -246,7 +246,7 @@ def test_galerkin_mlp_with_constant_terms_only_is_the_mlp():
 
 
 def test_galerkin_mlp_rejects_bad_sizes():
-    with pytest.raises(ValueError, match="at least two positive integers"):
+    with pytest.raises(ValueError, match="every GalerkinMLP size must be a positive integer"):
         GalerkinMLP([2, 0, 2])
 
 

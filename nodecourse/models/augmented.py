@@ -215,31 +215,22 @@ class PlainNODE(AugmentedNODE):
         super().__init__(dim, 0, hidden, out_dim, **kwargs)
 
 
-class InputLayerAugmentedNODE(_LiftedNODE):
+class InputLayerAugmentedNODE(AugmentedNODE):
     """Input-layer augmentation: ``z(0) = Linear(dim, dim + aug_dim)(x)``, then ``dz/dt = MLP(z)``.
 
     The learned lift puts the input on a ``dim``-dimensional plane of the larger state space, chosen
-    by training (zero augmentation is the fixed lift ``W = [I; 0]``, ``b = 0``). Shapes as for
-    ``AugmentedNODE``; with ``out_dim=None`` the output is the first ``dim`` coordinates of ``z(t1)``.
+    by training (zero augmentation is the fixed lift ``W = [I; 0]``, ``b = 0``). Shapes and keyword
+    options as for ``AugmentedNODE``; with ``out_dim=None`` the output is the first ``dim``
+    coordinates of ``z(t1)``.
     """
 
     def __init__(self, dim: int, aug_dim: int = 1, hidden: int | Sequence[int] = 32, out_dim: int | None = None,
-                 *, t1: float = 1.0, method: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3,
-                 adjoint: bool = False, time_dependent: bool = False, activation: Activation = nn.Tanh,
-                 options: dict[str, Any] | None = None) -> None:
-        dim = _count("dim", dim, 1)
-        aug = _count("aug_dim", aug_dim, 0)
-        state_dim = dim + aug
-        func = ODEFunc(_dynamics(state_dim, hidden, state_dim, time_dependent, activation), time_dependent)
-        super().__init__(dim, state_dim, func, out_dim, t1, method, rtol, atol, adjoint, options)
-        self.aug_dim = aug
-        self.input_layer = nn.Linear(dim, state_dim)
+                 **kwargs: Any) -> None:
+        super().__init__(dim, aug_dim, hidden, out_dim, **kwargs)
+        self.input_layer = nn.Linear(self.dim, self.dim + self.aug_dim)
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:
         return self.input_layer(x)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, aug_dim={self.aug_dim}, out_dim={self.out_dim}"
 
 
 class SecondOrderNODE(_LiftedNODE):

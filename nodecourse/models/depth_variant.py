@@ -21,7 +21,7 @@ from torch import nn
 from nodecourse.adjoint import odeint_adjoint
 from nodecourse.solvers import odeint
 
-from .mlp import _activation_factory
+from .mlp import _activation_factory, check_sizes
 from .odefunc import time_column
 
 __all__ = [
@@ -114,9 +114,7 @@ class ConcatMLP(nn.Module):
 
     def __init__(self, sizes: Sequence[int], activation: Activation = nn.Tanh) -> None:
         super().__init__()
-        sizes = list(sizes)
-        if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
-            raise ValueError(f"sizes must be at least two positive integers, e.g. [2, 32, 2]; got {sizes}.")
+        sizes = check_sizes(sizes, "ConcatMLP")
         make_activation = _activation_factory(activation)
         self.sizes = tuple(sizes)
         self.layers = nn.ModuleList(nn.Linear(n_in + 1, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
@@ -245,9 +243,7 @@ class GalerkinMLP(nn.Module):
 
     def __init__(self, sizes: Sequence[int], activation: Activation = nn.Tanh, **layer_options: Any) -> None:
         super().__init__()
-        sizes = list(sizes)
-        if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
-            raise ValueError(f"sizes must be at least two positive integers, e.g. [2, 32, 2]; got {sizes}.")
+        sizes = check_sizes(sizes, "GalerkinMLP")
         make_activation = _activation_factory(activation)
         self.sizes = tuple(sizes)
         self.layers = nn.ModuleList(GalerkinLinear(n_in, n_out, **layer_options)

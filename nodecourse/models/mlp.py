@@ -37,6 +37,18 @@ def _activation_factory(activation: type[nn.Module] | nn.Module | Callable[[], n
     return make
 
 
+def check_sizes(sizes: Sequence[int], owner: str) -> list[int]:
+    """Layer widths as a list of at least two positive integers, else a ValueError naming ``owner``."""
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(
+            f"{owner} needs at least an input and an output size, got sizes={sizes}; e.g. {owner}([2, 16, 2])."
+        )
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
+        raise ValueError(f"every {owner} size must be a positive integer, got sizes={sizes}.")
+    return sizes
+
+
 class MLP(nn.Sequential):
     """Linear layers of the given widths with an activation between them (none after the last).
 
@@ -49,14 +61,7 @@ class MLP(nn.Sequential):
         sizes: Sequence[int],
         activation: type[nn.Module] | nn.Module | Callable[[], nn.Module] = nn.Tanh,
     ) -> None:
-        sizes = list(sizes)
-        if len(sizes) < 2:
-            raise ValueError(
-                f"MLP needs at least an input and an output size, got sizes={sizes}; e.g. MLP([2, 16, 2])."
-            )
-        for size in sizes:
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ValueError(f"every MLP size must be a positive integer, got sizes={sizes}.")
+        sizes = check_sizes(sizes, "MLP")
         make_activation = _activation_factory(activation)
         layers: list[nn.Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -13,11 +13,12 @@ from typing import Callable
 
 import torch
 
-from . import compiled, interpolation
+from . import compiled, interpolation, steps
 from .checks import SolverError
+from .control import Control
 from .norms import make_norm
 from .problem import FlatProblem
-from .rk_step import combine, nonzero_weights, rk_step
+from .rk_step import midpoint, nonzero_weights
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -47,94 +48,46 @@ def initial_step(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor, f0: t
 
 def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: float, atol: float,
                        options: dict) -> tuple[list, SolveStats]:
-    """Solve with step-size control; returns the ``[B, N]`` states at the output times and statistics."""
+    """Solve with step-size control; returns the ``[B, N]`` states at the output times and statistics.
+    With ``options["compile"]`` each trial step runs as one compiled graph (:mod:`compiled`)."""
     opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    control = _Control(float(opts["safety"]), float(opts["ifactor"]), float(opts["dfactor"]),
-                       -1.0 / tableau.error_order, int(opts["max_num_steps"]))
+    control = Control(float(opts["safety"]), float(opts["ifactor"]), float(opts["dfactor"]),
+                      -1.0 / tableau.error_order, int(opts["max_num_steps"]))
     norm = make_norm(opts.get("norm"), problem)
     if len(problem.t) == 1:
         return [problem.y0], SolveStats.zeros(problem)
     t0 = problem.t[:1].expand(problem.batch).clone()
-    f0 = problem(t0 if problem.per_sample else problem.t[0], problem.y0)
+    f0 = problem(t0 if problem.per_sample else problem.t[0], problem.y0)  # checks func's output
     if "first_step" in opts:
         dt0 = torch.full_like(t0, float(opts["first_step"]))
     else:
         dt0 = initial_step(problem, t0, problem.y0, f0, rtol, atol, tableau.error_order, norm)
-    kernel = _Kernel(problem, tableau, norm, control, rtol, atol) if opts.get("compile") else None
+    stepper = _Stepper(problem, tableau, rtol, atol, bool(opts.get("compile")))
     if problem.per_sample:
-        return _per_sample_loop(problem, tableau, rtol, atol, control, norm, t0, f0, dt0, 1 + ("first_step" not in opts),
-                                kernel)
-    return _shared_loop(problem, tableau, rtol, atol, control, norm, problem.t[0], f0, dt0, kernel)
+        return _per_sample_loop(problem, tableau, stepper, control, norm, t0, f0, dt0, 1 + ("first_step" not in opts))
+    return _shared_loop(problem, tableau, stepper, control, norm, problem.t[0], f0, dt0)
 
 
-class _Kernel:
-    """What the compiled step of :mod:`compiled` needs besides the solver state."""
+class _Stepper:
+    """How the loops take a trial step: the functions of :mod:`steps`, called eagerly on the checked
+    field (on states of the user's shape where that saves reshapes), or compiled with tensor
+    arguments (so a new step size or tolerance does not retrace)."""
 
-    def __init__(self, problem, tableau, norm, control, rtol, atol):
-        self.field, self.coef = problem.traceable_field(), compiled.scheme(tableau)
-        self.norm = norm if problem.per_sample else compiled.traceable_norm(norm)
-        self.eager_norm = norm
-        self.control = (control.safety, control.ifactor, control.dfactor, control.exponent)
-        self.clip_last = _clips_last_step(tableau)
-        self.rtol = torch.tensor(rtol, dtype=problem.dtype, device=problem.device)
-        self.atol = torch.tensor(atol, dtype=problem.dtype, device=problem.device)
+    def __init__(self, problem: FlatProblem, tableau: ButcherTableau, rtol: float, atol: float, compile: bool):
+        trial = steps.per_sample_trial if problem.per_sample else steps.shared_trial
+        self.compiled = compile
+        if compile:
+            self.step = compiled.CompiledStep(trial, problem.func)
+            self.evaluate = problem.traceable_field()
+            self.rtol = torch.tensor(rtol, dtype=problem.dtype, device=problem.device)
+            self.atol = torch.tensor(atol, dtype=problem.dtype, device=problem.device)
+        else:
+            self.step = trial
+            self.evaluate = (problem.direct_flat() if problem.per_sample else problem.direct()) or problem
+            self.rtol, self.atol = rtol, atol
+        self.user_shape = self.evaluate is problem.func and not problem.per_sample  # states kept in func's shape
+        self.counts_itself = self.evaluate is problem  # else the loop adds the evaluations to problem.nfe
         self.evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
-        self.step = compiled.CompiledStep(compiled.per_sample_step if problem.per_sample else compiled.shared_step,
-                                          problem.func)
-
-
-class _Control:
-    """The step-size controller's constants: h_new = h * clamp(safety * ratio^exponent, ., ifactor)."""
-
-    def __init__(self, safety: float, ifactor: float, dfactor: float, exponent: float, max_num_steps: int):
-        self.safety, self.ifactor, self.dfactor = safety, ifactor, dfactor
-        self.exponent, self.max_num_steps = exponent, max_num_steps
-
-    def factor(self, ratio: float) -> float:
-        """Step-size factor for an error ratio (a float): grow up to ifactor after an accepted step,
-        shrink no further than dfactor after a rejected one."""
-        if ratio != ratio:  # NaN: the trial produced non-finite values
-            return self.dfactor
-        if ratio == 0.0:
-            return self.ifactor
-        factor = self.safety * ratio ** self.exponent
-        return min(self.ifactor, max(factor, 1.0 if ratio <= 1 else self.dfactor))
-
-    def factor_tensor(self, ratio: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
-        """The same rule on a ``[B]`` tensor of ratios (``accepted``: ``ratio <= 1``), on the device."""
-        factor = ratio.pow(self.exponent).mul_(self.safety).clamp_(max=self.ifactor)
-        factor = torch.where(accepted, factor.clamp(min=1.0), factor.clamp_(min=self.dfactor))
-        return torch.nan_to_num(factor, nan=self.dfactor)  # a NaN ratio: non-finite trial, shrink
-
-    def check_steps(self, n: int, problem: FlatProblem) -> None:
-        if n > self.max_num_steps:
-            raise SolverError(
-                f"The solver took more than max_num_steps={self.max_num_steps} steps before reaching "
-                f"t={_user_t(problem, float(problem.t[-1])):g}. Loosen rtol/atol, check the dynamics for "
-                f"stiffness, or raise options['max_num_steps']."
-            )
-
-
-def _error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor,
-                 rtol: float, atol: float) -> torch.Tensor:
-    """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` per sample, NaN where ``y1`` is not finite."""
-    scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
-    ratio = norm(error / scale).detach()  # step sizes are chosen, not differentiated through
-    return torch.where(torch.isfinite(y1).all(dim=1), ratio, float("nan"))
-
-
-def _shared_error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor,
-                        rtol: float, atol: float) -> torch.Tensor:
-    """The same for a batch that shares one step, on states of any shape: a ``[1]`` ratio."""
-    scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
-    ratio = norm((error / scale).reshape(1, -1)).detach()
-    return torch.where(torch.isfinite(y1).all(), ratio, float("nan"))
-
-
-def _midpoint(tableau, y, stages, dt):
-    """The state at the step's midpoint from the stages (``None`` if the method has no such weights)."""
-    weights = nonzero_weights(tableau)["mid"]
-    return combine(y, stages, weights, dt) if weights is not None else None
 
 
 def _dense_output(y, y1, f, f1, y_mid, dt, t, s_w) -> torch.Tensor:
@@ -167,7 +120,7 @@ def _advances(t: float, dt: float, dtype: torch.dtype) -> bool:
     return abs(dt) > 0.5 * torch.finfo(dtype).eps * abs(t)
 
 
-def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0, kernel=None):
+def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0):
     """The batch shares one step: the controller runs on the host on the error ratio, the one number
     fetched from the device each step, so the stepping itself launches only the stage arithmetic."""
     s_out, y = problem.t, problem.y0
@@ -177,11 +130,9 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0, ker
     n_steps = n_accepted = 0
     nonfinite, y1 = False, y
     clip_last = _clips_last_step(tableau)
-    evaluate, flat_shape = problem, y.shape
-    direct = problem.direct() if kernel is None else None
-    if direct is not None:  # func is checked: step on states of the user's shape, no reshapes per call
-        evaluate, y, f = direct, y.reshape(problem.shapes[0]), f.reshape(problem.shapes[0])
-        evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
+    flat_shape = y.shape
+    if stepper.user_shape:
+        y, f = y.reshape(problem.shapes[0]), f.reshape(problem.shapes[0])
     while True:
         n_steps += 1
         control.check_steps(n_steps, problem)
@@ -193,18 +144,11 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0, ker
         if last:  # land on the end time: this interpolant is less accurate than the step
             dt = t_end - t
         t1_dev = s_out[-1] if last else t_dev + dt
-        if kernel is not None:
-            k = kernel
-            y1, f1, ratio_dev, y_mid = k.step(k.field, k.coef, k.norm, t_dev, t_dev.new_tensor(dt), y, f, k.rtol, k.atol)
-            problem.nfe += k.evals_per_step
-            if k.norm is None:  # a norm the compiled step cannot call gets the scaled error
-                ratio_dev = torch.where(torch.isfinite(y1).all(), k.eager_norm(ratio_dev), float("nan"))
-        else:
-            y1, err, stages = rk_step(evaluate, tableau, t_dev, y, f, dt)
-            f1 = stages[-1] if tableau.fsal else evaluate(t1_dev, y1)
-            if direct is not None:
-                problem.nfe += evals_per_step
-            ratio_dev = _shared_error_ratio(norm, err, y, y1, rtol, atol)
+        y1, f1, ratio_dev, stages = stepper.step(stepper.evaluate, tableau, norm, t_dev, t1_dev,
+                                                 t_dev.new_tensor(dt) if stepper.compiled else dt, y, f,
+                                                 stepper.rtol, stepper.atol)
+        if not stepper.counts_itself:
+            problem.nfe += stepper.evals_per_step
         ratio = ratio_dev.item()  # the one host sync of the step
         accepted = ratio <= 1.0
         nonfinite = (nonfinite or ratio != ratio) and not accepted
@@ -212,8 +156,7 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0, ker
             t1 = t_end if last else t + dt
             j_lo, j_hi = bisect.bisect_right(s_list, t), bisect.bisect_right(s_list, t1)
             if j_hi > j_lo:
-                if kernel is None:
-                    y_mid = _midpoint(tableau, y, stages, dt)
+                y_mid = midpoint(tableau, y, stages, dt)
                 values = _dense_output(y, y1, f, f1, y_mid, dt, t_dev, s_out[j_lo:j_hi].unsqueeze(1))
                 outputs[j_lo:j_hi] = [v.reshape(flat_shape) for v in values.unbind()]
             y, f, t, t_dev = y1, f1, t1, t1_dev
@@ -225,7 +168,7 @@ def _shared_loop(problem, tableau, rtol, atol, control, norm, t_dev, f, dt0, ker
     return outputs, stats
 
 
-def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, start_nfe, kernel=None):
+def _per_sample_loop(problem, tableau, stepper, control, norm, t, f, dt, start_nfe):
     """Every sample keeps its own time, step size and accept/reject decision; finished samples get
     ``dt = 0`` and are masked. One small summary vector crosses to the host each step."""
     s_out, y = problem.t, problem.y0
@@ -234,82 +177,41 @@ def _per_sample_loop(problem, tableau, rtol, atol, control, norm, t, f, dt, star
     t_end = s_list[-1]
     B = problem.batch
     active = torch.ones(B, dtype=torch.bool, device=y.device)
-    steps = torch.zeros(B, dtype=torch.long, device=y.device)
-    accepted = torch.zeros(B, dtype=torch.long, device=y.device)
-    inf = torch.tensor(float("inf"), dtype=t.dtype, device=t.device)
+    n_steps = torch.zeros(B, dtype=torch.long, device=y.device)
+    n_accepted = torch.zeros(B, dtype=torch.long, device=y.device)
     nonfinite = torch.zeros(B, dtype=torch.bool, device=y.device)
-    c = torch.tensor([float(ci) for ci in tableau.c], dtype=t.dtype, device=t.device).unsqueeze(1)
+    c = torch.tensor(nonzero_weights(tableau)["c"], dtype=t.dtype, device=t.device).unsqueeze(1)
     clip_last = _clips_last_step(tableau)
-    t_end_dev = torch.tensor(t_end, dtype=t.dtype, device=t.device)
-    evaluate = problem.direct_flat() or problem  # func checked and already [B, N]: call it as it is
-    evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
-    same_dtype = y.dtype == t.dtype
+    t_end_arg = torch.tensor(t_end, dtype=t.dtype, device=t.device) if stepper.compiled else t_end
     final_step = None  # (y, y1, f, f1, y_mid, t, dt) of each sample's step across the last output time
     n_iter = 0
     while True:
         n_iter += 1
         control.check_steps(n_iter, problem)
-        if kernel is not None:
-            k = kernel
-            state, dense, summary = k.step(k.field, k.coef, k.norm, k.control, k.clip_last, t, dt, y, f, active,
-                                           nonfinite, steps, accepted, t_end_dev, k.rtol, k.atol)
-            problem.nfe += k.evals_per_step
-            y1, f1, y_mid, t1, accept, stalled, dt_used = dense
-            any_running, any_stalled, lo, hi = summary.tolist()  # the one host sync of the step
-            if any_stalled:
-                _raise_underflow(problem, t, dt_used, stalled, state[5], y, y1)
-            _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt_used, t, t1, accept)
-            y, f, t, dt, active, nonfinite, steps, accepted = state
-            if not any_running:
-                break
-            continue
-        if clip_last:  # land on the end time: this interpolant is less accurate than the step
-            last = dt >= t_end - t
-            dt = torch.where(last, t_end - t, dt)
-            t1 = torch.where(last, t_end, t + dt)
-        else:
-            t1 = t + dt  # finished samples have dt = 0, so they stay put (and stay finite)
-        stage_times = list(torch.addcmul(t, c, dt).unbind())  # [S, 1] x [B] -> S times [B]
-        y1, err, stages = rk_step(evaluate, tableau, t, y, f, dt, stage_times)
-        f1 = stages[-1] if tableau.fsal else evaluate(t1, y1)
-        if evaluate is not problem:
-            problem.nfe += evals_per_step
-        ratio = _error_ratio(norm, err, y, y1, rtol, atol)
-        small_enough = ratio <= 1
-        accept = small_enough & active
-        stalled = active & (t1 == t)
-        # remember whether a trial since the last accepted step produced NaN/inf (for the error message)
-        nonfinite = torch.where(accept & ~stalled, False, nonfinite | torch.isnan(ratio))
-        running = active & ~(accept & (t1 >= t_end))
-        factor = control.factor_tensor(ratio, small_enough)
-        dt_next = torch.where(running, dt * (factor if same_dtype else factor.to(dt.dtype)), 0.0)
-        steps += active
-        accepted += accept
-        flags = torch.stack([running, stalled]).any(dim=1).to(t.dtype)
-        summary = torch.cat([flags, torch.where(accept, t, inf).amin(0, keepdim=True),
-                             torch.where(accept, t1, -inf).amax(0, keepdim=True)])
+        state, trial, summary = stepper.step(stepper.evaluate, tableau, norm, control, clip_last, c, t, dt, y, f,
+                                             active, nonfinite, n_steps, n_accepted, t_end_arg,
+                                             stepper.rtol, stepper.atol)
+        if not stepper.counts_itself:
+            problem.nfe += stepper.evals_per_step
+        y1, f1, stages, t1, dt_used, accept, stalled = trial
         any_running, any_stalled, lo, hi = summary.tolist()  # the one host sync of the step
-
         if any_stalled:
-            _raise_underflow(problem, t, dt, stalled, nonfinite, y, y1)
+            _raise_underflow(problem, t, dt_used, stalled, state[5], y, y1)
         j_hi = bisect.bisect_right(s_list, hi)
         if j_hi > bisect.bisect_right(s_list, lo):
-            y_mid = _midpoint(tableau, y, stages, dt)
+            y_mid = midpoint(tableau, y, stages, dt_used)
             if j_hi == len(s_list):  # samples finished: keep their last step, interpolate them all at the end
-                final_step = _keep_rows(accept & (t1 >= t_end), (y, y1, f, f1, y_mid, t, dt), final_step)
-            _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt, t, t1, accept,
+                final_step = _keep_rows(accept & (t1 >= t_end), (y, y1, f, f1, y_mid, t, dt_used), final_step)
+            _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt_used, t, t1, accept,
                            stop=len(s_list) - 1)
-        keep = accept.unsqueeze(1)
-        y, f, t = torch.where(keep, y1, y), torch.where(keep, f1, f), torch.where(accept, t1, t)
-        dt = dt_next
-        active = running
+        y, f, t, dt, active, nonfinite, n_steps, n_accepted = state
         if not any_running:
             break
     if final_step is not None:
         y0_, y1_, f0_, f1_, mid_, t_, dt_ = final_step
         outputs[-1] = _dense_output(y0_, y1_, f0_, f1_, mid_, dt_, t_, s_out[-1:].unsqueeze(1))[0]
-    rejected = steps - accepted
-    stats = SolveStats(start_nfe + steps * evals_per_step, steps, accepted, rejected, problem.nfe)
+    evals_per_step = stepper.evals_per_step
+    stats = SolveStats(start_nfe + n_steps * evals_per_step, n_steps, n_accepted, n_steps - n_accepted, problem.nfe)
     return outputs, stats
 
 

@@ -10,9 +10,8 @@ import math
 
 import torch
 
-from . import compiled
+from . import compiled, steps
 from .problem import FlatProblem
-from .rk_step import rk_step
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -51,19 +50,17 @@ def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: fl
     grid_values, out_index = make_grid(t_out, step_size)
     stage_times = _stage_times(problem, tableau, grid_values)
     if compile:  # the first step runs eagerly: it checks func's output before anything is traced
-        step = compiled.CompiledStep(compiled.fixed_step, problem.func)
-        field, coef = problem.traceable_field(), compiled.scheme(tableau)
-        sizes = _step_sizes(problem, grid_values)
+        step = compiled.CompiledStep(steps.fixed_step, problem.func)
+        field, sizes = problem.traceable_field(), _step_sizes(problem, grid_values)
     outputs = [y]
     next_out = 1
     evaluate, flat_shape = problem, y.shape
     for g in range(len(grid_values) - 1):
         times = stage_times[g]
         if compile and g > 0:
-            y = step(field, coef, times[0], sizes[g], y)
+            y = step(field, tableau, times[0], sizes[g], y)
         else:
-            f0 = evaluate(times[0], y)
-            y, _, _ = rk_step(evaluate, tableau, times[0], y, f0, grid_values[g + 1] - grid_values[g], times)
+            y = steps.fixed_step(evaluate, tableau, times[0], grid_values[g + 1] - grid_values[g], y, times)
         if g == 0 and not compile and problem.direct() is not None:  # func checked: step in the user's shape
             evaluate, y = problem.direct(), y.reshape(problem.shapes[0])
         if next_out < len(out_index) and out_index[next_out] == g + 1:

@@ -25,7 +25,7 @@ def max_norm(x: torch.Tensor) -> torch.Tensor:
 @functools.lru_cache(maxsize=None)
 def _mixed_norm(base: Callable, widths: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
     """The largest of the parts' norms for a tuple state whose flat parts have these widths; cached,
-    so solves of the same shapes share one function (the compiled step is reused, not retraced)."""
+    so solves of the same shapes share one function (a compiled step is reused, not retraced)."""
     bounds, start = [], 0
     for width in widths:
         bounds.append((start, start + width))
@@ -34,7 +34,6 @@ def _mixed_norm(base: Callable, widths: tuple[int, ...]) -> Callable[[torch.Tens
     def mixed(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([base(x[:, a:b]) for a, b in bounds], dim=1).amax(dim=1)
 
-    mixed.traceable = True
     return mixed
 
 
@@ -59,8 +58,16 @@ def make_norm(spec: NormSpec, problem: FlatProblem) -> Callable[[torch.Tensor], 
         raise TypeError(f"options['norm'] must be 'rms', 'max' or a callable, got {type(spec).__name__}.")
     if problem.per_sample:
         return spec
+    return _StateShapedNorm(spec, problem)
 
-    def user(x: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(spec(problem.to_user(problem.unflatten(x)))).reshape(1)
 
-    return user
+class _StateShapedNorm:
+    """A user's norm in shared mode: the flat ``[1, N]`` error is handed over shaped like the state
+    and the scalar answer comes back as ``[1]``. A plain object, so a compiled step can trace it and
+    reuse its graph for the next solve."""
+
+    def __init__(self, spec: Callable, problem: FlatProblem):
+        self.spec, self.problem = spec, problem
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(self.spec(self.problem.to_user(self.problem.unflatten(x)))).reshape(1)

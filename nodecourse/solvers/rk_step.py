@@ -48,9 +48,15 @@ def weighted_sum(stages: Sequence[torch.Tensor], weights: Weights, scale: float 
     return total
 
 
+def step_column(dt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A tensor step in ``y``'s dtype, shaped to scale ``[B, N]`` rows: ``[B] -> [B, 1]``; 0-d stays 0-d."""
+    dt = dt if dt.dtype == y.dtype else dt.to(y.dtype)
+    return dt.unsqueeze(1) if dt.dim() == 1 else dt
+
+
 def combine(y0: torch.Tensor, stages: Sequence[torch.Tensor], weights: Weights, dt: Step) -> torch.Tensor:
-    """``y0 + dt * sum_j w_j k_j``; ``y0`` and each stage ``[B, N]``, ``dt`` a float (shared step) or
-    a ``[B]`` tensor (one step per sample)."""
+    """``y0 + dt * sum_j w_j k_j``; ``y0`` and each stage ``[B, N]``, ``dt`` a float (shared step), a
+    ``[B]`` tensor (one step per sample) or a 0-d tensor."""
     if not weights:
         return y0.clone()
     if isinstance(dt, float):
@@ -59,7 +65,7 @@ def combine(y0: torch.Tensor, stages: Sequence[torch.Tensor], weights: Weights, 
         for j, w in rest:
             total.add_(stages[j], alpha=w * dt)
         return total
-    return torch.addcmul(y0, dt.to(y0.dtype).unsqueeze(1), weighted_sum(stages, weights))
+    return torch.addcmul(y0, step_column(dt, y0), weighted_sum(stages, weights))
 
 
 def error_estimate(stages: Sequence[torch.Tensor], tableau: ButcherTableau, dt: Step) -> torch.Tensor:
@@ -67,7 +73,7 @@ def error_estimate(stages: Sequence[torch.Tensor], tableau: ButcherTableau, dt: 
     weights = nonzero_weights(tableau)["err"]
     if isinstance(dt, float):
         return weighted_sum(stages, weights, dt)
-    return weighted_sum(stages, weights).mul_(dt.to(stages[0].dtype).unsqueeze(1))
+    return weighted_sum(stages, weights).mul_(step_column(dt, stages[0]))
 
 
 def rk_step(func: Callable, tableau: ButcherTableau, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor,
@@ -75,15 +81,15 @@ def rk_step(func: Callable, tableau: ButcherTableau, t0: torch.Tensor, y0: torch
             ) -> tuple[torch.Tensor, Optional[torch.Tensor], list[torch.Tensor]]:
     """Advance ``y0`` (``[B, N]``, at times ``t0``) by the step ``dt``.
 
-    ``dt`` is a float when the batch shares one step, or a ``[B]`` tensor per sample;
-    ``stage_times`` may give the times ``t0 + c_i dt`` precomputed. Returns ``(y1, error, stages)``:
+    ``dt`` is a float when the batch shares one step, a ``[B]`` tensor per sample (or a 0-d tensor,
+    as in a compiled step); ``stage_times`` may give the times ``t0 + c_i dt`` precomputed. Returns ``(y1, error, stages)``:
     the propagated solution, the embedded error estimate (``None`` for fixed-step methods) and the
     ``S`` stage derivatives, each ``[B, N]``. ``f0 = func(t0, y0)`` is passed in, so a
     First-Same-As-Last method costs ``S - 1`` evaluations a step.
     """
     weights = nonzero_weights(tableau)
     if not isinstance(dt, float):
-        return _per_sample_step(func, weights, y0, f0, dt, stage_times)
+        return _tensor_step(func, weights, t0, y0, f0, dt, stage_times)
     stages = [f0]
     y1 = y0
     for i in range(1, weights["n_stages"]):
@@ -100,16 +106,26 @@ def rk_step(func: Callable, tableau: ButcherTableau, t0: torch.Tensor, y0: torch
     return y1, error, stages
 
 
-def _per_sample_step(func: Callable, weights: dict, y0: torch.Tensor, f0: torch.Tensor, dt: torch.Tensor,
-                     stage_times: Sequence[torch.Tensor]):
-    """:func:`rk_step` with a ``[B]`` step per sample: each stage is scaled by its samples' ``dt`` once
-    (``dk_j = dt * k_j``), so every combination is again a plain add chain ``y0 + sum_j a_ij dk_j``."""
-    dt_col = (dt if dt.dtype == y0.dtype else dt.to(y0.dtype)).unsqueeze(1)
+def midpoint(tableau: ButcherTableau, y0: torch.Tensor, stages: Sequence[torch.Tensor], dt: Step
+             ) -> Optional[torch.Tensor]:
+    """The state at the step's midpoint from its stages, for dense output (``None`` if the method has
+    no such weights)."""
+    weights = nonzero_weights(tableau)["mid"]
+    return combine(y0, stages, weights, dt) if weights is not None else None
+
+
+def _tensor_step(func: Callable, weights: dict, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor,
+                 dt: torch.Tensor, stage_times: Optional[Sequence[torch.Tensor]]):
+    """:func:`rk_step` with the step as a tensor (``[B]`` per sample, or 0-d): each stage is scaled by
+    its samples' ``dt`` once (``dk_j = dt * k_j``), so every combination is again a plain add chain
+    ``y0 + sum_j a_ij dk_j``."""
+    dt_col = step_column(dt, y0)
     stages, scaled = [f0], [f0 * dt_col]
     y1 = y0
     for i in range(1, weights["n_stages"]):
         y1 = combine(y0, scaled, weights["a"][i], 1.0)
-        stages.append(func(stage_times[i], y1))
+        ti = stage_times[i] if stage_times is not None else t0 + weights["c"][i] * dt
+        stages.append(func(ti, y1))
         scaled.append(stages[-1] * dt_col)
     if not weights["fsal"]:
         y1 = combine(y0, scaled, weights["b"], 1.0)

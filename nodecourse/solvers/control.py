@@ -1,0 +1,89 @@
+"""Error control: how a trial step's error estimate becomes a ratio to the tolerance, and how the
+ratio becomes accept/reject and the next step size (on the host for a shared step, on the device
+per sample)."""
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import torch
+
+from .checks import SolverError
+
+Tolerance = Union[float, torch.Tensor]
+
+
+class Control:
+    """The step-size controller's constants: h_new = h * clamp(safety * ratio^exponent, ., ifactor)."""
+
+    def __init__(self, safety: float, ifactor: float, dfactor: float, exponent: float, max_num_steps: int):
+        self.safety, self.ifactor, self.dfactor = safety, ifactor, dfactor
+        self.exponent, self.max_num_steps = exponent, max_num_steps
+
+    def factor(self, ratio: float) -> float:
+        """Step-size factor for an error ratio (a float): grow up to ifactor after an accepted step,
+        shrink no further than dfactor after a rejected one."""
+        if ratio != ratio:  # NaN: the trial produced non-finite values
+            return self.dfactor
+        if ratio == 0.0:
+            return self.ifactor
+        factor = self.safety * ratio ** self.exponent
+        return min(self.ifactor, max(factor, 1.0 if ratio <= 1 else self.dfactor))
+
+    def factor_tensor(self, ratio: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
+        """The same rule on a ``[B]`` tensor of ratios (``accepted``: ``ratio <= 1``), on the device."""
+        factor = ratio.pow(self.exponent).mul_(self.safety).clamp_(max=self.ifactor)
+        factor = torch.where(accepted, factor.clamp(min=1.0), factor.clamp_(min=self.dfactor))
+        return torch.nan_to_num(factor, nan=self.dfactor)  # a NaN ratio: non-finite trial, shrink
+
+    def check_steps(self, n: int, problem) -> None:
+        if n > self.max_num_steps:
+            t_end = float(problem.t[-1]) * problem.direction
+            raise SolverError(
+                f"The solver took more than max_num_steps={self.max_num_steps} steps before reaching "
+                f"t={t_end:g}. Loosen rtol/atol, check the dynamics for stiffness, or raise "
+                f"options['max_num_steps']."
+            )
+
+
+def error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol: Tolerance,
+                atol: Tolerance, batch: int) -> torch.Tensor:
+    """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` per sample, ``[batch]``, NaN where ``y1`` is not
+    finite. ``batch`` is 1 for a shared step (then the states may have any shape) or ``B`` for
+    ``[B, N]`` states with one step per sample."""
+    scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
+    ratio = norm((error / scale).reshape(batch, -1)).detach()  # step sizes are chosen, not differentiated
+    return torch.where(torch.isfinite(y1).reshape(batch, -1).all(dim=1), ratio, float("nan"))
+
+
+def trial_times(t: torch.Tensor, dt: torch.Tensor, t_end: Union[float, torch.Tensor], clip_last: bool
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: the step sizes and end times ``(dt, t1)`` of the next trial. With ``clip_last`` a
+    step that would pass ``t_end`` is shortened to land on it. Finished samples have ``dt = 0``."""
+    if not clip_last:
+        return dt, t + dt
+    last = dt >= t_end - t
+    return torch.where(last, t_end - t, dt), torch.where(last, t_end, t + dt)
+
+
+def decide(control: Control, ratio: torch.Tensor, t: torch.Tensor, t1: torch.Tensor, dt: torch.Tensor,
+           t_end: Union[float, torch.Tensor], active: torch.Tensor, nonfinite: torch.Tensor, steps: torch.Tensor,
+           accepted: torch.Tensor) -> tuple:
+    """Every sample's decision after a trial step, on the device.
+
+    Returns ``(accept, stalled, nonfinite, running, dt_next, steps, accepted, summary)``: masks
+    ``[B]`` of accepted and stalled (time no longer advances) samples, whether a trial since the last
+    accepted step gave NaN/inf (for the error message), who is still running, the next step sizes
+    (0 for finished samples), the updated step counters, and ``summary = [anyone running, anyone
+    stalled, earliest start and latest end of the accepted steps]``, the one vector the host reads.
+    """
+    small_enough = ratio <= 1
+    accept = small_enough & active
+    stalled = active & (t1 == t)
+    nonfinite = torch.where(accept & ~stalled, False, nonfinite | torch.isnan(ratio))
+    running = active & ~(accept & (t1 >= t_end))
+    factor = control.factor_tensor(ratio, small_enough)
+    dt_next = torch.where(running, dt * (factor if factor.dtype == dt.dtype else factor.to(dt.dtype)), 0.0)
+    flags = torch.stack([running, stalled]).any(dim=1).to(t.dtype)
+    summary = torch.cat([flags, torch.where(accept, t, float("inf")).amin(0, keepdim=True),
+                         torch.where(accept, t1, float("-inf")).amax(0, keepdim=True)])
+    return accept, stalled, nonfinite, running, dt_next, steps + active, accepted + accept, summary
