@@ -1,4 +1,4 @@
-"""Small assertions shared by the model tests."""
+"""Small assertions shared by the tests."""
 from __future__ import annotations
 
 import pytest
@@ -24,6 +24,19 @@ def assert_directional_derivatives(module, loss_fn, n_directions=3, eps=1e-6, rt
         numeric = (up - down) / (2 * eps)
         analytic = sum((gr * d).sum() for gr, d in zip(grads, direction)).item()
         assert analytic == pytest.approx(numeric, rel=rtol, abs=1e-8)
+
+
+def assert_entry_gradients(loss_fn, weight, entries, eps=1e-6, rel=1e-6, abs_tol=1e-8):
+    """Autograd's gradient of loss_fn() w.r.t. chosen entries of ``weight`` against central differences."""
+    (grad,) = torch.autograd.grad(loss_fn(), weight)
+    for idx in entries:
+        with torch.no_grad():
+            weight[idx] += eps
+            up = loss_fn().item()
+            weight[idx] -= 2 * eps
+            down = loss_fn().item()
+            weight[idx] += eps
+        assert grad[idx].item() == pytest.approx((up - down) / (2 * eps), rel=rel, abs=abs_tol)
 
 
 def assert_checker_rejects(checker, wrong, capsys, *phrases: str) -> str:

@@ -11,6 +11,8 @@ from nodecourse.models import MLP, ODEFunc
 from nodecourse.models.regularised import (RegularisedClassifier, RegularisedODEFunc, jacobian_probe_integrand,
                                            kinetic_integrand)
 
+from helpers import assert_entry_gradients
+
 DT = torch.float64
 TOL = {"rtol": 1e-9, "atol": 1e-11}
 
@@ -127,17 +129,7 @@ def test_func_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(lambda z_in: func(0.0, (z_in, z_in.new_zeros(3), z_in.new_zeros(3))), (z,))
     # parameter gradient of the summed integrands against central differences
     loss = lambda: sum(o.sum() for o in func(0.0, (z.detach(), z.new_zeros(3), z.new_zeros(3)))[1:])  # noqa: E731
-    (grad,) = torch.autograd.grad(loss(), weight)
-    numeric = torch.zeros_like(weight)
-    for idx in [(0, 0), (1, 1), (3, 0)]:
-        with torch.no_grad():
-            weight[idx] += 1e-6
-            up = loss().item()
-            weight[idx] -= 2e-6
-            down = loss().item()
-            weight[idx] += 1e-6
-        numeric[idx] = (up - down) / 2e-6
-        assert grad[idx].item() == pytest.approx(numeric[idx].item(), rel=1e-6, abs=1e-8)
+    assert_entry_gradients(loss, weight, [(0, 0), (1, 1), (3, 0)])
 
 
 def test_func_without_grad_returns_detached_integrals():
@@ -221,15 +213,7 @@ def test_classifier_gradient_matches_finite_differences():
         return nn.functional.cross_entropy(model.readout(z1), y) + 0.5 * e_kin.mean() + 0.5 * e_jac.mean()
 
     weight = model.func.dynamics.net[0].weight
-    (grad,) = torch.autograd.grad(loss(), weight)
-    for idx in [(0, 0), (5, 2)]:
-        with torch.no_grad():
-            weight[idx] += 1e-6
-            up = loss().item()
-            weight[idx] -= 2e-6
-            down = loss().item()
-            weight[idx] += 1e-6
-        assert grad[idx].item() == pytest.approx((up - down) / 2e-6, rel=1e-4, abs=1e-7)
+    assert_entry_gradients(loss, weight, [(0, 0), (5, 2)], rel=1e-4, abs_tol=1e-7)
 
 
 def test_regularised_training_lowers_the_integrals():

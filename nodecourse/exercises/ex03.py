@@ -7,6 +7,8 @@ reference). The references are public so a notebook can also call them directly.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
@@ -225,8 +227,7 @@ def check_convergence_order(fn: Callable[..., float], verbose: bool = True) -> C
             "sum((x - mean x)(y - mean y)) / sum((x - mean x)^2) with x = log h, y = log error "
             "(or numpy.polyfit(x, y, 1)[0]). Return a Python float.")
 
-    def compare(expected: float, got: Any) -> Optional[str]:
-        return close(expected, got, rtol=1e-6, atol=1e-9)
+    compare = functools.partial(close, rtol=1e-6, atol=1e-9)
 
     result, _ = check_function("Exercise 1 (convergence order)", fn, convergence_order, cases, hint=hint,
                                compare=compare, verbose=verbose)

@@ -8,6 +8,8 @@ reference). The references are public so a notebook can also call them directly.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -311,8 +313,7 @@ def check_euler_step_limit(fn: Callable[[torch.Tensor], float], verbose: bool = 
             "h <= -2 Re(lam) / |lam|^2 for a complex lam (2/|lam| only when lam is real). Take the eigenvalues with "
             "torch.linalg.eigvals (complex), the smallest bound over them, and return a Python float.")
 
-    def compare(expected: float, got: Any) -> Optional[str]:
-        return close(expected, got, rtol=1e-8, atol=1e-12)
+    compare = functools.partial(close, rtol=1e-8, atol=1e-12)
 
     result, _ = check_function("Exercise 4 (explicit Euler step limit)", fn, euler_step_limit, cases, hint=hint,
                                compare=compare, verbose=verbose)
@@ -328,8 +329,7 @@ def check_stability_limit(fn: Callable[[ButcherTableau], float], verbose: bool =
             "tableau's fractions; k = 1..s); evaluate |R(-s)| on a fine grid of s > 0, find the first s where it "
             "exceeds 1, then bisect between that grid point and the one before to about 1e-10.")
 
-    def compare(expected: float, got: Any) -> Optional[str]:
-        return close(expected, got, rtol=0.0, atol=1e-6)
+    compare = functools.partial(close, rtol=0.0, atol=1e-6)
 
     result, _ = check_function("Exercise 5 (stability limit from the tableau)", fn, stability_limit, cases, hint=hint,
                                compare=compare, verbose=verbose)

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction as F
 from typing import Optional, Sequence
 
-import torch
-
 __all__ = ["ButcherTableau", "TABLEAUX", "FIXED_METHODS", "ADAPTIVE_METHODS", "METHODS"]
 
 
