@@ -1,20 +1,24 @@
 # The course's two commands:
 #   make lab    set everything up (first time only) and open the course in JupyterLab
 #   make test   set everything up (first time only) and run every test: unit tests, then the notebooks
-# Both create a virtual environment in .venv with Python 3.10+ (override with PYTHON=python3.12).
+# Both create a virtual environment in .venv with Python 3.10+ (override with PYTHON=python3.12) and
+# install exactly the versions in requirements-lock.txt, the set CI tests.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+LOCK   := requirements-lock.txt
 STAMP  := $(VENV)/.nodecourse-installed
+BROWSER_STAMP := $(VENV)/.nodecourse-browser-installed
 
-.PHONY: setup lab test unit notebooks sync slides bench clean
+.PHONY: setup lab test unit notebooks test-browser sync work home slides bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.10 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[course]"
+	$(BIN)/python -m pip install -c $(LOCK) pip
+	$(BIN)/python -m pip install -c $(LOCK) -e ".[course]"
+	rm -f $(BROWSER_STAMP)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -23,8 +27,8 @@ setup: $(STAMP)
 lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/00_welcome.ipynb
 
-# Unit tests, then every notebook executed in fast mode (nbval, outputs not compared); two workers
-# of one thread each use both cores without oversubscribing them.
+# Unit tests, then every notebook executed in fast mode (nbval, outputs not compared, a warning on
+# stderr fails the cell); two workers of one thread each use both cores without oversubscribing them.
 test: unit notebooks
 
 unit: setup
@@ -33,18 +37,48 @@ unit: setup
 notebooks: setup
 	NODECOURSE_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax notebooks exercises solutions
 
-# After editing a notebook (either file of a pair): re-pair, strip outputs, set slide metadata,
-# regenerate exercises/ from solutions/.
+# JupyterLab in headless Chromium: open the welcome and a lecture, Run All, fail on any error,
+# warning or missing figure. Needs Debian's chromium (or CHROMIUM=/path/to/chromium).
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -c $(LOCK) -e ".[course,browser]"
+	touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP)
+	NODECOURSE_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python tools/browser_check.py
+
+# After editing a lecture or a solution notebook (in JupyterLab or as its .py): strip outputs, re-pair,
+# set slide metadata, regenerate exercises/ and the README's syllabus. See CONTRIBUTING.md.
+# FROM=ipynb or FROM=py says which file of an edited pair wins when both were edited.
 sync: setup
-	$(BIN)/python tools/sync_notebooks.py
+	$(BIN)/python tools/sync_notebooks.py $(if $(FROM),--from $(FROM))
+
+# Your own copies of the exercise notebooks in work/ (git-ignored: course updates never touch them).
+# Copies only the notebooks you do not have yet.
+work: setup
+	$(BIN)/python tools/make_work.py
+
+# The course's home repository, written once into pyproject.toml and from there into every Colab
+# badge and install line: make home URL=https://github.com/OWNER/REPO (without URL: the git remote).
+home: setup
+	$(BIN)/python tools/update_links.py --set $(if $(URL),"$(URL)",--from-git-remote)
 
 # Every lecture as a reveal.js slide deck in slides/.
 slides: setup
 	$(BIN)/jupyter nbconvert --to slides --output-dir slides notebooks/*.ipynb
 
-clean:
-	rm -rf $(VENV) slides .pytest_cache
-
 # Solver benchmarks against torchdiffeq and torchode (prints a table, writes benchmarks/results/latest.json).
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# Refresh the lock: the newest releases that pyproject.toml allows, for every Python from 3.10 on,
+# torch kept at its locked version unless TORCH=<version>; then rebuild .venv from it and run every test.
+lock: setup
+	$(BIN)/python -m pip install -c $(LOCK) uv
+	echo "torch==$(if $(TORCH),$(TORCH),$$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' $(LOCK) | head -n 1))" > $(VENV)/torch-pin.txt
+	$(BIN)/uv pip compile pyproject.toml tools/lock-tools.in --extra course --extra browser --universal \
+	    --python-version 3.10 --constraint $(VENV)/torch-pin.txt --no-header --output-file $(LOCK)
+	rm -f $(STAMP)
+	$(MAKE) test
+
+clean:
+	rm -rf $(VENV) slides .pytest_cache

@@ -1,23 +1,16 @@
-# ---
-# jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown] slideshow={"slide_type": "skip"}
 # [![Lecture in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/notebooks/09_time_series.ipynb)
 # [![Exercises in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/exercises/09_time_series_exercises.ipynb)
 # [![Solutions in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/solutions/09_time_series_exercises.ipynb)
 #
 # Lecture · Exercises · Solutions
+
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-3764d2d686b3cb22"]
+# > **This notebook is generated** from `solutions/09_time_series_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
+# > course maintainers edit the solution notebook, never this one.
+# >
+# > **Learners:** do the exercises in your own copy, `work/09_time_series_exercises.ipynb` (`make work` makes it),
+# > where no course tool and no `git pull` touches your answers.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 09 · Time series: exercises

@@ -12,6 +12,9 @@ import pytest
 import nodecourse
 from nodecourse.config import FAST
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import notebook_io  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIRS = ("notebooks", "exercises", "solutions")
 NOTEBOOKS = sorted(p for d in NOTEBOOK_DIRS for p in (ROOT / d).glob("*.ipynb"))
@@ -82,12 +85,10 @@ def test_notebook_is_stored_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_notebook_and_its_py_percent_pair_are_in_sync(path):
-    jupytext = pytest.importorskip("jupytext")
     pair = path.with_suffix(".py")
     assert pair.exists(), f"{path.name} has no paired {pair.name}; run `make sync`."
-    from_notebook = jupytext.writes(jupytext.read(path), fmt="py:percent")
-    from_script = jupytext.writes(jupytext.read(pair), fmt="py:percent")
-    assert from_notebook == from_script, f"{path.name} and {pair.name} differ; run `make sync`."
+    assert notebook_io.content(notebook_io.read(path)) == notebook_io.content(notebook_io.read(pair)), (
+        f"{path.name} and {pair.name} differ; run `make sync`.")
 
 
 def test_there_are_notebooks_to_run():

@@ -1,27 +1,40 @@
-"""Keep every notebook paired, clean and ready for slides, then regenerate exercises/.
+"""Keep every notebook pair stored clean, then regenerate exercises/ and the README's syllabus.
 
-For each lecture in notebooks/ and each solution notebook in solutions/, the newer of the .ipynb
-and its py:percent .py is taken as the truth; outputs are stripped, headings get slide metadata
-(``#``/``##`` start a slide, ``###`` a sub-slide, the badge cell is skipped), and both files are
-written. Then tools/make_exercises.py writes exercises/ and tools/syllabus.py the README's syllabus.
+For each lecture in notebooks/ and each solution notebook in solutions/, the ``.ipynb`` and its
+``py:percent`` ``.py`` must say the same thing. Which file wins is decided, never guessed from
+modification times:
 
-    python tools/sync_notebooks.py                 # every notebook
-    python tools/sync_notebooks.py 03_ode_solvers  # only the notebooks whose name starts with this
+- the two say the same (JupyterLab saves both at once): the pair is just stored clean;
+- they differ and only one of them differs from the last commit: that one holds the edit and wins;
+- both were edited since the last commit (or the pair is new): nothing is written and the tool asks
+  for ``--from ipynb`` or ``--from py``.
+
+Stored clean means: outputs stripped, slide metadata set from the headings (``#``/``##`` start a
+slide, ``###`` a sub-slide, the badge cell is skipped), only slide metadata and tags kept.
+
+    python tools/sync_notebooks.py                  # every notebook
+    python tools/sync_notebooks.py 03_ode_solvers   # the notebooks whose name starts with this
+    python tools/sync_notebooks.py --from py        # an edited .py wins over its .ipynb
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-import jupytext
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_exercises  # noqa: E402
+import notebook_io as io  # noqa: E402
 import syllabus  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = io.ROOT
 SOURCE_FOLDERS = ("notebooks", "solutions")
+
+
+class PairConflict(Exception):
+    """Both files of a pair hold edits that differ; the user must say which one wins."""
 
 
 def slide_type(cell: nbformat.NotebookNode, index: int) -> str | None:
@@ -40,46 +53,95 @@ def slide_type(cell: nbformat.NotebookNode, index: int) -> str | None:
 
 def clean(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Strip outputs and set slide metadata in place."""
-    notebook.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                         "language_info": {"name": "python"}}
+    io.stored_form(notebook)
     for index, cell in enumerate(notebook.cells):
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
         kind = slide_type(cell, index)
         cell.metadata.pop("slideshow", None)
         if kind:
             cell.metadata["slideshow"] = {"slide_type": kind}
-        for key in list(cell.metadata):
-            if key not in ("slideshow", "tags"):
-                del cell.metadata[key]
     return notebook
 
 
-def sync_folder(folder: Path, prefix: str = "") -> None:
+def edited_since_commit(path: Path, notebook: nbformat.NotebookNode) -> bool:
+    """Whether ``notebook`` (read from ``path``) says something else than the committed ``path``."""
+    old = io.committed(path)
+    return old is None or io.content(clean(old)) != io.content(notebook)
+
+
+def choose_source(ipynb: Path, py: Path, prefer: str | None) -> Path:
+    """The file of a pair whose content wins (see the module docstring); raises PairConflict."""
+    if not py.exists():
+        return ipynb
+    if not ipynb.exists():
+        return py
+    from_ipynb, from_py = clean(io.read(ipynb)), clean(io.read(py))
+    if io.content(from_ipynb) == io.content(from_py):
+        return ipynb
+    if prefer:
+        return ipynb if prefer == "ipynb" else py
+    ipynb_edited, py_edited = edited_since_commit(ipynb, from_ipynb), edited_since_commit(py, from_py)
+    if ipynb_edited != py_edited:
+        return ipynb if ipynb_edited else py
+    name = ipynb.relative_to(ROOT).with_suffix("")
+    raise PairConflict(
+        f"{name}.ipynb and {name}.py were both edited and now differ, so neither can be taken as the truth. "
+        f"Keep the notebook's version with `make sync FROM=ipynb` (the .py's edits are dropped), or the "
+        f".py's with `make sync FROM=py`.")
+
+
+def keep_cell_ids(notebook: nbformat.NotebookNode, ipynb: Path) -> None:
+    """Give cells the ids the stored .ipynb has for cells with the same source (no churn in its diff)."""
+    if not ipynb.exists():
+        return
+    stored = {}
+    for cell in nbformat.read(ipynb, as_version=4).cells:
+        if "id" in cell:
+            stored.setdefault((cell.cell_type, cell.source), cell["id"])
+    used = set()
+    for cell in notebook.cells:
+        old = stored.get((cell.cell_type, cell.source))
+        if old and old not in used:
+            cell["id"] = old
+            used.add(old)
+
+
+def sync_pair(ipynb: Path, prefer: str | None = None) -> str | None:
+    """Store one pair clean; returns which file won when anything was written, else None."""
+    py = ipynb.with_suffix(".py")
+    source = choose_source(ipynb, py, prefer)
+    notebook = clean(io.read(source))
+    if source == py:
+        keep_cell_ids(notebook, ipynb)
+    wrote = [io.write_if_different(path, io.text_for(path, notebook)) for path in (ipynb, py)]
+    return source.suffix if any(wrote) else None
+
+
+def sync_folder(folder: Path, prefix: str = "", prefer: str | None = None) -> list[str]:
+    """Sync every pair in ``folder`` whose name starts with ``prefix``; returns the conflicts."""
+    conflicts = []
     stems = sorted({p.stem for p in folder.glob("*.py")} | {p.stem for p in folder.glob("*.ipynb")})
-    stems = [s for s in stems if s.startswith(prefix)]
-    for stem in stems:
-        ipynb, py = folder / f"{stem}.ipynb", folder / f"{stem}.py"
-        sources = [p for p in (ipynb, py) if p.exists()]
-        newest = max(sources, key=lambda p: p.stat().st_mtime)
-        notebook = clean(jupytext.read(newest))
-        if ipynb.exists() and newest == py:  # keep the stored cell ids: no churn in the .ipynb diff
-            stored = nbformat.read(ipynb, as_version=4).cells
-            for cell, old in zip(notebook.cells, stored):
-                if "id" in old:
-                    cell["id"] = old["id"]
-        jupytext.write(notebook, ipynb)
-        jupytext.write(notebook, py, fmt="py:percent")
-        print(f"synced {folder.name}/{stem} from {newest.suffix}")
+    for stem in (s for s in stems if s.startswith(prefix)):
+        try:
+            won = sync_pair(folder / f"{stem}.ipynb", prefer)
+        except PairConflict as conflict:
+            conflicts.append(str(conflict))
+            continue
+        if won:
+            print(f"synced {folder.name}/{stem} from its {won}")
+    return conflicts
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    prefix = args[0] if args else ""
-    for name in SOURCE_FOLDERS:
-        sync_folder(ROOT / name, prefix)
-    status = make_exercises.main(["--only", prefix] if prefix else [])
-    return status or syllabus.main([])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prefix", nargs="?", default="", help="only the notebooks whose name starts with this")
+    parser.add_argument("--from", dest="prefer", choices=("ipynb", "py"),
+                        help="when both files of a pair were edited, the one that wins")
+    args = parser.parse_args(argv)
+    conflicts = [c for name in SOURCE_FOLDERS for c in sync_folder(ROOT / name, args.prefix, args.prefer)]
+    for conflict in conflicts:
+        print(conflict, file=sys.stderr)
+    status = make_exercises.main(["--only", args.prefix] if args.prefix else [])
+    return 1 if conflicts else (status or syllabus.main([]))
 
 
 if __name__ == "__main__":
