@@ -547,8 +547,8 @@ assert ode_gaps[train_depths[-1]] < ode_gaps[train_depths[0]] / 4
 #   arXiv:1512.03385.
 # - W. E. *A Proposal on Machine Learning via Dynamical Systems*. Communications in Mathematics and
 #   Statistics 5(1):1-11, 2017.
-# - E. Haber, L. Ruthotto. *Stable Architectures for Deep Neural Networks*. Inverse Problems 34(1),
-#   2018. arXiv:1705.03341.
+# - E. Haber, L. Ruthotto. *Stable Architectures for Deep Neural Networks*. Inverse Problems
+#   34(1), 2018. arXiv:1705.03341.
 # - Y. Lu, A. Zhong, Q. Li, B. Dong. *Beyond Finite Layer Neural Networks: Bridging Deep
 #   Architectures and Numerical Differential Equations*. ICML 2018. arXiv:1710.10121.
 # - M. E. Sander, P. Ablin, G. Peyré. *Do Residual Neural Networks discretize Neural Ordinary

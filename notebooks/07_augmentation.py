@@ -664,5 +664,5 @@ assert circle_runs["plain", seed0]["nfe"][-1] > circle_runs["plain", seed0]["nfe
 # - C. Finlay, J.-H. Jacobsen, L. Nurbekyan, A. M. Oberman. *How to train your Neural ODE: the world
 #   of Jacobian and kinetic regularization*. ICML 2020. arXiv:2002.02798. (Making the flows, and the
 #   NFE, tame; notebook 11.)
-# - G. H. Hardy, J. E. Littlewood, G. Pólya. *Inequalities*. 2nd ed., Cambridge University Press,
-#   1952. (Chebyshev's sum inequality.)
+# - G. H. Hardy, J. E. Littlewood, G. Pólya. *Inequalities*. 2nd ed., Cambridge University
+#   Press, 1952. (Chebyshev's sum inequality.)
