@@ -7,6 +7,8 @@ write, so a new jupytext or nbformat release cannot make two equal notebooks loo
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -18,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_jupytext_config(str(ROOT))
 PY_FORMAT = "py:percent"
 KEPT_CELL_METADATA = ("slideshow", "tags")
+SYNC_STATE = ROOT / ".notebook-sync.json"  # git-ignored: what each file said when the tools last wrote it
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
@@ -71,9 +74,8 @@ def stored_form(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def committed(path: Path) -> nbformat.NotebookNode | None:
     """The version of ``path`` in git's HEAD, or None (not in git, not committed, no git)."""
-    relative = path.resolve().relative_to(ROOT).as_posix()
     try:
-        result = subprocess.run(["git", "show", f"HEAD:{relative}"], cwd=ROOT, capture_output=True, text=True)
+        result = subprocess.run(["git", "show", f"HEAD:{_relative(path)}"], cwd=ROOT, capture_output=True, text=True)
     except OSError:
         return None
     if result.returncode != 0:
@@ -87,3 +89,29 @@ def write_if_different(path: Path, text: str) -> bool:
         return False
     path.write_text(text)
     return True
+
+
+def content_hash(notebook: nbformat.NotebookNode) -> str:
+    return hashlib.sha256(repr(content(notebook)).encode()).hexdigest()
+
+
+def _relative(path: Path) -> str:
+    return path.resolve().relative_to(ROOT).as_posix()
+
+
+def last_written(path: Path) -> str | None:
+    """The content hash of ``path`` when the tools last wrote it here (see ``remember``), or None."""
+    try:
+        return json.loads(SYNC_STATE.read_text()).get(_relative(path))
+    except (OSError, ValueError):
+        return None
+
+
+def remember(paths: list[Path], notebook: nbformat.NotebookNode) -> None:
+    """Note that the tools just wrote ``notebook`` to ``paths``: the base against which later edits are seen."""
+    try:
+        state = json.loads(SYNC_STATE.read_text())
+    except (OSError, ValueError):
+        state = {}
+    state.update({_relative(p): content_hash(notebook) for p in paths})
+    SYNC_STATE.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")

@@ -5,15 +5,16 @@ For each lecture in notebooks/ and each solution notebook in solutions/, the ``.
 modification times:
 
 - the two say the same (JupyterLab saves both at once): the pair is just stored clean;
-- they differ and only one of them differs from the last commit: that one holds the edit and wins;
-- both were edited since the last commit (or the pair is new): nothing is written and the tool asks
-  for ``--from ipynb`` or ``--from py``.
+- they differ and only one of them was edited since the tools last wrote the pair (recorded in the
+  git-ignored ``.notebook-sync.json``; in a fresh clone, since the last commit): that one wins;
+- both were edited (or the pair is new): nothing is written and the tool asks for ``--from ipynb``
+  or ``--from py``.
 
 Stored clean means: outputs stripped, slide metadata set from the headings (``#``/``##`` start a
 slide, ``###`` a sub-slide, the badge cell is skipped), only slide metadata and tags kept.
 
     python tools/sync_notebooks.py                  # every notebook
-    python tools/sync_notebooks.py 03_ode_solvers   # the notebooks whose name starts with this
+    python tools/sync_notebooks.py 03_ 04_          # the notebooks whose names start with these
     python tools/sync_notebooks.py --from py        # an edited .py wins over its .ipynb
 """
 from __future__ import annotations
@@ -62,10 +63,14 @@ def clean(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
-def edited_since_commit(path: Path, notebook: nbformat.NotebookNode) -> bool:
-    """Whether ``notebook`` (read from ``path``) says something else than the committed ``path``."""
-    old = io.committed(path)
-    return old is None or io.content(clean(old)) != io.content(notebook)
+def edited(path: Path, notebook: nbformat.NotebookNode) -> bool:
+    """Whether ``notebook`` (read from ``path``) says something else than the tools last wrote there
+    (or, where they have not written it in this checkout, than the last commit)."""
+    base = io.last_written(path)
+    if base is None:
+        old = io.committed(path)
+        base = io.content_hash(clean(old)) if old is not None else None
+    return base != io.content_hash(notebook)
 
 
 def choose_source(ipynb: Path, py: Path, prefer: str | None) -> Path:
@@ -79,7 +84,7 @@ def choose_source(ipynb: Path, py: Path, prefer: str | None) -> Path:
         return ipynb
     if prefer:
         return ipynb if prefer == "ipynb" else py
-    ipynb_edited, py_edited = edited_since_commit(ipynb, from_ipynb), edited_since_commit(py, from_py)
+    ipynb_edited, py_edited = edited(ipynb, from_ipynb), edited(py, from_py)
     if ipynb_edited != py_edited:
         return ipynb if ipynb_edited else py
     name = ipynb.relative_to(ROOT).with_suffix("")
@@ -113,14 +118,15 @@ def sync_pair(ipynb: Path, prefer: str | None = None) -> str | None:
     if source == py:
         keep_cell_ids(notebook, ipynb)
     wrote = [io.write_if_different(path, io.text_for(path, notebook)) for path in (ipynb, py)]
+    io.remember([ipynb, py], notebook)
     return source.suffix if any(wrote) else None
 
 
-def sync_folder(folder: Path, prefix: str = "", prefer: str | None = None) -> list[str]:
-    """Sync every pair in ``folder`` whose name starts with ``prefix``; returns the conflicts."""
+def sync_folder(folder: Path, prefixes: tuple[str, ...] = ("",), prefer: str | None = None) -> list[str]:
+    """Sync every pair in ``folder`` whose name starts with one of ``prefixes``; returns the conflicts."""
     conflicts = []
     stems = sorted({p.stem for p in folder.glob("*.py")} | {p.stem for p in folder.glob("*.ipynb")})
-    for stem in (s for s in stems if s.startswith(prefix)):
+    for stem in (s for s in stems if s.startswith(prefixes)):
         try:
             won = sync_pair(folder / f"{stem}.ipynb", prefer)
         except PairConflict as conflict:
@@ -133,14 +139,16 @@ def sync_folder(folder: Path, prefix: str = "", prefer: str | None = None) -> li
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("prefix", nargs="?", default="", help="only the notebooks whose name starts with this")
+    parser.add_argument("prefixes", nargs="*", default=[""], metavar="prefix",
+                        help="only the notebooks whose name starts with one of these")
     parser.add_argument("--from", dest="prefer", choices=("ipynb", "py"),
                         help="when both files of a pair were edited, the one that wins")
     args = parser.parse_args(argv)
-    conflicts = [c for name in SOURCE_FOLDERS for c in sync_folder(ROOT / name, args.prefix, args.prefer)]
+    prefixes = tuple(args.prefixes)
+    conflicts = [c for name in SOURCE_FOLDERS for c in sync_folder(ROOT / name, prefixes, args.prefer)]
     for conflict in conflicts:
         print(conflict, file=sys.stderr)
-    status = make_exercises.main(["--only", args.prefix] if args.prefix else [])
+    status = max(make_exercises.main(["--only", prefix]) for prefix in prefixes)
     return 1 if conflicts else (status or syllabus.main([]))
 
 
