@@ -10,6 +10,7 @@ BIN    := $(VENV)/bin
 LOCK   := requirements-lock.txt
 STAMP  := $(VENV)/.nodecourse-installed
 BROWSER_STAMP := $(VENV)/.nodecourse-browser-installed
+LOCK_HEADER := \# The exact versions `make` installs, for every Python from 3.10 on (pip constraints). Refresh: `make lock`.
 
 .PHONY: setup lab test unit notebooks test-browser sync work home slides bench lock clean
 
@@ -76,7 +77,8 @@ lock: setup
 	$(BIN)/python -m pip install -c $(LOCK) uv
 	echo "torch==$(if $(TORCH),$(TORCH),$$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' $(LOCK) | head -n 1))" > $(VENV)/torch-pin.txt
 	$(BIN)/uv pip compile pyproject.toml tools/lock-tools.in --extra course --extra browser --universal \
-	    --python-version 3.10 --constraint $(VENV)/torch-pin.txt --no-header --output-file $(LOCK)
+	    --python-version 3.10 --constraint $(VENV)/torch-pin.txt --no-header --output-file $(VENV)/lock.new
+	{ echo "$(LOCK_HEADER)"; cat $(VENV)/lock.new; } > $(LOCK)
 	rm -f $(STAMP)
 	$(MAKE) test
 
