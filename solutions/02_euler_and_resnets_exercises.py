@@ -1,9 +1,5 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
-# [![Lecture in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/notebooks/02_euler_and_resnets.ipynb)
-# [![Exercises in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/exercises/02_euler_and_resnets_exercises.ipynb)
-# [![Solutions in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/solutions/02_euler_and_resnets_exercises.ipynb)
-#
-# Lecture · Exercises · Solutions
+# Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 02 · Euler's method and ResNets: exercises (solutions)
@@ -30,11 +26,15 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install the course package first
+COURSE_HOME = ""  # the course's GitHub repository; `make home` writes it
+if "google.colab" in sys.modules:  # on Colab: install the course package from its home first
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "nodecourse @ git+https://github.com/nodecourse/neural-ode-course"], check=True)
+    if not COURSE_HOME:
+        raise RuntimeError("This copy of the course does not know its home repository, so nodecourse cannot be "
+                           "installed here: a maintainer sets it with `make home` (see CONTRIBUTING.md), or you "
+                           "install nodecourse with pip yourself and delete this check.")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"nodecourse @ git+{COURSE_HOME}"], check=True)
 
 import matplotlib.pyplot as plt
 import torch

@@ -1,9 +1,5 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
-# [![Lecture in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/notebooks/08_depth_variance_and_control.ipynb)
-# [![Exercises in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/exercises/08_depth_variance_and_control_exercises.ipynb)
-# [![Solutions in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nodecourse/neural-ode-course/blob/main/solutions/08_depth_variance_and_control_exercises.ipynb)
-#
-# Lecture · Exercises · Solutions
+# Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 08 · Depth variance and data control: exercises (solutions)
@@ -32,11 +28,15 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install the course package first
+COURSE_HOME = ""  # the course's GitHub repository; `make home` writes it
+if "google.colab" in sys.modules:  # on Colab: install the course package from its home first
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "nodecourse @ git+https://github.com/nodecourse/neural-ode-course"], check=True)
+    if not COURSE_HOME:
+        raise RuntimeError("This copy of the course does not know its home repository, so nodecourse cannot be "
+                           "installed here: a maintainer sets it with `make home` (see CONTRIBUTING.md), or you "
+                           "install nodecourse with pip yourself and delete this check.")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"nodecourse @ git+{COURSE_HOME}"], check=True)
 
 import math
 

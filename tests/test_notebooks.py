@@ -38,10 +38,10 @@ def test_skeleton(path):
     """Badge cell, title, objectives, time, one setup cell, hyperparameters, recap, further reading."""
     cells = _read(path).cells
     stem = path.stem.removesuffix("_exercises")
+    home = update_links.course_home()
     badge = cells[0]
     assert badge.cell_type == "markdown", "the first cell holds the Colab badges"
-    for target in (f"notebooks/{stem}.ipynb", f"exercises/{stem}_exercises.ipynb", f"solutions/{stem}_exercises.ipynb"):
-        assert f"/blob/main/{target}" in badge.source, f"badge cell lacks a Colab link to {target}"
+    assert badge.source == update_links.badge_source(home, stem), "badge cell not generated (run tools/update_links.py)"
     markdown = _text(c for c in cells if c.cell_type == "markdown")
     number = stem[:2]
     assert re.search(rf"^# {number}\b", markdown, re.MULTILINE), f"no title starting '# {number}'"
@@ -49,8 +49,10 @@ def test_skeleton(path):
         assert part in markdown, f"{path.name} lacks '{part}'"
     setup = [c for c in cells if c.cell_type == "code" and "google.colab" in c.source]
     assert len(setup) == 1, "exactly one setup cell with the Colab install"
-    for name in ("seed_everything", "FAST", "device()", "git+https://github.com/"):
+    for name in ("seed_everything", "FAST", "device()"):
         assert name in setup[0].source, f"the setup cell lacks {name}"
+    assert update_links.home_line(home) in setup[0].source.splitlines(), "the setup cell lacks its COURSE_HOME line"
+    assert update_links.with_home_line(setup[0].source, home, path.name) == setup[0].source
     code = _text(c for c in cells if c.cell_type == "code")
     assert re.search(r"=\s*\S+\s+if FAST else\s+\S+", code), "no visible fast-mode hyperparameter cell"
     assert "assert " in code, "a lecture checks its claims with assert"
@@ -129,12 +131,15 @@ def test_readme_links_every_exercise_and_solution_notebook():
         assert f"solutions/{path.name}" in readme and f"exercises/{path.name}" in readme
 
 
-def test_all_links_come_from_the_one_repository_url():
+def test_all_links_come_from_the_course_home():
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "update_links.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    url = update_links.repository_url()
-    assert update_links.rewrite("git+https://github.com/someone/else", url) == f"git+{url}"
+    assert "Repository =" not in (ROOT / "pyproject.toml").read_text(), "the home is written once, in [tool.nodecourse]"
+    home = "https://github.com/example-org/course"
+    cell = 'import sys\nCOURSE_HOME = "https://github.com/someone/else"  # old\nprint(COURSE_HOME)'
+    assert update_links.with_home_line(cell, home, "cell") == (
+        f"import sys\n{update_links.home_line(home)}\nprint(COURSE_HOME)"), "only the COURSE_HOME line is rewritten"
 
 
 def test_instructor_guide_covers_every_lecture():

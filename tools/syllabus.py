@@ -1,6 +1,9 @@
-"""Write the README's syllabus table from the lectures themselves (title, objectives, time, badges).
+"""Write the README's syllabus table from the lectures themselves (title, objectives, time, links).
 
-The table sits between ``<!-- syllabus:start -->`` and ``<!-- syllabus:end -->`` in README.md.
+The table sits between ``<!-- syllabus:start -->`` and ``<!-- syllabus:end -->`` in README.md. Its last
+column opens each lecture's notebooks in Colab from the course's home repository (tools/update_links.py);
+while the home is unset it links the exercise and solution notebooks in this repository instead, and a
+line under the table says where the Colab links come from.
 
     python tools/syllabus.py          # rewrite the table
     python tools/syllabus.py --check  # exit 1 if the README's table is not what the notebooks say
@@ -15,11 +18,12 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from update_links import colab_prefix, repository_url  # noqa: E402
+from update_links import colab_url, course_home, notebook_links  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- syllabus:start -->", "<!-- syllabus:end -->"
-BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+NO_HOME_NOTE = ("Colab links appear in this table once the course's home repository is set "
+                "(`make home`, see CONTRIBUTING.md).")
 
 
 def lecture_facts(path: Path) -> dict:
@@ -43,20 +47,29 @@ def lecture_facts(path: Path) -> dict:
             "time": time.group(1).strip().rstrip('.') if time else ""}
 
 
+def links(stem: str, home: str) -> str:
+    """A lecture's last column: its notebooks in Colab, or, with no home, its exercise notebooks here."""
+    targets = notebook_links(stem)
+    if not (ROOT / "solutions" / f"{stem}_exercises.ipynb").exists():
+        targets = targets[:1]
+    if home:
+        return " · ".join(f"[{label.lower()}]({colab_url(home, target)})" for label, target in targets)
+    return " · ".join(f"[{label.lower()}]({target})" for label, target in targets[1:])
+
+
 def table() -> str:
-    prefix = colab_prefix(repository_url())
-    rows = ["| # | notebook | you will learn to | time | open in Colab |", "|---|---|---|---|---|"]
+    """The syllabus table, one row per lecture, with the note on Colab links while the home is unset."""
+    home = course_home()
+    column = "open in Colab" if home else "exercises"
+    rows = [f"| # | notebook | you will learn to | time | {column} |", "|---|---|---|---|---|"]
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         facts = lecture_facts(path)
         stem = path.stem
-        links = [f"[lecture]({prefix}notebooks/{stem}.ipynb)"]
-        if (ROOT / "solutions" / f"{stem}_exercises.ipynb").exists():
-            links += [f"[exercises]({prefix}exercises/{stem}_exercises.ipynb)",
-                      f"[solutions]({prefix}solutions/{stem}_exercises.ipynb)"]
         objectives = "; ".join(o.rstrip(".;") for o in facts["objectives"]).replace("|", "\\|")
         rows.append(f"| {facts['number']} | [{facts['title']}](notebooks/{stem}.ipynb) | {objectives} | "
-                    f"{facts['time']} | {' · '.join(links)} |")
-    return "\n".join(rows)
+                    f"{facts['time']} | {links(stem, home)} |")
+    note = "" if home else "\n\n" + NO_HOME_NOTE
+    return "\n".join(rows) + note
 
 
 def main(argv: list[str] | None = None) -> int:
