@@ -1,5 +1,5 @@
 """Notebook structure: the skeleton of every lecture, exercises generated from solutions, the README's
-syllabus in step with the notebooks, links from the one repository URL, slides that export."""
+syllabus in step with the notebooks, links from the course home, slides that export."""
 from __future__ import annotations
 
 import re
