@@ -455,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         print_report(result)
     failed = [result.path for result in results if result.problems]
     print(f"\n{len(results) - len(failed)}/{len(results)} notebooks clean; total {time.monotonic() - started:.1f} s")
+    print(f"browser check: {len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 
 
