@@ -46,11 +46,23 @@ def test_unknown_method_lists_the_known_ones():
         odeint(decay, Y0, T, method="rk45")
 
 
-def test_fixed_step_without_step_size():
-    with pytest.raises(ValueError, match=r"needs a step size.*step_size"):
-        odeint(decay, Y0, T, method="rk4")
+def test_bad_fixed_step_grids():
     with pytest.raises(ValueError, match="positive"):
         odeint(decay, Y0, T, method="euler", options={"step_size": -0.1})
+    with pytest.raises(ValueError, match="only one of them"):
+        odeint(decay, Y0, T, method="euler", options={"step_size": 0.1, "grid_constructor": lambda f, y, t: t})
+    with pytest.raises(ValueError, match="start at t\\[0\\] and end at t\\[-1\\]"):
+        odeint(decay, Y0, T, method="euler", options={"grid_constructor": lambda f, y, t: torch.tensor([0.0, 0.5])})
+    with pytest.raises(ValueError, match="strictly monotone"):
+        odeint(decay, Y0, T, method="rk4",
+               options={"grid_constructor": lambda f, y, t: torch.tensor([0.0, 0.6, 0.3, 1.0])})
+    with pytest.raises(TypeError, match="perturb"):
+        odeint(decay, Y0, T, method="rk4", options={"perturb": "yes"})
+
+
+def test_a_tiny_step_size_is_refused_at_once_not_after_building_the_grid():
+    with pytest.raises(SolverError, match=r"step_size=1e-09 .* needs 1,000,000,000 steps.*max_num_steps"):
+        odeint(decay, Y0, T, method="euler", options={"step_size": 1e-9})
 
 
 def test_unknown_option():

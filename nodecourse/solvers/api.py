@@ -9,7 +9,7 @@ import torch
 from .adaptive import _short, integrate_adaptive, nonfinite_samples
 from .checks import (SolverError, check_callable, check_method, check_options, check_t, check_tolerances,
                      check_y0)
-from .fixed_grid import integrate_fixed
+from .fixed_grid import MAX_GRID_STEPS, integrate_fixed
 from .problem import FlatProblem
 from .stats import SolveStats
 from .tableaux import TABLEAUX
@@ -48,8 +48,11 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
     if tableau.adaptive:
         flat_outputs, stats = integrate_adaptive(problem, tableau, float(rtol), float(atol), options)
     else:
-        flat_outputs, stats = integrate_fixed(problem, tableau, float(options["step_size"]),
-                                              compile=options.get("compile", False))
+        step_size = options.get("step_size")
+        flat_outputs, stats = integrate_fixed(
+            problem, tableau, None if step_size is None else float(step_size), options.get("grid_constructor"),
+            options.get("perturb", False), options.get("compile", False),
+            int(options.get("max_num_steps", MAX_GRID_STEPS)))
         _check_finite(problem, flat_outputs, t)
     ys = problem.to_user(problem.unflatten(torch.stack(flat_outputs), lead=(len(flat_outputs),)))
     return Solution(ys=ys, t=t, stats=stats)
@@ -61,7 +64,8 @@ def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 
 
     A drop-in for ``torchdiffeq.odeint``: ``t`` is 1-D and strictly increasing or decreasing, the
     result is ``[len(t), *y0.shape]`` (a tuple of such for a tuple ``y0``). Methods: ``euler``,
-    ``midpoint``, ``heun2``, ``rk4`` (fixed step, ``options={"step_size": h}``) and ``bosh3``,
+    ``midpoint``, ``heun2``, ``rk4`` (fixed step on the output times, or with ``options={"step_size": h}``
+    or ``{"grid_constructor": fn}``; ``perturb``) and ``bosh3``,
     ``fehlberg2``, ``rkf45``, ``dopri5`` (adaptive; options ``first_step``, ``max_num_steps``,
     ``safety``, ``ifactor``, ``dfactor``, ``norm``, ``per_sample``). Any method also takes
     ``options={"compile": True}``: each step runs as one ``torch.compile`` graph (the first solve

@@ -13,7 +13,7 @@ class SolverError(ValueError):
     """A solve that cannot go on: step-size underflow, too many steps, or a non-finite state."""
 
 
-FIXED_OPTIONS = {"step_size", "per_sample", "compile"}
+FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "max_num_steps", "per_sample", "compile"}
 ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor", "norm", "per_sample", "compile"}
 
 
@@ -44,15 +44,23 @@ def check_options(method: str, options: Optional[dict]) -> dict:
     for key in ("per_sample", "compile"):
         if key in options and not isinstance(options[key], bool):
             raise TypeError(f"options[{key!r}] must be True or False, got {options[key]!r}.")
+    if "max_num_steps" in options:
+        steps = options["max_num_steps"]
+        if isinstance(steps, bool) or not isinstance(steps, (int, float)) or not 1 <= steps < float("inf") \
+                or int(steps) != steps:
+            raise ValueError(f"max_num_steps must be a positive integer, got {steps!r}.")
     if not adaptive:
-        if options.get("step_size") is None:
-            raise ValueError(
-                f"The fixed-step method {method!r} needs a step size: pass options={{'step_size': h}} "
-                f"with h > 0, or choose an adaptive method ({', '.join(ADAPTIVE_METHODS)})."
-            )
-        h = float(options["step_size"])
-        if not h > 0 or h != h or h == float("inf"):
-            raise ValueError(f"step_size must be a positive finite number, got {options['step_size']!r}.")
+        if options.get("step_size") is not None:
+            h = options["step_size"]
+            h = float(h) if isinstance(h, (int, float)) or (torch.is_tensor(h) and h.numel() == 1) else None
+            if h is None or not 0 < h < float("inf"):
+                raise ValueError(f"step_size must be a positive finite number, got {options['step_size']!r}.")
+            if options.get("grid_constructor") is not None:
+                raise ValueError("step_size and grid_constructor both set the grid: pass only one of them.")
+        if options.get("grid_constructor") is not None and not callable(options["grid_constructor"]):
+            raise TypeError("grid_constructor must be callable as grid_constructor(func, y0, t) -> 1-D tensor.")
+        if "perturb" in options and not isinstance(options["perturb"], bool):
+            raise TypeError(f"options['perturb'] must be True or False, got {options['perturb']!r}.")
     else:
         for key, low, high in (("safety", 0.0, 1.0), ("dfactor", 0.0, 1.0)):
             if key in options and not low < float(options[key]) <= high:
@@ -60,10 +68,8 @@ def check_options(method: str, options: Optional[dict]) -> dict:
         if "ifactor" in options and not float(options["ifactor"]) >= 1.0:
             raise ValueError(f"ifactor must be >= 1, got {options['ifactor']!r}.")
         if "first_step" in options and options["first_step"] is not None:
-            if not float(options["first_step"]) > 0:
-                raise ValueError(f"first_step must be positive, got {options['first_step']!r}.")
-        if "max_num_steps" in options and not int(options["max_num_steps"]) >= 1:
-            raise ValueError(f"max_num_steps must be a positive integer, got {options['max_num_steps']!r}.")
+            if not 0 < float(options["first_step"]) < float("inf"):
+                raise ValueError(f"first_step must be a positive finite number, got {options['first_step']!r}.")
     return options
 
 

@@ -34,6 +34,7 @@ class FlatField:
 
     def __call__(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         t = -s if self.direction < 0 else s
+        t = t.to(y.dtype)  # func sees t in the state's dtype
         if not self.is_tuple:
             f = self.func(t, y.reshape(self.shapes[0])).reshape(self.batch, -1)
         else:

@@ -1,57 +1,113 @@
-"""Fixed-step integration: steps of size ``h`` on the grid ``t0 + k h``, landing on every output time.
+"""Fixed-step integration on a grid that lands on every output time.
 
-The grid is the one torchdiffeq uses (``t0 + k h``, last point clipped to the end time); output
-times that fall between grid points are inserted into the grid, so every output is a true solver
-state rather than a linear interpolation, and the method keeps its order at every output.
+The grid is, as in torchdiffeq: the output times themselves when no ``step_size`` is given;
+``t0 + k h`` (last point clipped to the end time) for a ``step_size`` h; or what a user's
+``grid_constructor(func, y0, t)`` returns. Output times that fall between grid points are inserted
+into the grid, so every output is a true solver state rather than an interpolation, and the method
+keeps its order at every output. The grid is built from ``t`` with tensor operations, so gradients
+flow to the output times.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable, Optional
 
 import torch
 
 from . import compiled, steps
+from .checks import SolverError
 from .problem import FlatProblem
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
+MAX_GRID_STEPS = 1_000_000  # default cap: a step size that would need more is almost surely a slip
 
-def make_grid(t_out: list[float], h: float) -> tuple[list[float], list[int]]:
-    """Grid points (increasing) covering ``t_out`` and, for each output time, its index in the grid."""
-    t0, t1 = t_out[0], t_out[-1]
-    n = int(math.ceil((t1 - t0) / h - 1e-9))  # number of full or partial steps
-    base = [t0 + k * h for k in range(n)] + [t1]
-    tol = 1e-9 * max(h, abs(t1 - t0), 1e-300)
+
+def merge_outputs(t_out: list[float], base: list[float]) -> tuple[list[float], list[int], list[int]]:
+    """Merge the output times into the (increasing) base grid.
+
+    Returns the grid's values, for each output time its index in the grid, and for each grid point
+    where it comes from: ``k`` for ``base[k]``, ``len(base) + j`` for output time ``j`` (an output
+    time within rounding of a base point replaces it).
+    """
+    tol = 1e-9 * max(base[-1] - base[0], 1e-300)
     grid: list[float] = []
+    source: list[int] = []
     out_index: list[int] = []
-    j, m = 0, len(t_out)
-    for p in base:
+    j, m, n = 0, len(t_out), len(base)
+    for k, p in enumerate(base):
         while j < m and t_out[j] < p - tol:  # an output strictly between grid points
-            grid.append(t_out[j])
-            out_index.append(len(grid) - 1)
+            grid.append(t_out[j]), source.append(n + j), out_index.append(len(grid) - 1)
             j += 1
         if j < m and abs(t_out[j] - p) <= tol:  # an output on a grid point: use the output time
-            grid.append(t_out[j])
-            out_index.append(len(grid) - 1)
+            grid.append(t_out[j]), source.append(n + j), out_index.append(len(grid) - 1)
             j += 1
         elif not grid or p > grid[-1]:
-            grid.append(p)
-    return grid, out_index
+            grid.append(p), source.append(k)
+    return grid, out_index, source
 
 
-def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: float,
-                    compile: bool = False) -> tuple[list, SolveStats]:
+def base_grid(problem: FlatProblem, step_size: Optional[float], grid_constructor: Optional[Callable],
+              max_steps: int) -> torch.Tensor:
+    """The grid before the output times are merged in, as increasing internal times ``[G]``."""
+    t = problem.t
+    if grid_constructor is not None:
+        return _constructed_grid(problem, grid_constructor)
+    if step_size is None:
+        return t
+    span = float(t[-1].detach() - t[0].detach())
+    n = int(math.ceil(span / step_size - 1e-9))
+    if n > max_steps:
+        raise SolverError(
+            f"step_size={step_size:g} over a time span of {span:g} needs {n:,} steps, more than "
+            f"max_num_steps={max_steps:,}: the step size is probably a slip (check its units). If you "
+            f"really mean it, pass options={{'max_num_steps': {n}}}.")
+    ks = torch.arange(n, dtype=t.dtype, device=t.device)
+    return torch.cat([t[:1] + ks * step_size, t[-1:]])
+
+
+def _constructed_grid(problem: FlatProblem, grid_constructor: Callable) -> torch.Tensor:
+    """A user's ``grid_constructor(func, y0, t)``, called with the user's ``t``, checked and made internal."""
+    user_t = problem.t * problem.direction if problem.direction < 0 else problem.t
+    grid = grid_constructor(problem.func, problem.to_user(problem.unflatten(problem.y0)), user_t)
+    if not torch.is_tensor(grid) or grid.dim() != 1 or len(grid) < 2:
+        raise ValueError("grid_constructor(func, y0, t) must return a 1-D tensor of at least two times, got "
+                         f"{type(grid).__name__}{tuple(grid.shape) if torch.is_tensor(grid) else ''}.")
+    grid = grid.to(problem.t.device, problem.time_dtype) * problem.direction
+    if float(grid[0]) != float(problem.t[0]) or float(grid[-1]) != float(problem.t[-1]):
+        raise ValueError(
+            f"grid_constructor's grid must start at t[0] and end at t[-1]; it runs from "
+            f"{float(grid[0]) * problem.direction:g} to {float(grid[-1]) * problem.direction:g}.")
+    if len(grid) > 2 and not bool((grid[1:] > grid[:-1]).all()):
+        raise ValueError("grid_constructor's grid must be strictly monotone, in the direction of t.")
+    return grid
+
+
+def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: Optional[float] = None,
+                    grid_constructor: Optional[Callable] = None, perturb: bool = False, compile: bool = False,
+                    max_steps: int = MAX_GRID_STEPS) -> tuple[list, SolveStats]:
     """Solve on the fixed grid; returns the ``[B, N]`` states at the output times and the statistics.
-    With ``compile``, each step runs as one compiled graph (:mod:`compiled`)."""
-    t_out = problem.t.tolist()
+
+    ``perturb`` evaluates a step's first stage just after its start time and a stage at its end just
+    before the end (the next representable value), so a field with jumps at grid points sees each
+    side once, as torchdiffeq's ``perturb`` option does. With ``compile``, each step runs as one
+    compiled graph (:mod:`compiled`).
+    """
     y = problem.y0
-    if len(t_out) == 1:
+    if len(problem.t) == 1:
         return [y], SolveStats.zeros(problem)
-    grid_values, out_index = make_grid(t_out, step_size)
-    stage_times = _stage_times(problem, tableau, grid_values)
+    base = base_grid(problem, step_size, grid_constructor, max_steps)
+    grid_values, out_index, source = merge_outputs(problem.t.detach().tolist(), base.detach().tolist())
+    grid = torch.cat([base, problem.t])[torch.tensor(source, device=base.device)]
+    if len(grid_values) - 1 > max_steps:
+        raise SolverError(f"The grid has {len(grid_values) - 1:,} steps, more than max_num_steps={max_steps:,}; "
+                          f"pass options={{'max_num_steps': {len(grid_values)}}} if you mean it.")
+    stage_times = _stage_times(problem, tableau, grid, perturb)
+    differentiable = grid.requires_grad  # then step sizes are tensors, so gradients reach the times
+    sizes = _step_sizes(problem, grid) if (compile or differentiable) else None
     if compile:  # the first step runs eagerly: it checks func's output before anything is traced
         step = compiled.CompiledStep(steps.fixed_step, problem.func)
-        field, sizes = problem.traceable_field(), _step_sizes(problem, grid_values)
+        field = problem.traceable_field()
     outputs = [y]
     next_out = 1
     evaluate, flat_shape = problem, y.shape
@@ -60,7 +116,8 @@ def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: fl
         if compile and g > 0:
             y = step(field, tableau, times[0], sizes[g], y)
         else:
-            y = steps.fixed_step(evaluate, tableau, times[0], grid_values[g + 1] - grid_values[g], y, times)
+            h = sizes[g] if differentiable else grid_values[g + 1] - grid_values[g]
+            y = steps.fixed_step(evaluate, tableau, times[0], h, y, times)
         if g == 0 and not compile and problem.direct() is not None:  # func checked: step in the user's shape
             evaluate, y = problem.direct(), y.reshape(problem.shapes[0])
         if next_out < len(out_index) and out_index[next_out] == g + 1:
@@ -71,23 +128,33 @@ def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: fl
     return outputs, stats
 
 
-def _step_sizes(problem: FlatProblem, grid: list[float]) -> list[torch.Tensor]:
-    """The step sizes of the grid as tensors (0-d, or ``[B]`` per sample) for the compiled step."""
-    sizes = torch.tensor([b - a for a, b in zip(grid[:-1], grid[1:])], dtype=problem.time_dtype,
-                         device=problem.device)
+def _step_sizes(problem: FlatProblem, grid: torch.Tensor) -> list[torch.Tensor]:
+    """The step sizes of the grid as tensors (0-d, or ``[B]`` per sample)."""
+    sizes = grid[1:] - grid[:-1]
     if problem.per_sample:
         sizes = sizes.unsqueeze(1).expand(-1, problem.batch)
     return list(sizes.unbind())
 
 
-def _stage_times(problem: FlatProblem, tableau: ButcherTableau, grid: list[float]) -> list[list[torch.Tensor]]:
+def _stage_times(problem: FlatProblem, tableau: ButcherTableau, grid: torch.Tensor,
+                 perturb: bool) -> list[list[torch.Tensor]]:
     """``t_g + c_i (t_{g+1} - t_g)`` for every step g and stage i, made once (0-d tensors, or ``[B]``
-    per sample), so the stepping loop creates no time tensors."""
-    start = torch.tensor(grid[:-1], dtype=problem.time_dtype, device=problem.device)
-    step = torch.tensor(grid[1:], dtype=problem.time_dtype, device=problem.device) - start
-    c = torch.tensor([float(ci) for ci in tableau.c], dtype=problem.time_dtype, device=problem.device)
-    times = start.unsqueeze(1) + c.unsqueeze(0) * step.unsqueeze(1)          # [G, S]
-    times[:, c == 1] = torch.tensor(grid[1:], dtype=problem.time_dtype, device=problem.device).unsqueeze(1)
+    per sample) in the dtype ``func`` sees, so the stepping loop creates no time tensors."""
+    start, end = grid[:-1], grid[1:]
+    c = torch.tensor([float(ci) for ci in tableau.c], dtype=grid.dtype, device=grid.device)
+    times = start.unsqueeze(1) + c.unsqueeze(0) * (end - start).unsqueeze(1)     # [G, S]
+    at_end = (c == 1).expand_as(times)
+    times = torch.where(at_end, end.unsqueeze(1).expand_as(times), times)
+    times = times.to(problem.dtype)
+    if perturb:
+        times = torch.cat([_next_after(times[:, :1], +1), times[:, 1:]], dim=1)
+        times = torch.where(at_end, _next_after(times, -1), times)
     if problem.per_sample:
-        times = times.unsqueeze(2).expand(-1, -1, problem.batch)             # [G, S, B]
+        times = times.unsqueeze(2).expand(-1, -1, problem.batch)                   # [G, S, B]
     return [list(row.unbind()) for row in times.unbind()]
+
+
+def _next_after(times: torch.Tensor, direction: int) -> torch.Tensor:
+    """The next representable value after each time, up (+1) or down (-1); differentiable as identity."""
+    moved = torch.nextafter(times.detach(), torch.full_like(times, direction * math.inf))
+    return times + (moved - times.detach())

@@ -69,14 +69,16 @@ class FlatProblem:
         return parts if self.is_tuple else parts[0]
 
     def user_time(self, s: torch.Tensor) -> torch.Tensor:
-        """Internal times -> the ``t`` handed to ``func``: 0-d when shared, ``[B]`` per sample."""
+        """Internal times -> the ``t`` handed to ``func``: 0-d when shared, ``[B]`` per sample, in the
+        state's dtype (as torchdiffeq does: a field may combine ``t`` with ``y``)."""
         t = s if (self.per_sample or s.dim() == 0) else s.reshape(())
+        t = t if t.dtype == self.dtype else t.to(self.dtype)
         return -t if self.direction < 0 else t
 
     # --- evaluation ------------------------------------------------------------------------
     def direct(self) -> Optional[Callable]:
         """``func`` itself when a stepper may call it on states of the user's shape: a single tensor,
-        time running forward, and func's output already checked; else ``None``. Saves the two reshapes
+        time running forward in the state's dtype, and func's output already checked; else ``None``. Saves the two reshapes
         per evaluation (evaluations are not counted then)."""
         return self.func if self._simple else None
 
@@ -102,6 +104,6 @@ class FlatProblem:
             if not self._checked:
                 check_func_output(f, self.unflatten(y), self.is_tuple)
                 self._checked = True
-                self._simple = not self.is_tuple and self.direction > 0
+                self._simple = not self.is_tuple and self.direction > 0 and self.time_dtype == self.dtype
             f = self.flatten(tuple(f) if self.is_tuple else (f,))
         return -f if self.direction < 0 else f

@@ -1,0 +1,134 @@
+"""torchdiffeq code runs unchanged: each torchdiffeq behaviour checked against torchdiffeq on the same problem."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchdiffeq
+
+import nodecourse
+
+FIXED = ["euler", "midpoint", "heun2", "rk4"]
+
+
+def spiral(t, y):
+    """A linear, time-dependent field: dy/dt = A(t) y."""
+    a = torch.stack([torch.stack([-0.1 + 0 * t, 2.0 + t]), torch.stack([-2.0 - t, -0.1 + 0 * t])])
+    return y @ a.T.to(y.dtype)
+
+
+class Jump(torch.nn.Module):
+    """dy/dt = 1 before t = 0.5, 3 from then on (a field with a jump at a grid point); records its times."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def forward(self, t, y):
+        self.times.append(float(t))
+        return torch.where(t < 0.5, torch.ones_like(y), 3 * torch.ones_like(y))
+
+
+@pytest.mark.parametrize("method", FIXED)
+def test_fixed_step_without_step_size_steps_on_the_output_times(method):
+    y0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    t = torch.tensor([0.0, 0.1, 0.25, 0.3, 0.7, 1.0], dtype=torch.float64)
+    ours = nodecourse.odeint(spiral, y0, t, method=method)
+    theirs = torchdiffeq.odeint(spiral, y0, t, method=method)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", FIXED)
+def test_grid_constructor_gives_the_grid(method):
+    def grid(func, y0, t):
+        return torch.linspace(float(t[0]), float(t[-1]), 17, dtype=t.dtype)
+
+    y0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    ours = nodecourse.odeint(spiral, y0, t, method=method, options={"grid_constructor": grid})
+    theirs = torchdiffeq.odeint(spiral, y0, t, method=method, options={"grid_constructor": grid})
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)  # outputs on grid points: same states
+
+
+def test_grid_constructor_backwards_in_time():
+    def grid(func, y0, t):
+        return torch.linspace(float(t[0]), float(t[-1]), 9, dtype=t.dtype)
+
+    y0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    t = torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64)
+    ours = nodecourse.odeint(spiral, y0, t, method="rk4", options={"grid_constructor": grid})
+    theirs = torchdiffeq.odeint(spiral, y0, t, method="rk4", options={"grid_constructor": grid})
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_perturb_evaluates_each_side_of_a_jump_at_a_grid_point(method):
+    y0 = torch.zeros(1, dtype=torch.float64)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    options = {"step_size": 0.25, "perturb": True}
+    ours_field, their_field = Jump(), Jump()
+    ours = nodecourse.odeint(ours_field, y0, t, method=method, options=options)
+    theirs = torchdiffeq.odeint(their_field, y0, t, method=method, options=options)
+    torch.testing.assert_close(ours, theirs)
+    assert ours_field.times == their_field.times
+    assert 0.5 not in ours_field.times and np.nextafter(0.5, 1.0) in ours_field.times
+    exact = 0.5 * 1 + 0.5 * 3
+    assert abs(float(ours[-1]) - exact) < 1e-12, "perturbed steps integrate the jump exactly"
+
+
+@pytest.mark.parametrize("method", FIXED + ["dopri5", "bosh3"])
+def test_func_sees_t_in_the_states_dtype(method):
+    """A float64 t (from np.linspace, say) with a float32 state: func gets float32 t, as in torchdiffeq."""
+    seen = set()
+
+    def field(t, y):
+        seen.add(t.dtype)
+        return -y + torch.cat([t.expand(y.shape[0], 1), y[:, 1:]], dim=1)
+
+    y0 = torch.ones(4, 2)
+    t = torch.from_numpy(np.linspace(0.0, 1.0, 5))
+    options = {"step_size": 0.125} if method in FIXED else None  # output times on the grid
+    ours = nodecourse.odeint(field, y0, t, method=method, options=options)
+    theirs = torchdiffeq.odeint(field, y0, t, method=method, options=options)
+    assert seen == {torch.float32} and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def loss(odeint, t, **kwargs):
+    y0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    return odeint(spiral, y0, t, **kwargs).pow(2).sum()
+
+
+@pytest.mark.parametrize("method", FIXED)
+def test_gradients_reach_the_output_times_on_the_output_grid(method):
+    """Without step_size both step on the output times: the same discrete solution, the same gradients."""
+    def grad(odeint):
+        t = torch.tensor([0.0, 0.4, 1.0], dtype=torch.float64, requires_grad=True)
+        loss(odeint, t, method=method).backward()
+        return t.grad
+
+    torch.testing.assert_close(grad(nodecourse.odeint), grad(torchdiffeq.odeint), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["midpoint", "heun2", "rk4"])
+def test_gradients_reach_the_output_times_with_a_step_size(method):
+    """With a step size, compared with central differences of a tight dopri5 solve (torchdiffeq
+    interpolates between grid points, so its gradient is off by O(h); ours lands on every output)."""
+    t = torch.tensor([0.0, 0.4, 1.0], dtype=torch.float64, requires_grad=True)
+    loss(nodecourse.odeint, t, method=method, options={"step_size": 0.01}).backward()
+    exact = []
+    for i in range(3):
+        shift = torch.zeros(3, dtype=torch.float64)
+        shift[i] = 1e-6
+        up, down = (loss(torchdiffeq.odeint, t.detach() + s, rtol=1e-12, atol=1e-12) for s in (shift, -shift))
+        exact.append(float(up - down) / 2e-6)
+    torch.testing.assert_close(t.grad, torch.tensor(exact, dtype=torch.float64), rtol=1e-3, atol=1e-3)
+
+
+def test_gradient_for_the_end_time_is_the_field_there():
+    """d y(t1) / d t1 = f(t1, y(t1)): checked on an exact solution."""
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    y0 = torch.tensor([2.0], dtype=torch.float64)
+    y = nodecourse.odeint(lambda t, y: -y, y0, t, method="rk4", options={"step_size": 0.01})
+    y[-1].sum().backward()
+    assert abs(float(t.grad[1]) - (-2.0 * np.exp(-1.0))) < 1e-6
