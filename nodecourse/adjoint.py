@@ -63,6 +63,8 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
     seminorm = adjoint_options.get("norm") == "seminorm"
     if seminorm:
         del adjoint_options["norm"]
+    elif callable(adjoint_options.get("norm")):
+        adjoint_options["norm"] = _TorchdiffeqAdjointNorm(adjoint_options["norm"])
     if adjoint_options.get("compile"):
         raise ValueError("The adjoint's reverse solve builds a new augmented field for every backward pass, so "
                          "it cannot reuse a compiled step; remove 'compile' from adjoint_options (it may stay in "
@@ -157,6 +159,18 @@ def _as_tuple(f, settings: dict) -> tuple:
 
 def _dot(xs: tuple, ys: tuple) -> torch.Tensor:
     return sum((x * y).sum() for x, y in zip(xs, ys))
+
+
+class _TorchdiffeqAdjointNorm:
+    """A user's adjoint norm called as torchdiffeq calls it, on ``(t, *y, *a, *param_grads)``: the
+    augmented state's parts, led by the time-gradient part (which this solve keeps out of the state,
+    so it enters as a zero)."""
+
+    def __init__(self, norm: Callable):
+        self.norm = norm
+
+    def __call__(self, parts: tuple) -> torch.Tensor:
+        return self.norm((parts[0].new_zeros(()), *parts))
 
 
 def _seminorm(n_measured: int) -> Callable:
