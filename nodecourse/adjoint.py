@@ -20,6 +20,7 @@ from torch import nn
 
 from .solvers import odeint
 from .solvers.checks import check_callable, check_method, check_options, check_y0
+from .solvers.problem import CALLBACKS
 
 State = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -125,6 +126,10 @@ class _AdjointSolve(torch.autograd.Function):
             vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip(inputs, vjps))
             return tuple(fi.detach() for fi in f) + vjps
 
+        for name in CALLBACKS:  # func's adjoint callbacks become the reverse solve's callbacks
+            adjoint_callback = getattr(func, name + "_adjoint", None)
+            if callable(adjoint_callback):
+                setattr(augmented, name, adjoint_callback)
         backward_settings = dict(settings["backward"])
         if settings["seminorm"]:
             backward_settings["options"] = {**backward_settings["options"], "norm": _seminorm(2 * n)}

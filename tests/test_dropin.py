@@ -158,3 +158,53 @@ def test_a_callable_adjoint_norm_gets_torchdiffeqs_arguments():
     theirs = grads(torchdiffeq.odeint_adjoint)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+class Recorder(torch.nn.Module):
+    """A field that records every callback torchdiffeq defines, with the step's start time and size."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2).double()
+        self.calls = []
+        for name in ("callback_step", "callback_accept_step", "callback_reject_step"):
+            for suffix in ("", "_adjoint"):
+                self._record(name + suffix)
+
+    def _record(self, name):
+        def callback(t0, y0, dt):
+            self.calls.append((name, round(float(t0), 9), round(float(dt), 9), tuple(y0.shape) if torch.is_tensor(y0)
+                               else len(y0)))
+        object.__setattr__(self, name, callback)
+
+    def forward(self, t, y):
+        return torch.tanh(self.linear(y)) * (1 + t)
+
+
+@pytest.mark.parametrize("method, options", [("rk4", {"step_size": 0.3}), ("dopri5", None), ("bosh3", None)])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_callbacks_are_called_as_torchdiffeq_calls_them(method, options, backwards):
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    t = t.flip(0) if backwards else t
+    y0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
+    ours, theirs = Recorder(), Recorder()
+    theirs.load_state_dict(ours.state_dict())
+    kwargs = dict(method=method, options=options, rtol=1e-6, atol=1e-8)
+    nodecourse.odeint(ours, y0, t, **kwargs)
+    torchdiffeq.odeint(theirs, y0, t, **kwargs)
+    assert ours.calls and [c[0] for c in ours.calls] == [c[0] for c in theirs.calls]
+    for mine, their in zip(ours.calls, theirs.calls):
+        assert mine[1:3] == pytest.approx(their[1:3], abs=1e-7) and mine[3] == their[3]
+
+
+def test_adjoint_callbacks_are_called_on_the_reverse_solve():
+    field = Recorder()
+    y0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64, requires_grad=True)
+    out = nodecourse.odeint_adjoint(field, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), method="rk4",
+                                    options={"step_size": 0.25})
+    forward_calls = [c[0] for c in field.calls]
+    assert forward_calls == ["callback_step"] * 4
+    out.sum().backward()
+    reverse = [c for c in field.calls[4:]]
+    assert [c[0] for c in reverse] == ["callback_step_adjoint"] * 4
+    assert [c[1] for c in reverse] == [1.0, 0.75, 0.5, 0.25] and all(c[2] == 0.25 for c in reverse)

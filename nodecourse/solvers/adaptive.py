@@ -144,6 +144,8 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0):
         if last:  # land on the end time: this interpolant is less accurate than the step
             dt = t_end - t
         t1_dev = s_out[-1] if last else t_dev + dt
+        if problem.callbacks:
+            problem.callback("callback_step", t_dev, y, dt)
         y1, f1, ratio_dev, stages = stepper.step(stepper.evaluate, tableau, norm, t_dev, t1_dev,
                                                  t_dev.new_tensor(dt) if stepper.compiled else dt, y, f,
                                                  stepper.rtol, stepper.atol)
@@ -152,6 +154,8 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0):
         ratio = ratio_dev.item()  # the one host sync of the step
         accepted = ratio <= 1.0
         nonfinite = (nonfinite or ratio != ratio) and not accepted
+        if problem.callbacks:
+            problem.callback("callback_accept_step" if accepted else "callback_reject_step", t_dev, y, dt)
         if accepted:
             t1 = t_end if last else t + dt
             j_lo, j_hi = bisect.bisect_right(s_list, t), bisect.bisect_right(s_list, t1)

@@ -113,6 +113,8 @@ def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: Op
     evaluate, flat_shape = problem, y.shape
     for g in range(len(grid_values) - 1):
         times = stage_times[g]
+        if problem.callbacks:
+            problem.callback("callback_step", grid[g], y, grid[g + 1] - grid[g])
         if compile and g > 0:
             y = step(field, tableau, times[0], sizes[g], y)
         else:

@@ -14,6 +14,9 @@ from . import compiled
 from .checks import check_func_output
 
 
+CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
+
+
 class FlatProblem:
     """``func(t, y)`` on a ``[B, N]`` view of the state, counting evaluations.
 
@@ -45,6 +48,7 @@ class FlatProblem:
         self.y0 = self.flatten(y0)
         self.dtype, self.device = self.y0.dtype, self.y0.device
         self.nfe = 0
+        self.callbacks = {name: getattr(func, name) for name in CALLBACKS if callable(getattr(func, name, None))}
         self._checked = False
         self._simple = False  # set once func's output has been checked
 
@@ -74,6 +78,17 @@ class FlatProblem:
         t = s if (self.per_sample or s.dim() == 0) else s.reshape(())
         t = t if t.dtype == self.dtype else t.to(self.dtype)
         return -t if self.direction < 0 else t
+
+    def callback(self, name: str, s: torch.Tensor, y: torch.Tensor, dt) -> None:
+        """Call ``func.<name>(t0, y0, dt)`` if func has it, as torchdiffeq does: before each step
+        (``callback_step``) and after each accepted or rejected one, in the user's time and shapes."""
+        callback = self.callbacks.get(name)
+        if callback is None:
+            return
+        s = torch.as_tensor(s, dtype=self.time_dtype, device=self.device).reshape(())
+        dt = torch.as_tensor(dt, dtype=self.time_dtype, device=self.device).reshape(())
+        y = self.to_user(self.unflatten(y.reshape(self.batch, -1)))
+        callback(s * self.direction, y, dt)  # dt stays positive, as in torchdiffeq
 
     # --- evaluation ------------------------------------------------------------------------
     def direct(self) -> Optional[Callable]:
