@@ -208,3 +208,47 @@ def test_adjoint_callbacks_are_called_on_the_reverse_solve():
     reverse = [c for c in field.calls[4:]]
     assert [c[0] for c in reverse] == ["callback_step_adjoint"] * 4
     assert [c[1] for c in reverse] == [1.0, 0.75, 0.5, 0.25] and all(c[2] == 0.25 for c in reverse)
+
+
+class Kink(torch.nn.Module):
+    """dy/dt = -y before t = 0.5 and +2y after: a jump in the field at 0.5; counts evaluations."""
+
+    def __init__(self):
+        super().__init__()
+        self.nfe = 0
+
+    def forward(self, t, y):
+        self.nfe += 1
+        return torch.where(t < 0.5, -y, 2 * y)
+
+
+@pytest.mark.parametrize("option", ["step_t", "jump_t"])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_step_t_and_jump_t_land_on_their_times_as_in_torchdiffeq(option, backwards):
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    t, where = (t.flip(0), torch.tensor([0.5])) if backwards else (t, torch.tensor([0.5]))
+    y0 = torch.ones(1, dtype=torch.float64)
+    ours, theirs = Kink(), Kink()
+    kwargs = dict(method="dopri5", rtol=1e-8, atol=1e-10, options={option: where.double()})
+    y_ours = nodecourse.odeint(ours, y0, t, **kwargs)
+    y_theirs = torchdiffeq.odeint(theirs, y0, t, **kwargs)
+    torch.testing.assert_close(y_ours, y_theirs, rtol=1e-9, atol=1e-12)
+    assert ours.nfe == theirs.nfe
+    if option == "jump_t" and not backwards:  # the next step starts from the field's far side: exact
+        exact = float(np.exp(-0.5) * np.exp(2 * 0.5))
+        assert abs(float(y_ours[-1]) - exact) < 1e-6
+
+
+def test_landing_on_a_jump_saves_work_over_stepping_across_it():
+    plain, jump = Kink(), Kink()
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    y0 = torch.ones(1, dtype=torch.float64)
+    nodecourse.odeint(plain, y0, t, rtol=1e-8, atol=1e-10)
+    nodecourse.odeint(jump, y0, t, rtol=1e-8, atol=1e-10, options={"jump_t": [0.5]})
+    assert jump.nfe < plain.nfe
+
+
+def test_step_t_and_jump_t_must_not_overlap():
+    with pytest.raises(ValueError, match="must not share"):
+        nodecourse.odeint(Kink(), torch.ones(1), torch.tensor([0.0, 1.0]),
+                          options={"step_t": [0.5], "jump_t": [0.5]})

@@ -9,7 +9,8 @@ which output times the step covered.
 from __future__ import annotations
 
 import bisect
-from typing import Callable
+import math
+from typing import Callable, Optional
 
 import torch
 
@@ -64,8 +65,60 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
         dt0 = initial_step(problem, t0, problem.y0, f0, rtol, atol, tableau.error_order, norm)
     stepper = _Stepper(problem, tableau, rtol, atol, bool(opts.get("compile")))
     if problem.per_sample:
+        if opts.get("step_t") is not None or opts.get("jump_t") is not None:
+            raise ValueError("step_t and jump_t need one step size for the whole batch: drop per_sample, or "
+                             "solve the samples that share those times together.")
         return _per_sample_loop(problem, tableau, stepper, control, norm, t0, f0, dt0, 1 + ("first_step" not in opts))
-    return _shared_loop(problem, tableau, stepper, control, norm, problem.t[0], f0, dt0)
+    landmarks = Landmarks(problem, opts.get("step_t"), opts.get("jump_t"))
+    return _shared_loop(problem, tableau, stepper, control, norm, problem.t[0], f0, dt0, landmarks)
+
+
+def landing_stage_times(problem: FlatProblem, tableau: ButcherTableau, t: torch.Tensor, dt: float,
+                        landing: float) -> list[torch.Tensor]:
+    """The stage times of a step that ends on a landmark, in the dtype ``func`` sees: stages at the end
+    time are evaluated just before it (the next representable time down), as torchdiffeq does, so a
+    field that jumps there is seen from the side the step integrates."""
+    c = torch.tensor(nonzero_weights(tableau)["c"], dtype=problem.time_dtype, device=problem.device)
+    times = (t + c * dt).to(problem.dtype)
+    end = torch.tensor(landing, dtype=problem.dtype, device=problem.device)
+    just_before = torch.nextafter(end, torch.tensor(-math.inf, dtype=problem.dtype, device=problem.device))
+    return list(torch.where(c == 1, just_before, times).unbind())
+
+
+class Landmarks:
+    """The times a shared-step solve must land on (torchdiffeq's ``step_t`` and ``jump_t``), internal
+    and increasing. After landing on a jump time the field is evaluated again just after it, so the next
+    step starts on the far side of the discontinuity."""
+
+    def __init__(self, problem: FlatProblem, step_t, jump_t):
+        t0, t_end = float(problem.t[0]), float(problem.t[-1])
+        steps, jumps = (self._internal(problem, values) for values in (step_t, jump_t))
+        if set(steps) & set(jumps):
+            raise ValueError("step_t and jump_t must not share any time: a time in jump_t is landed on already.")
+        self.jumps = set(jumps)
+        self.times = sorted(v for v in set(steps) | self.jumps if t0 < v < t_end)
+        self.next = 0
+
+    @staticmethod
+    def _internal(problem: FlatProblem, values) -> list[float]:
+        if values is None:
+            return []
+        values = torch.as_tensor(values, dtype=torch.float64).detach().reshape(-1)
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError("step_t and jump_t must hold finite times.")
+        return [v * problem.direction for v in values.tolist()]
+
+    def clip(self, t: float, dt: float) -> tuple[float, Optional[float]]:
+        """The step from ``t`` shortened to land on the next landmark it would pass, and that landmark
+        (``None`` when the step passes none)."""
+        while self.next < len(self.times) and self.times[self.next] <= t:
+            self.next += 1
+        if self.next < len(self.times) and self.times[self.next] < t + dt:
+            return self.times[self.next] - t, self.times[self.next]
+        return dt, None
+
+    def is_jump(self, t: float) -> bool:
+        return t in self.jumps
 
 
 class _Stepper:
@@ -120,7 +173,7 @@ def _advances(t: float, dt: float, dtype: torch.dtype) -> bool:
     return abs(dt) > 0.5 * torch.finfo(dtype).eps * abs(t)
 
 
-def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0):
+def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landmarks):
     """The batch shares one step: the controller runs on the host on the error ratio, the one number
     fetched from the device each step, so the stepping itself launches only the stage arithmetic."""
     s_out, y = problem.t, problem.y0
@@ -143,12 +196,19 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0):
         last = clip_last and dt >= t_end - t
         if last:  # land on the end time: this interpolant is less accurate than the step
             dt = t_end - t
-        t1_dev = s_out[-1] if last else t_dev + dt
+        dt, landing = landmarks.clip(t, dt)
+        last = last and landing is None
+        t1_dev = s_out[-1] if last else (t_dev + dt if landing is None else t_dev.new_tensor(landing))
         if problem.callbacks:
             problem.callback("callback_step", t_dev, y, dt)
-        y1, f1, ratio_dev, stages = stepper.step(stepper.evaluate, tableau, norm, t_dev, t1_dev,
-                                                 t_dev.new_tensor(dt) if stepper.compiled else dt, y, f,
-                                                 stepper.rtol, stepper.atol)
+        if landing is None:
+            y1, f1, ratio_dev, stages = stepper.step(stepper.evaluate, tableau, norm, t_dev, t1_dev,
+                                                     t_dev.new_tensor(dt) if stepper.compiled else dt, y, f,
+                                                     stepper.rtol, stepper.atol)
+        else:  # an eager step whose end-time stages see the field just before the landmark
+            times = landing_stage_times(problem, tableau, t_dev, dt, landing)
+            y1, f1, ratio_dev, stages = steps.shared_trial(stepper.evaluate, tableau, norm, t_dev, times[-1], dt, y,
+                                                           f, stepper.rtol, stepper.atol, times)
         if not stepper.counts_itself:
             problem.nfe += stepper.evals_per_step
         ratio = ratio_dev.item()  # the one host sync of the step
@@ -157,7 +217,10 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0):
         if problem.callbacks:
             problem.callback("callback_accept_step" if accepted else "callback_reject_step", t_dev, y, dt)
         if accepted:
-            t1 = t_end if last else t + dt
+            t1 = t_end if last else (t + dt if landing is None else landing)
+            if landing is not None and landmarks.is_jump(t1):  # the field jumps here: continue from its far side
+                just_after = torch.nextafter(t1_dev.to(problem.dtype), t1_dev.new_tensor(math.inf, dtype=problem.dtype))
+                f1 = problem(just_after, y1.reshape(flat_shape)).reshape(y1.shape)
             j_lo, j_hi = bisect.bisect_right(s_list, t), bisect.bisect_right(s_list, t1)
             if j_hi > j_lo:
                 y_mid = midpoint(tableau, y, stages, dt)

@@ -14,7 +14,8 @@ class SolverError(ValueError):
 
 
 FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "max_num_steps", "per_sample", "compile"}
-ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor", "norm", "per_sample", "compile"}
+ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor", "norm", "per_sample", "compile",
+                    "step_t", "jump_t"}
 
 
 def check_method(method: str) -> None:

@@ -23,13 +23,15 @@ def fixed_step(evaluate: Callable, tableau: ButcherTableau, t: torch.Tensor, h: 
 
 
 def shared_trial(evaluate: Callable, tableau: ButcherTableau, norm: Callable, t: torch.Tensor, t1: torch.Tensor,
-                 dt: Step, y: torch.Tensor, f: torch.Tensor, rtol: Tolerance, atol: Tolerance):
+                 dt: Step, y: torch.Tensor, f: torch.Tensor, rtol: Tolerance, atol: Tolerance,
+                 stage_times: Optional[Sequence[torch.Tensor]] = None):
     """One trial step of size ``dt`` shared by the whole batch (a float, or a 0-d tensor when compiled).
 
     Returns ``(y1, f1, ratio, stages)``: the proposed state, the field at ``(t1, y1)`` (the last stage
-    of a First-Same-As-Last method), the ``[1]`` error ratio and the stage derivatives.
+    of a First-Same-As-Last method), the ``[1]`` error ratio and the stage derivatives. ``stage_times``
+    may give the stages' times (see :func:`rk_step`).
     """
-    y1, error, stages = rk_step(evaluate, tableau, t, y, f, dt)
+    y1, error, stages = rk_step(evaluate, tableau, t, y, f, dt, stage_times)
     f1 = stages[-1] if nonzero_weights(tableau)["fsal"] else evaluate(t1, y1)
     return y1, f1, error_ratio(norm, error, y, y1, rtol, atol, 1), stages
 
