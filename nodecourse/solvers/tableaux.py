@@ -62,6 +62,15 @@ _HEUN2 = ButcherTableau(
     "heun2", c=[F(0), F(1)], a=[[], [F(1)]], b=[F(1, 2), F(1, 2)], order=2
 )
 
+# Heun's third-order method (Heun 1900): stages at 0, 1/3 and 2/3 of the step.
+_HEUN3 = ButcherTableau(
+    "heun3",
+    c=[F(0), F(1, 3), F(2, 3)],
+    a=[[], [F(1, 3)], [F(0), F(2, 3)]],
+    b=[F(1, 4), F(0), F(3, 4)],
+    order=3,
+)
+
 # Kutta's 3/8 rule, the variant torchdiffeq calls "rk4", so the two agree to round-off.
 _RK4 = ButcherTableau(
     "rk4",
@@ -69,6 +78,22 @@ _RK4 = ButcherTableau(
     a=[[], [F(1, 3)], [F(-1, 3), F(1)], [F(1), F(-1), F(1)]],
     b=[F(1, 8), F(3, 8), F(3, 8), F(1, 8)],
     order=4,
+)
+
+# Heun's method with an embedded first-order estimate, the pair torchdiffeq calls "adaptive_heun": the
+# error estimate is the difference between the trapezoidal rule and the Euler step taken from the
+# second stage's slope, (k1 - k2) dt / 2. The cheapest adaptive method, for fields that are cheap and rough.
+# Not FSAL: the next step's first stage is the field at the accepted state (torchdiffeq reuses the second
+# stage, the field at the Euler state, instead).
+_ADAPTIVE_HEUN = ButcherTableau(
+    "adaptive_heun",
+    c=[F(0), F(1)],
+    a=[[], [F(1)]],
+    b=[F(1, 2), F(1, 2)],
+    b_low=[F(0), F(1)],
+    order=2,
+    error_order=2,
+    b_mid=[F(1, 2), F(0)],
 )
 
 # Fehlberg's RK1(2) (NASA TR R-315, 1969), propagating the second-order solution as torchdiffeq
@@ -145,7 +170,8 @@ _DOPRI5 = ButcherTableau(
 )
 
 TABLEAUX: dict[str, ButcherTableau] = {
-    tab.name: tab for tab in (_EULER, _MIDPOINT, _HEUN2, _RK4, _FEHLBERG2, _BOSH3, _RKF45, _DOPRI5)
+    tab.name: tab for tab in (_EULER, _MIDPOINT, _HEUN2, _HEUN3, _RK4, _ADAPTIVE_HEUN, _FEHLBERG2, _BOSH3, _RKF45,
+                              _DOPRI5)
 }
 FIXED_METHODS = tuple(name for name, tab in TABLEAUX.items() if not tab.adaptive)
 ADAPTIVE_METHODS = tuple(name for name, tab in TABLEAUX.items() if tab.adaptive)
