@@ -121,3 +121,22 @@ def test_non_finite_vector_field_values():
 
     with pytest.raises(SolverError, match=r"t=0\.5.*NaN/inf"):
         odeint(broken, Y0, T)
+
+
+class ShapeChanger(torch.nn.Module):
+    """A field whose output is right at first and then changes shape (transposed, same size)."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.calls, self.after = 0, after
+
+    def forward(self, t, y):
+        self.calls += 1
+        return -y if self.calls <= self.after else (-y).T.reshape(y.shape[::-1])
+
+
+@pytest.mark.parametrize("method, options", [("dopri5", None), ("rk4", {"step_size": 0.1}),
+                                             ("dopri5", {"per_sample": True}), ("euler", None)])
+def test_a_later_output_of_the_wrong_shape_is_an_error_not_a_broadcast(method, options):
+    with pytest.raises(ValueError, match=r"returned shape \(2, 3\) but the state has shape \(3, 2\)"):
+        odeint(ShapeChanger(after=3), Y0, torch.linspace(0.0, 1.0, 5), method=method, options=options)

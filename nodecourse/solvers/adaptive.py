@@ -138,7 +138,8 @@ class _Stepper:
             self.step = trial
             self.evaluate = (problem.direct_flat() if problem.per_sample else problem.direct()) or problem
             self.rtol, self.atol = rtol, atol
-        self.user_shape = self.evaluate is problem.func and not problem.per_sample  # states kept in func's shape
+        direct = not compile and self.evaluate is not problem  # the user's func, shape-checked
+        self.user_shape = direct and not problem.per_sample  # states kept in func's shape
         self.counts_itself = self.evaluate is problem  # else the loop adds the evaluations to problem.nfe
         self.evals_per_step = tableau.n_stages - (1 if tableau.fsal else 0)
 

@@ -92,15 +92,27 @@ class FlatProblem:
 
     # --- evaluation ------------------------------------------------------------------------
     def direct(self) -> Optional[Callable]:
-        """``func`` itself when a stepper may call it on states of the user's shape: a single tensor,
-        time running forward in the state's dtype, and func's output already checked; else ``None``. Saves the two reshapes
-        per evaluation (evaluations are not counted then)."""
-        return self.func if self._simple else None
+        """``func`` on states of the user's shape, for steppers, when that is allowed: a single tensor,
+        time running forward in the state's dtype, and func's output already checked; else ``None``.
+        Saves the two reshapes per evaluation (evaluations are not counted then); each output's shape is
+        still compared with the state's (a tuple comparison)."""
+        return self._shape_checked if self._simple else None
 
     def direct_flat(self) -> Optional[Callable]:
-        """``func`` itself when the user's state already is ``[B, N]`` (so no reshape is ever needed) and
-        :meth:`direct` allows it; else ``None``. For per-sample mode, whose masks work on ``[B, N]``."""
-        return self.func if self._simple and tuple(self.shapes[0]) == (self.batch, self.widths[0]) else None
+        """:meth:`direct` when the user's state already is ``[B, N]`` (so no reshape is ever needed),
+        else ``None``. For per-sample mode, whose masks work on ``[B, N]``."""
+        return self.direct() if tuple(self.shapes[0]) == (self.batch, self.widths[0]) else None
+
+    def _shape_checked(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        f = self.func(t, y)
+        if f.shape != y.shape:
+            self._wrong_output(f)
+        return f
+
+    def _wrong_output(self, f) -> None:
+        """Raise the error for an output of func that does not match the state (found after the first call)."""
+        check_func_output(f, self.unflatten(self.y0), self.is_tuple)  # raises with the detailed message
+        raise ValueError("func(t, y) returned an output unlike the state.")  # pragma: no cover
 
     def traceable_field(self) -> "compiled.FlatField":
         """The flat field as a plain object ``torch.compile`` can trace (it counts no evaluations:
@@ -111,12 +123,18 @@ class FlatProblem:
         self.nfe += 1
         if self._simple:  # the common case: one tensor, time forward; two reshapes
             s = s if self.per_sample or s.dim() == 0 else s.reshape(())
-            return self.func(s, y.reshape(self.shapes[0])).reshape(self.batch, -1)
+            f = self.func(s, y.reshape(self.shapes[0]))
+            if f.shape != self.shapes[0]:
+                self._wrong_output(f)
+            return f.reshape(self.batch, -1)
         if self._checked and not self.is_tuple:
-            f = self.func(self.user_time(s), y.reshape(self.shapes[0])).reshape(self.batch, -1)
+            f = self.func(self.user_time(s), y.reshape(self.shapes[0]))
+            if not torch.is_tensor(f) or f.shape != self.shapes[0]:
+                self._wrong_output(f)
+            f = f.reshape(self.batch, -1)
         else:
             f = self.func(self.user_time(s), self.to_user(self.unflatten(y)))
-            if not self._checked:
+            if not self._checked or not all(fi.shape == shape for fi, shape in zip(f, self.shapes)):
                 check_func_output(f, self.unflatten(y), self.is_tuple)
                 self._checked = True
                 self._simple = not self.is_tuple and self.direction > 0 and self.time_dtype == self.dtype
