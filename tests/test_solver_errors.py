@@ -140,3 +140,34 @@ class ShapeChanger(torch.nn.Module):
 def test_a_later_output_of_the_wrong_shape_is_an_error_not_a_broadcast(method, options):
     with pytest.raises(ValueError, match=r"returned shape \(2, 3\) but the state has shape \(3, 2\)"):
         odeint(ShapeChanger(after=3), Y0, torch.linspace(0.0, 1.0, 5), method=method, options=options)
+
+
+def test_an_empty_batch_gives_empty_outputs_for_every_method():
+    for method, options in (("dopri5", None), ("rk4", {"step_size": 0.1}), ("dopri5", {"per_sample": True})):
+        out = solve(decay, torch.zeros(0, 2), torch.linspace(0.0, 1.0, 4), method=method, options=options)
+        assert out.ys.shape == (4, 0, 2) and int(torch.as_tensor(out.stats.nfe).sum()) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_states_are_refused_with_the_fix(dtype):
+    with pytest.raises(TypeError, match=r"3-4 significant digits.*float\(\)"):
+        odeint(decay, Y0.to(dtype), T)
+
+
+def test_nan_in_the_fields_parameters_is_named_as_nan_not_stiffness():
+    field = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        field.weight[0, 0] = float("nan")
+    with pytest.raises(SolverError, match=r"returned NaN/inf at the initial time t=0 for samples \[0, 1, 2\].*parameters"):
+        odeint(lambda t, y: field(y), Y0, T)
+
+
+def test_a_stiff_problem_stops_within_seconds_and_says_stiffness():
+    with pytest.raises(SolverError, match=r"max_num_steps=10,000 .*got to t=.*stiffness.*notebook 11"):
+        odeint(lambda t, y: -1e6 * (y - torch.cos(t)), torch.zeros(1, dtype=torch.float64),
+               torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=1e-8, atol=1e-8)
+
+
+def test_an_infinite_first_step_is_refused():
+    with pytest.raises(ValueError, match="first_step must be a positive finite number"):
+        odeint(decay, Y0, T, options={"first_step": float("inf")})

@@ -23,7 +23,8 @@ from .rk_step import midpoint, nonzero_weights
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
-DEFAULTS = {"safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_num_steps": 2**31 - 1}
+# max_num_steps: a course problem takes hundreds of steps; 10,000 stops a stiff solve in seconds, with a message.
+DEFAULTS = {"safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_num_steps": 10_000}
 
 
 def initial_step(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor,
@@ -59,6 +60,14 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
         return [problem.y0], SolveStats.zeros(problem)
     t0 = problem.t[:1].expand(problem.batch).clone()
     f0 = problem(t0 if problem.per_sample else problem.t[0], problem.y0)  # checks func's output
+    if not bool(torch.isfinite(f0).all()):
+        samples = nonfinite_samples(problem, f0)
+        raise SolverError(
+            f"func(t, y) returned NaN/inf at the initial time t={float(problem.t[0]) * problem.direction:g}"
+            f"{' for samples ' + _short(samples) if problem.unflatten(f0)[0].dim() > 0 else ''}, although the "
+            f"initial state is finite: the field itself is broken there. Check its parameters for NaN or inf "
+            f"(a diverged training step leaves them so) and its formula for divisions by zero or logs of "
+            f"negative numbers.")
     if "first_step" in opts:
         dt0 = torch.full_like(t0, float(opts["first_step"]))
     else:
@@ -189,7 +198,7 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
         y, f = y.reshape(problem.shapes[0]), f.reshape(problem.shapes[0])
     while True:
         n_steps += 1
-        control.check_steps(n_steps, problem)
+        control.check_steps(n_steps, problem, t)
         if not _advances(t, dt, problem.time_dtype):
             stalled = torch.ones(1, dtype=torch.bool, device=y.device)
             _raise_underflow(problem, t_dev.reshape(1), torch.tensor([dt]), stalled,
@@ -255,7 +264,7 @@ def _per_sample_loop(problem, tableau, stepper, control, norm, t, f, dt, start_n
     n_iter = 0
     while True:
         n_iter += 1
-        control.check_steps(n_iter, problem)
+        control.check_steps(n_iter, problem, t)
         state, trial, summary = stepper.step(stepper.evaluate, tableau, norm, control, clip_last, c, t, dt, y, f,
                                              active, nonfinite, n_steps, n_accepted, t_end_arg,
                                              stepper.rtol, stepper.atol)

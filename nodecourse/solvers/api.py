@@ -43,6 +43,11 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
     parts = check_y0(y0)
     t = check_t(t, parts[0].dtype, parts[0].device)
     per_sample = bool(options.pop("per_sample", False))
+    if sum(p.numel() for p in parts) == 0:  # an empty batch: nothing to integrate, every output is empty
+        ys = tuple(p.unsqueeze(0).expand(len(t), *p.shape).clone() for p in parts)
+        batch = parts[0].shape[0] if per_sample and parts[0].dim() > 0 else None
+        zero = torch.zeros(batch, dtype=torch.long, device=parts[0].device) if batch is not None else 0
+        return Solution(ys=ys if is_tuple else ys[0], t=t, stats=SolveStats(zero, zero, zero, zero, 0))
     problem = FlatProblem(func, parts, is_tuple, t, per_sample)
     tableau = TABLEAUX[method]
     if tableau.adaptive:

@@ -102,6 +102,13 @@ def check_y0(y0: State) -> tuple[torch.Tensor, ...]:
                 f"{where} has dtype {y.dtype}, but ODE states must be floating point. "
                 f"Convert it with {where}.float() (or .double() for float64)."
             )
+        if y.dtype in (torch.float16, torch.bfloat16):
+            raise TypeError(
+                f"{where} has dtype {y.dtype}, which keeps only 3-4 significant digits: no solver can meet "
+                f"tolerances below that, and an adaptive one takes thousands of steps trying. Solve in "
+                f"float32 and cast back: odeint(func, {where}.float(), t).to({y.dtype}) (a field with half-"
+                f"precision weights: func.float())."
+            )
     dtypes = {y.dtype for y in tensors}
     devices = {y.device for y in tensors}
     if len(dtypes) > 1 or len(devices) > 1:

@@ -35,13 +35,20 @@ class Control:
         factor = torch.where(accepted, factor.clamp(min=1.0), factor.clamp_(min=self.dfactor))
         return torch.nan_to_num(factor, nan=self.dfactor)  # a NaN ratio: non-finite trial, shrink
 
-    def check_steps(self, n: int, problem) -> None:
+    def check_steps(self, n: int, problem, t=None) -> None:
+        """Stop a solve past ``max_num_steps`` with the likely cause (``t``: where it got to)."""
         if n > self.max_num_steps:
             t_end = float(problem.t[-1]) * problem.direction
+            where = ""
+            if t is not None:
+                reached = float(torch.as_tensor(t).min())  # internal time runs forward: the slowest sample
+                where = f" (it got to t={reached * problem.direction:.6g})"
             raise SolverError(
-                f"The solver took more than max_num_steps={self.max_num_steps} steps before reaching "
-                f"t={t_end:g}. Loosen rtol/atol, check the dynamics for stiffness, or raise "
-                f"options['max_num_steps']."
+                f"The solver took more than max_num_steps={self.max_num_steps:,} steps before reaching "
+                f"t={t_end:g}{where}. The likely cause is stiffness: a fast, decaying component forces an explicit "
+                f"method to steps below its stability limit however loose the tolerance (notebook 11, "
+                f"'Stiffness'); or the tolerance is tighter than the problem needs. Loosen rtol/atol, shorten the "
+                f"time span, rescale the problem, or raise options['max_num_steps'] if the work is expected."
             )
 
 
