@@ -689,7 +689,7 @@ print(f"explicit Euler would need h < 2/lambda = {2 / lam:g}, i.e. more than {in
 # cause and what to try. Here are the three ways a learner meets it, each caught and read:
 #
 # 1. **Too many steps.** The stiff Van der Pol oscillator over a full period with a step budget of
-#    500 (`options={"max_num_steps": 500}`). The default budget, 10,000 steps, stops a stiff solve
+#    500 (`options={"max_num_steps": 500}`). The default budget, 50,000 steps, stops a stiff solve
 #    within seconds with the same message; a smaller budget only makes it quicker.
 # 2. **Non-finite values.** Explicit Euler with $h = 10^{-3}$ on the stiff linear system with
 #    $\lambda = 10^4$: $|1 + h\mu| = 9 > 1$, so the fast component is multiplied by $-9$ every step and

@@ -280,3 +280,10 @@ def test_adaptive_heun_meets_its_tolerance_like_torchdiffeqs(rtol):
     theirs = torchdiffeq.odeint(decay, y0, t, method="adaptive_heun", rtol=rtol, atol=rtol * 1e-2)
     ours_error, their_error = float((ours - exact).abs().max()), float((theirs - exact).abs().max())
     assert ours_error < 20 * rtol and ours_error < 3 * their_error
+
+
+@pytest.mark.parametrize("callback", ["callback_accept_step", "callback_reject_step"])
+def test_callbacks_a_fixed_step_solve_never_calls_are_warned_about(callback):
+    field = Recorder()
+    with pytest.warns(UserWarning, match=f"{callback}.*never accepts or rejects"):
+        nodecourse.odeint(field, torch.ones(1, 2, dtype=torch.float64), torch.tensor([0.0, 1.0]), method="rk4")

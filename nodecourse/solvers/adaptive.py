@@ -23,8 +23,9 @@ from .rk_step import midpoint, nonzero_weights
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
-# max_num_steps: a course problem takes hundreds of steps; 10,000 stops a stiff solve in seconds, with a message.
-DEFAULTS = {"safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_num_steps": 10_000}
+# max_num_steps: a course problem takes hundreds of steps, a low-order method at a tight tolerance tens of
+# thousands; 50,000 stops a stiff solve within seconds, with a message, instead of letting it run for minutes.
+DEFAULTS = {"safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_num_steps": 50_000}
 
 
 def initial_step(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor,

@@ -1,6 +1,7 @@
 """``odeint`` (a drop-in for ``torchdiffeq.odeint``) and ``solve`` (the same, with statistics)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -50,6 +51,7 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
         return Solution(ys=ys if is_tuple else ys[0], t=t, stats=SolveStats(zero, zero, zero, zero, 0))
     problem = FlatProblem(func, parts, is_tuple, t, per_sample)
     tableau = TABLEAUX[method]
+    _warn_unused_callbacks(problem, tableau, method)
     if tableau.adaptive:
         flat_outputs, stats = integrate_adaptive(problem, tableau, float(rtol), float(atol), options)
     else:
@@ -78,6 +80,16 @@ def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 
     through the solver; see :func:`nodecourse.odeint_adjoint` for the constant-memory adjoint.
     """
     return solve(func, y0, t, rtol=rtol, atol=atol, method=method, options=options).ys
+
+
+def _warn_unused_callbacks(problem: FlatProblem, tableau, method: str) -> None:
+    """Callbacks that this solve will never call get a warning (as in torchdiffeq), not silence."""
+    unused = set(problem.callbacks) if problem.per_sample else \
+        ({"callback_accept_step", "callback_reject_step"} & set(problem.callbacks) if not tableau.adaptive else set())
+    if unused:
+        why = "per-sample solves call no callbacks" if problem.per_sample else \
+            f"the fixed-step method {method!r} never accepts or rejects a step"
+        warnings.warn(f"func has {', '.join(sorted(unused))}, which this solve will not call: {why}.", stacklevel=3)
 
 
 def _check_finite(problem: FlatProblem, outputs: list, t: torch.Tensor) -> None:
