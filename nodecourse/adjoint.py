@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .solvers import odeint
+from .solvers.events import with_event_time_gradient
 from .solvers.checks import check_callable, check_method, check_options, check_y0
 from .solvers.problem import CALLBACKS
 
@@ -31,7 +32,8 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
                    method: str = "dopri5", options: Optional[dict] = None,
                    adjoint_params: Optional[Sequence[torch.Tensor]] = None,
                    adjoint_rtol: Optional[float] = None, adjoint_atol: Optional[float] = None,
-                   adjoint_method: Optional[str] = None, adjoint_options: Optional[dict] = None):
+                   adjoint_method: Optional[str] = None, adjoint_options: Optional[dict] = None, *,
+                   event_fn: Optional[Callable] = None):
     """:func:`nodecourse.odeint` whose backward pass solves the adjoint ODE instead of backpropagating
     through the solver's operations.
 
@@ -40,7 +42,19 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
     The ``adjoint_*`` arguments set the reverse solve (default: the forward's settings);
     ``adjoint_options={"norm": "seminorm"}`` measures its error on ``y`` and ``a`` only, not on the
     parameter-gradient integral, which usually saves steps (Kidger et al. 2021).
+
+    With ``event_fn`` (as in torchdiffeq): solve until ``event_fn(t, y)`` changes sign and return
+    ``(t_event, [y0, y(t_event)])``; the state's gradients come from the adjoint, the event time's from
+    the implicit function theorem (see :func:`nodecourse.odeint_event`).
     """
+    if event_fn is not None:
+        with torch.no_grad():
+            event_t, _ = odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, event_fn=event_fn)
+        t = torch.as_tensor(t)
+        times = torch.stack([t[0].to(event_t), event_t])
+        solution = odeint_adjoint(func, y0, times, rtol, atol, method, options, adjoint_params, adjoint_rtol,
+                                  adjoint_atol, adjoint_method, adjoint_options)
+        return with_event_time_gradient(func, event_fn, event_t, solution)
     check_callable(func)
     check_method(method)
     options = check_options(method, options)

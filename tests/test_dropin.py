@@ -287,3 +287,74 @@ def test_callbacks_a_fixed_step_solve_never_calls_are_warned_about(callback):
     field = Recorder()
     with pytest.warns(UserWarning, match=f"{callback}.*never accepts or rejects"):
         nodecourse.odeint(field, torch.ones(1, 2, dtype=torch.float64), torch.tensor([0.0, 1.0]), method="rk4")
+
+
+@pytest.mark.parametrize("method, options", [("dopri5", None), ("bosh3", None), ("adaptive_heun", None),
+                                             ("rk4", {"step_size": 0.01, "interp": "cubic"}),
+                                             ("euler", {"step_size": 0.01})])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_event_fn_stops_where_torchdiffeq_stops(method, options, backwards):
+    """y' = -y from y(0) = 1 (or y' = y backwards in time): the event y = 0.5 is at |t| = ln 2."""
+    y0 = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    t = torch.tensor([0.0, -1.0 if backwards else 1.0], dtype=torch.float64)
+    field = (lambda t, y: y) if backwards else (lambda t, y: -y)
+
+    def event_fn(t, y):
+        return y[0] - 0.5
+
+    t_ours, y_ours = nodecourse.odeint(field, y0, t, method=method, options=options, event_fn=event_fn)
+    t_theirs, y_theirs = torchdiffeq.odeint(field, y0, t, method=method, options=options, event_fn=event_fn)
+    exact = -np.log(2.0) if backwards else np.log(2.0)
+    tol = 5e-3 if method == "euler" else 1e-5
+    assert abs(float(t_ours) - exact) < tol and abs(float(t_ours) - float(t_theirs)) < 1e-4  # torchdiffeq's own tol
+    assert y_ours.shape == (2, 2) and torch.equal(y_ours[0], y0)
+    torch.testing.assert_close(y_ours[-1], torch.tensor([0.5, 1.5], dtype=torch.float64), rtol=tol, atol=tol)
+
+
+def test_odeint_event_differentiates_the_event_time():
+    """y' = -k y, y(0) = y0, event y = 1/2: T = ln(2 y0) / k, so dT/dy0 = 1/(k y0), dT/dk = -ln(2 y0)/k^2."""
+    k = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    y0 = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+
+    def field(t, y):
+        return -k * y
+
+    t_event, solution = nodecourse.odeint_event(field, y0, torch.tensor(0.0, dtype=torch.float64),
+                                                event_fn=lambda t, y: y.sum() - 0.5, rtol=1e-10, atol=1e-12)
+    assert abs(float(t_event) - np.log(4.0) / 1.5) < 1e-8
+    d_y0, d_k = torch.autograd.grad(t_event, (y0, k), retain_graph=True)
+    assert abs(float(d_y0) - 1 / (1.5 * 2.0)) < 1e-6
+    assert abs(float(d_k) + np.log(4.0) / 1.5 ** 2) < 1e-6
+    # the state at the event is pinned at 1/2 whatever y0 is: its gradient vanishes
+    (g,) = torch.autograd.grad(solution[-1].sum(), y0, allow_unused=True)
+    assert abs(float(g)) < 1e-6
+
+
+def test_event_errors_are_clear():
+    with pytest.raises(ValueError, match="t holds two times"):
+        nodecourse.odeint(lambda t, y: -y, torch.ones(1), torch.linspace(0, 1, 3), event_fn=lambda t, y: y.sum())
+    with pytest.raises(ValueError, match="needs options=\\{'step_size': h\\}"):
+        nodecourse.odeint(lambda t, y: -y, torch.ones(1), torch.tensor([0.0, 1.0]), method="rk4",
+                          event_fn=lambda t, y: y.sum() - 0.5)
+    with pytest.raises(ValueError, match="must return one number"):
+        nodecourse.odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0]), event_fn=lambda t, y: y - 0.5)
+
+
+def test_odeint_adjoint_with_an_event_matches_odeint_event():
+    field = torch.nn.Linear(1, 1).double()
+    torch.nn.init.constant_(field.weight, -1.2)
+    torch.nn.init.constant_(field.bias, 0.1)
+
+    def run(solver):
+        y0 = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+        t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        if solver == "adjoint":
+            event_t, sol = nodecourse.odeint_adjoint(lambda t, y: field(y), y0, t, event_fn=lambda t, y: y.sum() - 0.5,
+                                                     adjoint_params=tuple(field.parameters()), rtol=1e-10, atol=1e-12)
+        else:
+            event_t, sol = nodecourse.odeint_event(lambda t, y: field(y), y0, t[0], event_fn=lambda t, y: y.sum() - 0.5,
+                                                   rtol=1e-10, atol=1e-12)
+        return [float(event_t)] + [float(g) for g in torch.autograd.grad(event_t + sol[-1].sum(),
+                                                                         (y0, *field.parameters()))]
+
+    assert run("adjoint") == pytest.approx(run("odeint"), rel=1e-5, abs=1e-7)

@@ -2,8 +2,9 @@
 with a shared or a per-sample step size, dense output and solve statistics."""
 from .api import Solution, odeint, solve
 from .checks import SolverError
+from .events import odeint_event
 from .stats import SolveStats
 from .tableaux import ADAPTIVE_METHODS, FIXED_METHODS, METHODS, TABLEAUX, ButcherTableau
 
-__all__ = ["odeint", "solve", "Solution", "SolveStats", "SolverError", "ButcherTableau", "TABLEAUX",
+__all__ = ["odeint", "odeint_event", "solve", "Solution", "SolveStats", "SolverError", "ButcherTableau", "TABLEAUX",
            "METHODS", "FIXED_METHODS", "ADAPTIVE_METHODS"]

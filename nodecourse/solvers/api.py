@@ -10,6 +10,7 @@ import torch
 from .adaptive import _short, integrate_adaptive, nonfinite_samples
 from .checks import (SolverError, check_callable, check_method, check_options, check_t, check_tolerances,
                      check_y0)
+from .events import integrate_until_event
 from .fixed_grid import MAX_GRID_STEPS, integrate_fixed
 from .problem import FlatProblem
 from .stats import SolveStats
@@ -66,7 +67,8 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
 
 
 def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1e-9,
-           method: str = "dopri5", options: Optional[dict] = None) -> Union[torch.Tensor, tuple]:
+           method: str = "dopri5", options: Optional[dict] = None, *,
+           event_fn: Optional[Callable] = None) -> Union[torch.Tensor, tuple]:
     """Solve ``dy/dt = func(t, y)`` from ``y(t[0]) = y0`` and return the states at the times ``t``.
 
     A drop-in for ``torchdiffeq.odeint``: ``t`` is 1-D and strictly increasing or decreasing, the
@@ -78,8 +80,32 @@ def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 
     ``options={"compile": True}``: each step runs as one ``torch.compile`` graph (the first solve
     compiles for seconds; later ones are faster on small problems). Differentiable by backprop
     through the solver; see :func:`nodecourse.odeint_adjoint` for the constant-memory adjoint.
+
+    With ``event_fn``, as in torchdiffeq: integrate from ``t[0]`` towards ``t[1]`` (``t`` of two times,
+    the second giving only the direction) until ``event_fn(t, y)`` changes sign, and return
+    ``(t_event, [y0, y(t_event)])``; :func:`nodecourse.odeint_event` also differentiates ``t_event``.
     """
+    if event_fn is not None:
+        return _until_event(func, y0, t, rtol, atol, method, options, event_fn)
     return solve(func, y0, t, rtol=rtol, atol=atol, method=method, options=options).ys
+
+
+def _until_event(func, y0, t, rtol, atol, method, options, event_fn):
+    check_callable(func)
+    check_callable(event_fn)
+    check_method(method)
+    options = check_options(method, options)
+    check_tolerances(rtol, atol)
+    is_tuple = isinstance(y0, (tuple, list))
+    parts = check_y0(y0)
+    t = check_t(t, parts[0].dtype, parts[0].device)
+    if len(t) != 2:
+        raise ValueError(f"With event_fn, t holds two times: the start and any later (or earlier) time that "
+                         f"gives the direction; got {len(t)}. Or use nodecourse.odeint_event(func, y0, t0, ...).")
+    problem = FlatProblem(func, parts, is_tuple, t, bool(options.pop("per_sample", False)))
+    event_s, y_event = integrate_until_event(problem, TABLEAUX[method], float(rtol), float(atol), options, event_fn)
+    flat = torch.stack([problem.y0, y_event.reshape(problem.y0.shape)])
+    return (event_s * problem.direction).to(t.dtype), problem.to_user(problem.unflatten(flat, lead=(2,)))
 
 
 def _warn_unused_callbacks(problem: FlatProblem, tableau, method: str) -> None:

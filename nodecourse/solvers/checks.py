@@ -13,7 +13,7 @@ class SolverError(ValueError):
     """A solve that cannot go on: step-size underflow, too many steps, or a non-finite state."""
 
 
-FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "max_num_steps", "per_sample", "compile"}
+FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "interp", "max_num_steps", "per_sample", "compile"}
 ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor", "norm", "per_sample", "compile",
                     "step_t", "jump_t"}
 
@@ -60,6 +60,9 @@ def check_options(method: str, options: Optional[dict]) -> dict:
                 raise ValueError("step_size and grid_constructor both set the grid: pass only one of them.")
         if options.get("grid_constructor") is not None and not callable(options["grid_constructor"]):
             raise TypeError("grid_constructor must be callable as grid_constructor(func, y0, t) -> 1-D tensor.")
+        if options.get("interp", "linear") not in ("linear", "cubic"):
+            raise ValueError(f"options['interp'] must be 'linear' or 'cubic', got {options['interp']!r}. (Outputs "
+                             f"land on the grid here, so it only matters for torchdiffeq compatibility.)")
         if "perturb" in options and not isinstance(options["perturb"], bool):
             raise TypeError(f"options['perturb'] must be True or False, got {options['perturb']!r}.")
     else:
