@@ -18,6 +18,7 @@ import io
 import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from nodecourse import config as _config
+from nodecourse._validation import check_flag, check_real, check_seed, is_int, is_real
 
 __all__ = [
     "cubic_regression",
@@ -51,29 +53,63 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 
 
+MAX_RK4_SUBSTEPS = 1_000_000
+"""The most RK4 substeps one trajectory may take: more would run for minutes (or forever)."""
+
+
 def _generator(seed: int) -> torch.Generator:
-    """A CPU generator seeded with ``seed``: the same numbers on every device."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}; pass e.g. seed=0.")
-    return torch.Generator(device="cpu").manual_seed(seed)
+    """A CPU generator seeded with ``seed`` (an int in [0, 2**32 - 1]): the same numbers on every device."""
+    return torch.Generator(device="cpu").manual_seed(check_seed(seed))
 
 
-def _check_count(name: str, value: int, minimum: int = 1) -> None:
-    """Raise a clear error unless ``value`` is an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
+def _check_count(name: str, value: int, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (Python or NumPy int), else a clear TypeError/ValueError."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int (Python or NumPy), got {type(value).__name__} {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}; ask for more points.")
+    return int(value)
 
 
-def _check_noise(noise: float) -> None:
+def _check_noise(noise: float) -> float:
+    if not is_real(noise):
+        raise TypeError(f"noise must be a real number, got {type(noise).__name__} {noise!r}; it is the standard "
+                        "deviation of the added Gaussian noise, e.g. noise=0.05.")
     if not (noise >= 0.0 and math.isfinite(noise)):
-        raise ValueError(f"noise is a standard deviation and must be >= 0 and finite, got {noise}.")
+        raise ValueError(f"noise is a standard deviation and must be >= 0 and finite, got noise={noise}.")
+    return float(noise)
 
 
-def _finish(x: torch.Tensor, dtype: torch.dtype | None, device: torch.device | str | None) -> torch.Tensor:
-    """Cast a float64 CPU tensor to the requested dtype (float32 by default) and device."""
-    return x.to(device=device if device is not None else "cpu", dtype=dtype or torch.float32)
+def _check_pair(name: str, pair: object) -> tuple[float, float]:
+    """A pair of finite real numbers such as ``radius_range=(0.5, 1.5)``."""
+    if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2 \
+            or not all(is_real(v) and math.isfinite(v) for v in pair):
+        raise ValueError(f"{name} must be a pair (low, high) of finite numbers, got {name}={pair!r}.")
+    return float(pair[0]), float(pair[1])
+
+
+def _check_dtype_device(
+    dtype: torch.dtype | None, device: torch.device | str | None
+) -> tuple[torch.dtype | None, torch.device | None]:
+    """``dtype`` must be a floating torch dtype (or None); ``device`` a device this machine has (or None)."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch dtype such as torch.float32 or torch.float64, "
+                        f"got {dtype!r}.")
+    return dtype, (None if device is None else _config.device(device))
+
+
+def _finish(
+    x: torch.Tensor, dtype: torch.dtype | None, device: torch.device | str | None, what: str = "the data"
+) -> torch.Tensor:
+    """Cast a float64 tensor to the requested dtype (float32 by default) and device, checking that no
+    value overflowed to inf or became NaN on the way (parameters far too large for the data)."""
+    out = x.to(dtype=dtype or torch.float32)
+    if not torch.isfinite(out).all():
+        raise ValueError(
+            f"{what} came out as inf or NaN in {out.dtype}: the parameters are too extreme for these data "
+            "(values overflow); use parameters of an ordinary size, or dtype=torch.float64."
+        )
+    return out.to(device=device if device is not None else out.device)
 
 
 def _shuffle(
@@ -96,6 +132,7 @@ def cubic_regression(
 
     Returns ``(x, y)``, both shaped [10, 1].
     """
+    dtype, device = _check_dtype_device(dtype, device)
     x = torch.linspace(-2.0, 2.0, 10, dtype=torch.float64).unsqueeze(1)
     y = x**3 + 0.1 * x
     return _finish(x, dtype, device), _finish(y, dtype, device)
@@ -116,10 +153,10 @@ def spirals(
     the same spiral turned by 180 degrees. Gaussian noise of std ``noise`` is added to each point.
     Returns ``(X [n, 2], labels [n] int64)``, shuffled, with ``ceil(n/2)`` points in class 0.
     """
-    _check_count("n_samples", n_samples, 2)
-    _check_noise(noise)
-    if not turns > 0:
-        raise ValueError(f"turns must be > 0, got {turns}.")
+    n_samples = _check_count("n_samples", n_samples, 2)
+    noise = _check_noise(noise)
+    turns = check_real("turns", turns, low=0)
+    dtype, device = _check_dtype_device(dtype, device)
     gen = _generator(seed)
     n0 = (n_samples + 1) // 2
     labels = torch.cat([torch.zeros(n0, dtype=torch.long), torch.ones(n_samples - n0, dtype=torch.long)])
@@ -128,7 +165,8 @@ def spirals(
     X = torch.stack([r * torch.cos(angle), r * torch.sin(angle)], dim=1)
     X = X + noise * torch.randn(n_samples, 2, generator=gen, dtype=torch.float64)
     X, labels = _shuffle(X, labels, gen)
-    return _finish(X, dtype, device), labels.to(device=device if device is not None else "cpu")
+    what = f"spirals(noise={noise}, turns={turns})"
+    return _finish(X, dtype, device, what), labels.to(device=device if device is not None else "cpu")
 
 
 def nested_circles(
@@ -147,12 +185,10 @@ def nested_circles(
     ``outer_radii[0] <= |x| <= outer_radii[1]``. Returns ``(X [n, 2], labels [n] int64)``, shuffled,
     with ``ceil(n/2)`` points in class 0.
     """
-    _check_count("n_samples", n_samples, 2)
-    r_in = float(inner_radius)
-    try:
-        r_lo, r_hi = (float(r) for r in outer_radii)
-    except (TypeError, ValueError):
-        raise ValueError(f"outer_radii must be a pair (r_low, r_high), got {outer_radii!r}.") from None
+    n_samples = _check_count("n_samples", n_samples, 2)
+    r_in = check_real("inner_radius", inner_radius)
+    r_lo, r_hi = _check_pair("outer_radii", outer_radii)
+    dtype, device = _check_dtype_device(dtype, device)
     if not 0 < r_in < r_lo < r_hi:
         raise ValueError(
             "need 0 < inner_radius < outer_radii[0] < outer_radii[1] so the disk and the annulus are "
@@ -162,12 +198,14 @@ def nested_circles(
     n0 = (n_samples + 1) // 2
     n1 = n_samples - n0
     u = torch.rand(n_samples, generator=gen, dtype=torch.float64)
-    r = torch.cat([r_in * u[:n0].sqrt(), (r_lo**2 + u[n0:] * (r_hi**2 - r_lo**2)).sqrt()])
+    ratio = r_lo / r_hi  # r = sqrt(r_lo^2 + u (r_hi^2 - r_lo^2)), written so that no square overflows
+    r = torch.cat([r_in * u[:n0].sqrt(), r_hi * (ratio**2 + u[n0:] * (1 - ratio**2)).sqrt()])
     angle = 2 * math.pi * torch.rand(n_samples, generator=gen, dtype=torch.float64)
     X = torch.stack([r * torch.cos(angle), r * torch.sin(angle)], dim=1)
     labels = torch.cat([torch.zeros(n0, dtype=torch.long), torch.ones(n1, dtype=torch.long)])
     X, labels = _shuffle(X, labels, gen)
-    return _finish(X, dtype, device), labels.to(device=device if device is not None else "cpu")
+    what = f"nested_circles(inner_radius={r_in}, outer_radii=({r_lo}, {r_hi}))"
+    return _finish(X, dtype, device, what), labels.to(device=device if device is not None else "cpu")
 
 
 def reflection_1d(
@@ -180,17 +218,27 @@ def reflection_1d(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The 1-D reflection y = -x with x uniform on [-x_max, x_max]: a map no 1-D Neural ODE can
     represent, since its flow preserves order on the line. Returns ``(x [n, 1], y [n, 1])``."""
-    _check_count("n_samples", n_samples)
-    if not x_max > 0:
-        raise ValueError(f"x_max must be > 0, got {x_max}.")
+    n_samples = _check_count("n_samples", n_samples)
+    x_max = check_real("x_max", x_max, low=0)
+    dtype, device = _check_dtype_device(dtype, device)
     gen = _generator(seed)
     x = (2 * torch.rand(n_samples, 1, generator=gen, dtype=torch.float64) - 1) * x_max
-    return _finish(x, dtype, device), _finish(-x, dtype, device)
+    what = f"reflection_1d(x_max={x_max})"
+    return _finish(x, dtype, device, what), _finish(-x, dtype, device, what)
 
 
 # --------------------------------------------------------------------------------------------------
 # dynamical systems: vector fields and true trajectories
 # --------------------------------------------------------------------------------------------------
+
+
+def _check_planar_state(owner: str, y: object, names: str) -> None:
+    """A vector field of two variables needs states ``[..., 2]`` (a shape comparison, cheap per call)."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{owner} needs the state as a tensor [..., 2] {names}, got {type(y).__name__}; "
+                        "convert it with torch.as_tensor(y, dtype=torch.float64).")
+    if y.dim() == 0 or y.shape[-1] != 2:
+        raise ValueError(f"{owner} needs states of shape [..., 2] {names}, got shape {tuple(y.shape)}.")
 
 
 def lotka_volterra_field(
@@ -205,6 +253,7 @@ def lotka_volterra_field(
 
     dx/dt = alpha x - beta x y,  dy/dt = delta x y - gamma y.  Shape [..., 2] in, [..., 2] out.
     """
+    _check_planar_state("lotka_volterra_field", y, "(prey, predator)")
     x, p = y[..., 0], y[..., 1]
     return torch.stack([alpha * x - beta * x * p, delta * x * p - gamma * p], dim=-1)
 
@@ -216,6 +265,7 @@ def pendulum_field(
 
     dtheta/dt = omega,  domega/dt = -(g/l) sin(theta) - damping omega.  Shape [..., 2] in and out.
     """
+    _check_planar_state("pendulum_field", y, "(theta, omega)")
     theta, omega = y[..., 0], y[..., 1]
     return torch.stack([omega, -g_over_l * torch.sin(theta) - damping * omega], dim=-1)
 
@@ -228,15 +278,15 @@ def _as_state_and_times(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
     """Check ``y0`` ([..., 2]) and ``t`` (1-D, strictly monotone); return them in the working dtype
     (float64, except on MPS which has none) together with the output dtype."""
+    dtype, device = _check_dtype_device(dtype, device)
     if dtype is None:
         dtype = y0.dtype if isinstance(y0, torch.Tensor) and y0.is_floating_point() else torch.float32
     if device is None:
         source = y0 if isinstance(y0, torch.Tensor) else t if isinstance(t, torch.Tensor) else None
-        device = source.device if source is not None else "cpu"
-    device = torch.device(device)
+        device = source.device if source is not None else torch.device("cpu")
     work = dtype if device.type == "mps" else torch.float64
-    y0 = torch.as_tensor(y0).to(device=device, dtype=work)
-    t = torch.as_tensor(t).to(device=device, dtype=work)
+    y0 = _as_numbers("y0", y0).to(device=device, dtype=work)
+    t = _as_numbers("t", t).to(device=device, dtype=work)
     if y0.ndim == 0 or y0.shape[-1] != 2:
         raise ValueError(
             f"y0 must have last dimension 2 (the two state variables), got shape {tuple(y0.shape)}; "
@@ -246,6 +296,8 @@ def _as_state_and_times(
         raise ValueError("y0 contains NaN or infinite values; pass a finite initial state.")
     if t.ndim != 1 or t.numel() < 1:
         raise ValueError(f"t must be a non-empty 1-D tensor of output times, got shape {tuple(t.shape)}.")
+    if not torch.isfinite(t).all():
+        raise ValueError("t contains NaN or infinite times; pass finite output times.")
     if t.numel() > 1:
         dt = t[1:] - t[:-1]
         if not ((dt > 0).all() or (dt < 0).all()):
@@ -255,6 +307,14 @@ def _as_state_and_times(
     return y0, t, dtype
 
 
+def _as_numbers(name: str, value: object) -> torch.Tensor:
+    """``value`` (a tensor, or a sequence of numbers) as a tensor, or a TypeError naming ``name``."""
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a tensor or a sequence of numbers, got {value!r}.") from None
+
+
 def _rk4_trajectory(
     field: Callable[[float, torch.Tensor], torch.Tensor], y0: torch.Tensor, t: torch.Tensor, max_step: float
 ) -> torch.Tensor:
@@ -262,9 +322,15 @@ def _rk4_trajectory(
 
     Returns [len(t), *y0.shape]. Self-contained on purpose: the data must not depend on the solvers.
     """
-    if not max_step > 0:
-        raise ValueError(f"max_step must be > 0, got {max_step}.")
+    max_step = check_real("max_step", max_step, low=0)
     times = t.tolist()
+    substeps = sum(abs(t1 - t0) / max_step for t0, t1 in zip(times[:-1], times[1:]))
+    if substeps > MAX_RK4_SUBSTEPS:
+        raise ValueError(
+            f"integrating over t in [{times[0]:g}, {times[-1]:g}] with max_step={max_step:g} takes about "
+            f"{substeps:.3g} RK4 substeps, more than {MAX_RK4_SUBSTEPS:,} (minutes of work, or hours); "
+            "raise max_step or shorten the time span."
+        )
     ys = [y0]
     y = y0
     for t0, t1 in zip(times[:-1], times[1:]):
@@ -300,9 +366,8 @@ def lotka_volterra(
     """
     if t is None:
         t = torch.linspace(0.0, 10.0, 201)
-    for name, value in (("alpha", alpha), ("beta", beta), ("delta", delta), ("gamma", gamma)):
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}.")
+    alpha, beta, delta, gamma = (check_real(name, value, low=0) for name, value in
+                                 (("alpha", alpha), ("beta", beta), ("delta", delta), ("gamma", gamma)))
     y0, t, out_dtype = _as_state_and_times(y0, t, dtype, device)
     if not (y0 > 0).all():
         raise ValueError("Lotka-Volterra populations in y0 must be positive (prey, predator) > 0.")
@@ -310,7 +375,9 @@ def lotka_volterra(
     def field(s: float, y: torch.Tensor) -> torch.Tensor:
         return lotka_volterra_field(s, y, alpha, beta, delta, gamma)
 
-    return _rk4_trajectory(field, y0, t, max_step).to(out_dtype)
+    what = (f"lotka_volterra(alpha={alpha}, beta={beta}, delta={delta}, gamma={gamma}, max_step={max_step}) "
+            "(an RK4 step too large for these rates also blows up: lower max_step)")
+    return _finish(_rk4_trajectory(field, y0, t, max_step), out_dtype, None, what)
 
 
 def pendulum(
@@ -330,16 +397,16 @@ def pendulum(
     """
     if t is None:
         t = torch.linspace(0.0, 10.0, 201)
-    if not g_over_l > 0:
-        raise ValueError(f"g_over_l must be > 0, got {g_over_l}.")
-    if not damping >= 0:
-        raise ValueError(f"damping must be >= 0, got {damping}.")
+    g_over_l = check_real("g_over_l", g_over_l, low=0)
+    damping = check_real("damping", damping, low=0, strict=False)
     y0, t, out_dtype = _as_state_and_times(y0, t, dtype, device)
 
     def field(s: float, y: torch.Tensor) -> torch.Tensor:
         return pendulum_field(s, y, g_over_l, damping)
 
-    return _rk4_trajectory(field, y0, t, max_step).to(out_dtype)
+    what = (f"pendulum(g_over_l={g_over_l}, damping={damping}, max_step={max_step}) "
+            "(an RK4 step too large for these rates also blows up: lower max_step)")
+    return _finish(_rk4_trajectory(field, y0, t, max_step), out_dtype, None, what)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -368,14 +435,20 @@ class TimeSeries:
 
     def dense(self, t: torch.Tensor | Sequence[float]) -> torch.Tensor:
         """Exact states at times ``t``: [m] (shared by all series) or [n_series, m] -> [n_series, m, 2]."""
-        t = torch.as_tensor(t, dtype=self.y0.dtype, device=self.y0.device)
+        t = _as_numbers("t", t).to(dtype=self.y0.dtype, device=self.y0.device)
         if t.ndim == 1:
             t = t.unsqueeze(0).expand(self.y0.shape[0], -1)
         if t.ndim != 2 or t.shape[0] != self.y0.shape[0]:
             raise ValueError(
                 f"t must be [m] or [n_series={self.y0.shape[0]}, m], got shape {tuple(t.shape)}."
             )
-        return _spiral_closed_form(self.y0, t, self.decay, self.frequency)
+        if not torch.isfinite(t).all():
+            raise ValueError("t contains NaN or infinite times; pass finite times.")
+        states = _spiral_closed_form(self.y0, t, self.decay, self.frequency)
+        if not torch.isfinite(states).all():
+            raise ValueError(f"the states overflow at these times (decay={self.decay} makes exp(-decay t) huge "
+                             "for t far below 0); ask for times closer to the observation window.")
+        return states
 
     def field(self, t: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
         """The true vector field A y, for [..., 2] states (handy to compare with a learned one)."""
@@ -410,16 +483,16 @@ def irregular_time_series(
     observation times are Poisson-like (exponential gaps plus a small floor, rescaled to the window),
     so they are sorted and strictly increasing; the noise is Gaussian with std ``noise``.
     """
-    _check_count("n_series", n_series)
-    _check_count("n_points", n_points)
-    _check_noise(noise)
-    if not (t_max > 0 and math.isfinite(t_max)):
-        raise ValueError(f"t_max must be > 0 and finite, got {t_max}.")
-    if not decay >= 0:
-        raise ValueError(f"decay must be >= 0, got {decay}.")
-    r_lo, r_hi = (float(r) for r in radius_range)
+    n_series = _check_count("n_series", n_series)
+    n_points = _check_count("n_points", n_points)
+    noise = _check_noise(noise)
+    t_max = check_real("t_max", t_max, low=0)
+    decay = check_real("decay", decay, low=0, strict=False)
+    frequency = check_real("frequency", frequency)
+    r_lo, r_hi = _check_pair("radius_range", radius_range)
     if not 0 < r_lo <= r_hi:
         raise ValueError(f"radius_range must satisfy 0 < low <= high, got {radius_range}.")
+    dtype, device = _check_dtype_device(dtype, device)
     gen = _generator(seed)
     f64 = torch.float64
     angle = 2 * math.pi * torch.rand(n_series, generator=gen, dtype=f64)
@@ -429,15 +502,21 @@ def irregular_time_series(
     times = t_max * gaps.cumsum(1)[:, :-1] / gaps.sum(1, keepdim=True)
     clean = _spiral_closed_form(y0, times, decay, frequency)
     values = clean + noise * torch.randn(clean.shape, generator=gen, dtype=f64)
-    return TimeSeries(
-        times=_finish(times, dtype, device),
-        values=_finish(values, dtype, device),
-        clean=_finish(clean, dtype, device),
-        y0=_finish(y0, dtype, device),
-        decay=float(decay),
-        frequency=float(frequency),
-        noise=float(noise),
+    what = (f"irregular_time_series(t_max={t_max}, noise={noise}, decay={decay}, frequency={frequency}, "
+            f"radius_range=({r_lo}, {r_hi}))")
+    series = TimeSeries(
+        times=_finish(times, dtype, device, what),
+        values=_finish(values, dtype, device, what),
+        clean=_finish(clean, dtype, device, what),
+        y0=_finish(y0, dtype, device, what),
+        decay=decay,
+        frequency=frequency,
+        noise=noise,
     )
+    if not ((series.times > 0).all() and (series.times.diff(dim=1) > 0).all()):
+        raise ValueError(f"t_max={t_max} is too small to give {n_points} distinct, increasing times in "
+                         f"{series.times.dtype}; use a larger t_max (or dtype=torch.float64).")
+    return series
 
 
 # --------------------------------------------------------------------------------------------------
@@ -465,7 +544,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise ValueError(f"{path} looks gzip-compressed but cannot be decompressed ({err}); "
                              "download it again.") from None
     if len(raw) < 4:
@@ -553,6 +632,9 @@ def _idx_names(train: bool) -> tuple[str, str]:
 def _data_folder(root: str | os.PathLike | None) -> tuple[Path | None, str]:
     """The folder to search: ``root``, else ``$NODECOURSE_DATA``, else the default cache if it exists."""
     if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a folder path (a str or pathlib.Path), got {type(root).__name__} "
+                            f"{root!r}.")
         folder = Path(root).expanduser()
         if not folder.is_dir():
             raise ValueError(f"root={str(root)!r} is not a directory; pass the folder that holds the "
@@ -587,14 +669,44 @@ def _find_idx_pair(folder: Path, train: bool) -> tuple[Path, Path] | None:
     return None
 
 
-def _check_pair(images: np.ndarray, labels: np.ndarray, what: str) -> None:
+MNIST_IMAGE_SIZE = (28, 28)
+_MNIST_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # unsigned bytes; 3 and 1 dimensions
+
+
+def _read_mnist_idx(path: Path, kind: str) -> np.ndarray:
+    """Read an MNIST IDX file and check its magic number: unsigned bytes, [n, 28, 28] images or [n] labels."""
+    array = read_idx(path)
+    ndim = _MNIST_MAGIC[kind] & 0xFF
+    if array.dtype != np.uint8 or array.ndim != ndim:
+        shape = "[n, height, width] = [n, 28, 28]" if kind == "images" else "[n]"
+        raise ValueError(
+            f"{path}: wrong magic number for MNIST {kind}: MNIST {kind} must be {shape} unsigned bytes (magic "
+            f"number 0x{_MNIST_MAGIC[kind]:08x}), got {array.dtype} data of shape {array.shape}; is this the "
+            f"{kind} file of MNIST?"
+        )
+    return array
+
+
+def _check_mnist(images: np.ndarray, labels: np.ndarray, image_source: str, label_source: str) -> None:
+    """Digits as MNIST has them: [n, 28, 28] images, n >= 1 labels in 0..9, one label per image."""
     if images.ndim != 3:
-        raise ValueError(f"{what}: MNIST images must be [n, height, width], got shape {images.shape}.")
+        raise ValueError(f"{image_source}: MNIST images must be [n, height, width], got shape {images.shape}.")
     if labels.ndim != 1:
-        raise ValueError(f"{what}: MNIST labels must be [n], got shape {labels.shape}.")
+        raise ValueError(f"{label_source}: MNIST labels must be [n], got shape {labels.shape}.")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{what}: {images.shape[0]} images but {labels.shape[0]} labels; the two files "
-                         "do not belong together.")
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels ({image_source} and "
+                         f"{label_source}); the two files do not belong together.")
+    if images.shape[0] == 0:
+        raise ValueError(f"{image_source} holds no images; the file is empty or cut short, download it again.")
+    if images.shape[1:] != MNIST_IMAGE_SIZE:
+        raise ValueError(f"{image_source}: MNIST images are 28x28 pixels, got {images.shape[1]}x{images.shape[2]}; "
+                         "this is not an MNIST images file (or it was resized).")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{label_source}: MNIST labels must be integers, got {labels.dtype}.")
+    bad = np.flatnonzero((labels < 0) | (labels > 9))
+    if bad.size:
+        raise ValueError(f"{label_source}: MNIST labels are digits 0-9, found {labels[bad[0]]} at index {bad[0]} "
+                         f"({bad.size} bad labels in all); the labels file is corrupt or not MNIST's.")
 
 
 def _torchvision_mnist(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -653,6 +765,9 @@ def load_mnist(
 
     MNIST is by Yann LeCun, Corinna Cortes and Christopher J. C. Burges, licensed CC BY-SA 3.0.
     """
+    train, flatten = check_flag("train", train), check_flag("flatten", flatten)
+    download, verbose = check_flag("download", download), check_flag("verbose", verbose)
+    device = None if device is None else _config.device(device)
     split = "training" if train else "test"
     folder, folder_text = _data_folder(root)
     reasons: list[str] = []
@@ -660,8 +775,8 @@ def load_mnist(
     if folder is not None:
         pair = _find_idx_pair(folder, train)
         if pair is not None:
-            images, labels = read_idx(pair[0]), read_idx(pair[1])
-            _check_pair(images, labels, str(pair[0].parent))
+            images, labels = _read_mnist_idx(pair[0], "images"), _read_mnist_idx(pair[1], "labels")
+            _check_mnist(images, labels, str(pair[0]), str(pair[1]))
             description = f"MNIST: {images.shape[0]:,} {split} digits from IDX files in {pair[0].parent}"
             return _report(images, labels, "idx", description, flatten, device, verbose)
         reasons.append(f"no IDX files found under {folder_text}")
@@ -676,7 +791,7 @@ def load_mnist(
         target = folder if folder is not None else _DEFAULT_CACHE
         try:
             images, labels = _torchvision_mnist(target, train)
-            _check_pair(images, labels, "torchvision")
+            _check_mnist(images, labels, "torchvision's MNIST images", "torchvision's MNIST labels")
         except ImportError:
             reasons.append("torchvision not installed")
         except Exception as err:  # noqa: BLE001 - any download problem falls through to the subset
@@ -714,8 +829,10 @@ def split_holdout(data: MNISTData, n_test: int = 1000, seed: int = 0) -> tuple[M
     ``seed``; both parts keep the original order. On the shipped subset, ``n_test=1000`` leaves
     4,000 for training and takes 100 of each digit for testing.
     """
+    if not isinstance(data, MNISTData):
+        raise TypeError(f"split_holdout splits an MNISTData (from load_mnist), got {type(data).__name__}.")
     n = len(data)
-    _check_count("n_test", n_test)
+    n_test = _check_count("n_test", n_test)
     if n_test >= n:
         raise ValueError(f"n_test must be smaller than the {n} samples, got {n_test}; keep some to train on.")
     gen = _generator(seed)

@@ -12,6 +12,7 @@ import torch
 from matplotlib.axes import Axes
 from torch import nn
 
+from nodecourse._validation import check_count, is_int, is_real
 from nodecourse.solvers import odeint
 
 __all__ = ["vector_field", "phase_portrait", "trajectories", "convergence_plot", "pca_project", "pca_trajectories"]
@@ -36,9 +37,14 @@ def _field_dtype_device(field: Field) -> tuple[torch.dtype, torch.device]:
 
 
 def _check_limits(name: str, lim: Sequence[float]) -> tuple[float, float]:
-    lo, hi = (float(v) for v in lim)
-    if not lo < hi:
-        raise ValueError(f"{name} must be (low, high) with low < high, got {tuple(lim)}.")
+    """Axis limits as a pair of finite numbers ``low < high``."""
+    values = _numpy(lim).reshape(-1) if isinstance(lim, (torch.Tensor, np.ndarray)) else lim
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)) or len(values) != 2 \
+            or not all(is_real(v) for v in values):
+        raise ValueError(f"{name} must be a pair (low, high) of numbers, got {lim!r}.")
+    lo, hi = float(values[0]), float(values[1])
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"{name} must be (low, high) with finite low < high, got ({lo}, {hi}).")
     return lo, hi
 
 
@@ -58,8 +64,13 @@ def vector_field(
     """
     xlo, xhi = _check_limits("xlim", xlim)
     ylo, yhi = _check_limits("ylim", ylim)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an integer >= 2 (grid points per axis), got n={n!r}.")
+    n = check_count("n", n, 2, kind="an integer >= 2 (grid points per axis)")
+    try:
+        t = float(t)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"t must be one number (the time at which to draw the field), got {t!r}.") from None
+    if not np.isfinite(t):
+        raise ValueError(f"t must be a finite number (the time at which to draw the field), got t={t}.")
     if kind not in ("quiver", "stream"):
         raise ValueError(f"kind must be 'quiver' or 'stream', got {kind!r}.")
     dtype, device = _field_dtype_device(field)
@@ -108,6 +119,9 @@ def trajectories(
             f"trajectories expects states of shape [T, B, 2] (time, sample, xy), got {arr.shape}; "
             "project higher-dimensional states first (e.g. pca_trajectories)."
         )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"trajectories got no states to draw (shape {arr.shape}); pass at least one time and one "
+                         "sample.")
     lines = ax.plot(arr[:, :, 0], arr[:, :, 1], color=color, alpha=alpha, **kwargs)
     if label is not None and lines:
         lines[0].set_label(label)
@@ -180,8 +194,8 @@ def convergence_plot(
     through the middle point of method ``i`` (of the first method when there are more orders than methods).
     """
     h = _numpy(step_sizes).astype(float).reshape(-1)
-    if h.size < 2 or np.any(h <= 0):
-        raise ValueError(f"step_sizes must hold at least two positive step sizes, got {h.tolist()}.")
+    if h.size < 2 or np.any(h <= 0) or not np.all(np.isfinite(h)):
+        raise ValueError(f"step_sizes must hold at least two finite, positive step sizes, got {h.tolist()}.")
     errs = _error_matrix(errors)
     if errs.shape[1] != h.size:
         raise ValueError(
@@ -227,10 +241,14 @@ def pca_project(
         )
     if fit.shape[1] != x.shape[1]:
         raise ValueError(f"basis has {fit.shape[1]} features but states have {x.shape[1]}.")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(fit.shape):
+    if not is_int(k) or not 1 <= k <= min(fit.shape):
         raise ValueError(
             f"k must be between 1 and min(T, D) = {min(fit.shape)} for {tuple(fit.shape)} states, got k={k!r}."
         )
+    if not (torch.isfinite(x).all() and torch.isfinite(fit).all()):
+        raise ValueError("the states hold NaN or inf values, which have no principal components; check the model "
+                         "that produced them (a solve that blew up?) or drop those rows.")
+    k = int(k)
     mean = fit.mean(dim=0)
     _, _, vh = torch.linalg.svd(fit - mean, full_matrices=False)
     components = vh[:k].T.clone()

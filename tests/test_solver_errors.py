@@ -171,3 +171,13 @@ def test_a_stiff_problem_stops_within_seconds_and_says_stiffness():
 def test_an_infinite_first_step_is_refused():
     with pytest.raises(ValueError, match="first_step must be a positive finite number"):
         odeint(decay, Y0, T, options={"first_step": float("inf")})
+
+
+def test_a_field_that_fails_on_the_states_device_gets_the_fix():
+    """Simulated (no second device here): a field whose parameters live elsewhere raises torch's device error."""
+    def field(t, y):
+        raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices, "
+                           "cuda:0 and cpu!")
+
+    with pytest.raises(ValueError, match=r"on the state's device \(cpu\).*func\.to\(y0\.device\)"):
+        odeint(field, Y0, T)

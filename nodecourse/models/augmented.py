@@ -23,7 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .mlp import MLP
+from nodecourse._validation import check_count, check_input
+
+from .mlp import MLP, hidden_sizes
 from .ode_block import ODEBlock
 from .odefunc import ODEFunc, time_column
 
@@ -44,22 +46,6 @@ Activation = type[nn.Module] | nn.Module | Callable[[], nn.Module]
 # --------------------------------------------------------------------------------------------------
 
 
-def _count(name: str, value: object, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``, or a ValueError that says what was given."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {kind}, got {name}={value!r}.")
-    return value
-
-
-def _hidden_sizes(hidden: int | Sequence[int]) -> list[int]:
-    """The hidden widths of the dynamics MLP: an int is one hidden layer, a sequence one per layer."""
-    sizes = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) == 0:
-        raise ValueError(f"hidden must be a positive integer or a non-empty list of them, got hidden={hidden!r}.")
-    return [_count("every hidden width", h, 1) for h in sizes]
-
-
 def augment(x: torch.Tensor, aug_dim: int) -> torch.Tensor:
     """``x [..., d]`` with ``aug_dim`` zeros appended along the last dimension: ``[..., d + aug_dim]``.
 
@@ -71,7 +57,7 @@ def augment(x: torch.Tensor, aug_dim: int) -> torch.Tensor:
     if x.dim() == 0:
         raise ValueError("augment needs x of shape [..., d] with at least one dimension, got a 0-d tensor; "
                          "use x.reshape(1) for a single number.")
-    _count("aug_dim", aug_dim, 0)
+    aug_dim = check_count("aug_dim", aug_dim, 0)
     zeros = x.new_zeros((*x.shape[:-1], aug_dim))
     return torch.cat([x, zeros], dim=-1)
 
@@ -95,7 +81,7 @@ class SecondOrderField(nn.Module):
             raise TypeError(f"SecondOrderField needs an nn.Module as its net, got {type(net).__name__}; "
                             "wrap the acceleration in an nn.Module (e.g. an MLP).")
         self.net = net
-        self.dim = _count("dim", dim, 1)
+        self.dim = check_count("dim", dim, 1)
         self.time_dependent = bool(time_dependent)
         self.nfe: int = 0
 
@@ -128,7 +114,7 @@ class _LiftedNODE(nn.Module):
         super().__init__()
         self.dim = dim
         self.state_dim = state_dim
-        self.out_dim = None if out_dim is None else _count("out_dim", out_dim, 1)
+        self.out_dim = None if out_dim is None else check_count("out_dim", out_dim, 1)
         self.block = ODEBlock(func, t1=t1, method=method, rtol=rtol, atol=atol, adjoint=adjoint, options=options)
         self.readout = None if out_dim is None else nn.Linear(state_dim, self.out_dim)
 
@@ -157,6 +143,7 @@ class _LiftedNODE(nn.Module):
         if x.dim() != 2 or x.shape[-1] != self.dim:
             raise ValueError(f"{type(self).__name__} expects inputs of shape [batch, {self.dim}], got "
                              f"{tuple(x.shape)}; a batch of 1-D points is x.reshape(-1, 1).")
+        check_input(type(self).__name__, x, next(self.parameters(), None))
 
     def read(self, z: torch.Tensor) -> torch.Tensor:
         """The output for a final state ``z [..., state_dim]``: its first ``dim`` entries, or the readout."""
@@ -169,14 +156,14 @@ class _LiftedNODE(nn.Module):
     def trajectory(self, x: torch.Tensor, steps: int = 50) -> torch.Tensor:
         """The lifted state at ``steps`` equally spaced times on [0, t1]: ``[steps, batch, state_dim]``."""
         self._check_input(x)
-        _count("steps", steps, 2)
+        steps = check_count("steps", steps, 2)
         return self.block.trajectory(self.lift(x), steps=steps)
 
 
 def _dynamics(state_dim: int, hidden: int | Sequence[int], out: int, time_dependent: bool,
               activation: Activation) -> nn.Module:
     """The MLP of a vector field: ``[state_dim (+1 for the time)] -> hidden... -> out``."""
-    return MLP([state_dim + int(time_dependent), *_hidden_sizes(hidden), out], activation)
+    return MLP([state_dim + int(time_dependent), *hidden_sizes(hidden), out], activation)
 
 
 class AugmentedNODE(_LiftedNODE):
@@ -191,8 +178,8 @@ class AugmentedNODE(_LiftedNODE):
                  *, t1: float = 1.0, method: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3,
                  adjoint: bool = False, time_dependent: bool = False, activation: Activation = nn.Tanh,
                  options: dict[str, Any] | None = None) -> None:
-        dim = _count("dim", dim, 1)
-        aug = _count("aug_dim", aug_dim, 0)
+        dim = check_count("dim", dim, 1)
+        aug = check_count("aug_dim", aug_dim, 0)
         state_dim = dim + aug
         func = ODEFunc(_dynamics(state_dim, hidden, state_dim, time_dependent, activation), time_dependent)
         super().__init__(dim, state_dim, func, out_dim, t1, method, rtol, atol, adjoint, options)
@@ -246,7 +233,7 @@ class SecondOrderNODE(_LiftedNODE):
                  method: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3, adjoint: bool = False,
                  time_dependent: bool = False, activation: Activation = nn.Tanh,
                  options: dict[str, Any] | None = None) -> None:
-        dim = _count("dim", dim, 1)
+        dim = check_count("dim", dim, 1)
         net = _dynamics(2 * dim, hidden, dim, time_dependent, activation)
         func = SecondOrderField(net, dim, time_dependent)
         super().__init__(dim, 2 * dim, func, out_dim, t1, method, rtol, atol, adjoint, options)

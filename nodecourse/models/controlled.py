@@ -9,17 +9,17 @@
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from nodecourse._validation import check_count, check_input, check_nonnegative, check_positive
 from nodecourse.adjoint import odeint_adjoint
 from nodecourse.solvers import odeint
 
-from .mlp import MLP
+from .mlp import MLP, hidden_sizes
 from .odefunc import time_column
 
 __all__ = ["DataControlledField", "DataControlledODE", "RescaledField", "AdaptiveDepthODE"]
@@ -27,19 +27,10 @@ __all__ = ["DataControlledField", "DataControlledODE", "RescaledField", "Adaptiv
 Activation = type[nn.Module] | nn.Module | Callable[[], nn.Module]
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}.")
-    return value
-
-
 def _solver_kwargs(method: str, step_size: float | None, rtol: float, atol: float) -> dict[str, Any]:
     options = None
     if step_size is not None:
-        step_size = float(step_size)
-        if not (math.isfinite(step_size) and step_size > 0):
-            raise ValueError(f"step_size must be a finite positive number, got step_size={step_size}.")
-        options = {"step_size": step_size}
+        options = {"step_size": check_positive("step_size", step_size)}
     return dict(method=method, rtol=rtol, atol=atol, options=options)
 
 
@@ -63,13 +54,14 @@ class DataControlledField(nn.Module):
     them zero, the field is the uncontrolled ``f(s, h)``.
     """
 
-    def __init__(self, state_dim: int, control_dim: int, hidden: Sequence[int] = (32,),
+    def __init__(self, state_dim: int, control_dim: int, hidden: int | Sequence[int] = (32,),
                  activation: Activation = nn.Tanh, time_dependent: bool = False) -> None:
         super().__init__()
-        self.state_dim = _positive_int("state_dim", state_dim)
-        self.control_dim = _positive_int("control_dim", control_dim)
+        self.state_dim = check_count("state_dim", state_dim)
+        self.control_dim = check_count("control_dim", control_dim)
         self.time_dependent = bool(time_dependent)
-        self.net = MLP([state_dim + control_dim + int(time_dependent), *hidden, state_dim], activation)
+        widths = [self.state_dim + self.control_dim + int(time_dependent), *hidden_sizes(hidden), self.state_dim]
+        self.net = MLP(widths, activation)
         self.nfe: int = 0
 
     @property
@@ -116,9 +108,7 @@ class DataControlledODE(nn.Module):
         if input_layer is None and field.state_dim != field.control_dim:
             raise ValueError(f"without an input_layer h(0) = x, so state_dim ({field.state_dim}) must equal "
                              f"control_dim ({field.control_dim}); pass input_layer=nn.Linear(...) otherwise.")
-        t1 = float(t1)
-        if not (math.isfinite(t1) and t1 > 0):
-            raise ValueError(f"t1 must be a finite positive end depth, got t1={t1}.")
+        t1 = check_positive("t1", t1, "end depth")
         self.field, self.t1, self.adjoint = field, t1, bool(adjoint)
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         self.output_layer = output_layer if output_layer is not None else nn.Identity()
@@ -128,15 +118,22 @@ class DataControlledODE(nn.Module):
     def trajectory(self, x: torch.Tensor, t: torch.Tensor | Sequence[float] | None = None,
                    steps: int = 50) -> torch.Tensor:
         """The hidden states at depths ``t`` (default ``steps`` points on ``[0, t1]``): ``[len(t), batch, D]``."""
-        if x.dim() != 2 or x.shape[-1] != self.field.control_dim:
-            raise ValueError(f"DataControlledODE expects inputs [batch, {self.field.control_dim}], "
-                             f"got {tuple(x.shape)}.")
+        self._check_input(x)
         if t is None:
-            t = torch.linspace(0.0, self.t1, steps, dtype=x.dtype, device=x.device)
+            t = torch.linspace(0.0, self.t1, check_count("steps", steps, 2), dtype=x.dtype, device=x.device)
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         return _solve(self.field, (self.input_layer(x), x), t, self._kwargs, self.adjoint)[0]
 
+    def _check_input(self, x: object) -> None:
+        width = self.field.control_dim
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"DataControlledODE needs a tensor [batch, {width}], got {type(x).__name__}.")
+        if x.dim() != 2 or x.shape[-1] != width:
+            raise ValueError(f"DataControlledODE expects inputs [batch, {width}], got {tuple(x.shape)}.")
+        check_input("DataControlledODE", x, next(self.parameters(), None))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
         t = torch.tensor([0.0, self.t1], dtype=x.dtype, device=x.device)
         return self.output_layer(self.trajectory(x, t)[-1])
 
@@ -181,9 +178,7 @@ class AdaptiveDepthODE(nn.Module):
         if not isinstance(depth_net, nn.Module):
             raise TypeError(f"depth_net must be an nn.Module mapping [batch, D] to [batch, 1], got "
                             f"{type(depth_net).__name__}.")
-        min_depth = float(min_depth)
-        if not (math.isfinite(min_depth) and min_depth >= 0):
-            raise ValueError(f"min_depth must be a finite number >= 0, got {min_depth}.")
+        min_depth = check_nonnegative("min_depth", min_depth)
         self.rescaled = RescaledField(func)
         self.depth_net, self.min_depth, self.adjoint = depth_net, min_depth, bool(adjoint)
         self._kwargs = _solver_kwargs(method, step_size if method in ("euler", "midpoint", "heun2", "rk4") else None,
@@ -208,15 +203,22 @@ class AdaptiveDepthODE(nn.Module):
 
         ``sigma`` defaults to ``steps`` points on ``[0, 1]``; the second tensor gives each sample's own depth.
         """
-        if x.dim() != 2:
-            raise ValueError(f"AdaptiveDepthODE expects inputs [batch, D], got {tuple(x.shape)}.")
+        self._check_input(x)
         if sigma is None:
-            sigma = torch.linspace(0.0, 1.0, steps, dtype=x.dtype, device=x.device)
+            sigma = torch.linspace(0.0, 1.0, check_count("steps", steps, 2), dtype=x.dtype, device=x.device)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         T = self.depth(x)
         hs = _solve(self.rescaled, (x, T), sigma, self._kwargs, self.adjoint)[0]
         return hs, sigma[:, None] * T.reshape(1, -1)
 
+    def _check_input(self, x: object) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"AdaptiveDepthODE needs a tensor [batch, D], got {type(x).__name__}.")
+        if x.dim() != 2:
+            raise ValueError(f"AdaptiveDepthODE expects inputs [batch, D], got {tuple(x.shape)}.")
+        check_input("AdaptiveDepthODE", x, next(self.parameters(), None))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
         sigma = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
         return self.trajectory(x, sigma)[0][-1]

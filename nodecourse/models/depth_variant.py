@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nodecourse._validation import check_count, check_input, check_positive
 from nodecourse.adjoint import odeint_adjoint
 from nodecourse.solvers import odeint
 
@@ -48,9 +49,7 @@ def _depth_tensor(s: torch.Tensor | float, like: torch.Tensor | None = None) -> 
 
 
 def _check_order(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}.")
-    return value
+    return check_count(name, value, minimum, kind=f"an integer >= {minimum}")
 
 
 def fourier_basis(s: torch.Tensor | float, n_harmonics: int, period: float = 1.0) -> torch.Tensor:
@@ -59,9 +58,8 @@ def fourier_basis(s: torch.Tensor | float, n_harmonics: int, period: float = 1.0
     ``s`` of any shape ``[*S]`` -> ``[*S, 2 n + 1]``. Every function is ``period``-periodic, so a
     Galerkin layer in this basis repeats itself in depth.
     """
-    _check_order("n_harmonics", n_harmonics, 0)
-    if isinstance(period, bool) or not isinstance(period, (int, float)) or not (math.isfinite(period) and period > 0):
-        raise ValueError(f"period must be a finite positive number, got period={period!r}.")
+    n_harmonics = _check_order("n_harmonics", n_harmonics, 0)
+    period = check_positive("period", period)
     s = _depth_tensor(s)
     k = torch.arange(1, n_harmonics + 1, dtype=s.dtype, device=s.device)
     angle = (2 * math.pi / period) * s.unsqueeze(-1) * k
@@ -74,7 +72,7 @@ def legendre_basis(s: torch.Tensor | float, degree: int, interval: Sequence[floa
     ``s`` of any shape ``[*S]`` -> ``[*S, degree + 1]``; orthogonal on ``[a, b]``, ``P_0 = 1``. Built by
     Bonnet's recursion ``(k + 1) P_{k+1} = (2 k + 1) z P_k - k P_{k-1}``.
     """
-    _check_order("degree", degree, 0)
+    degree = _check_order("degree", degree, 0)
     a, b = _check_interval(interval)
     s = _depth_tensor(s)
     z = 2 * (s - a) / (b - a) - 1
@@ -124,6 +122,7 @@ class ConcatMLP(nn.Module):
     def forward(self, t: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
         if y.shape[-1] != self.sizes[0]:
             raise ValueError(f"ConcatMLP expects states [..., {self.sizes[0]}], got {tuple(y.shape)}.")
+        check_input("ConcatMLP", y, self.layers._modules["0"]._parameters["weight"])  # dict lookups: runs every call
         self.nfe += 1
         h = y
         for i, layer in enumerate(self.layers):
@@ -158,16 +157,15 @@ class GalerkinLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, basis: str = "fourier", order: int = 2,
                  period: float = 1.0, interval: Sequence[float] = (0.0, 1.0), bias: bool = True) -> None:
         super().__init__()
-        _check_order("in_features", in_features, 1)
-        _check_order("out_features", out_features, 1)
+        in_features = _check_order("in_features", in_features, 1)
+        out_features = _check_order("out_features", out_features, 1)
         if basis not in BASES:
             raise ValueError(f"unknown basis {basis!r}; choose one of {', '.join(map(repr, BASES))}.")
-        _check_order("order", order, 0)
+        order = _check_order("order", order, 0)
         self.in_features, self.out_features = in_features, out_features
         self.basis_name, self.order = basis, order
-        self.period = float(period)
+        self.period = check_positive("period", period)
         self.interval = _check_interval(interval)
-        fourier_basis(0.0, 0, self.period)  # validates the period
         self.n_terms = 2 * order + 1 if basis == "fourier" else order + 1
         template = nn.Linear(in_features, out_features, bias=bias)
         weight = torch.zeros(self.n_terms, out_features, in_features)
@@ -217,6 +215,7 @@ class GalerkinLinear(nn.Module):
         """The basis at ``s`` for inputs ``x``: ``[n_terms]`` for one depth, ``[batch, n_terms]`` per sample."""
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"GalerkinLinear expects inputs [..., {self.in_features}], got {tuple(x.shape)}.")
+        check_input("GalerkinLinear", x, self.weight_coeffs)
         s = _depth_tensor(s, x)
         if s.numel() == 1:
             return self.basis(s.reshape(()))
@@ -285,9 +284,7 @@ class StackedODE(nn.Module):
             raise TypeError("funcs must be a non-empty sequence of nn.Modules called as f(t, h), one per block; "
                             "wrap networks in ODEFunc(net).")
         if breakpoints is None:
-            t1 = float(t1)
-            if not (math.isfinite(t1) and t1 > 0):
-                raise ValueError(f"t1 must be a finite positive end depth, got t1={t1}.")
+            t1 = check_positive("t1", t1, "end depth")
             breakpoints = [t1 * k / len(funcs) for k in range(len(funcs) + 1)]
         breakpoints = [float(b) for b in breakpoints]
         if len(breakpoints) != len(funcs) + 1:
@@ -308,6 +305,9 @@ class StackedODE(nn.Module):
         return odeint(func, h, t, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"StackedODE needs the initial state as a floating-point tensor, got {got}.")
         h = x
         for func, a, b in zip(self.funcs, self.breakpoints[:-1], self.breakpoints[1:]):
             h = self._solve(func, h, torch.tensor([a, b], dtype=x.dtype, device=x.device))[-1]

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from nodecourse._validation import check_count, check_input, is_real
 from nodecourse.adjoint import odeint_adjoint
 from nodecourse.solvers import odeint
 
@@ -112,9 +113,7 @@ def sample_probe(like: torch.Tensor, kind: str = "rademacher",
 
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}.")
-    return value
+    return check_count(name, value, minimum, kind=f"an integer >= {minimum}")
 
 
 class CNFField(nn.Module):
@@ -132,11 +131,17 @@ class CNFField(nn.Module):
         self.condition_dim = _positive_int("condition_dim", condition_dim, minimum=0)
         hidden = _positive_int("hidden", hidden)
         n_hidden = _positive_int("n_hidden", n_hidden)
-        self.net = MLP([dim + 1 + condition_dim] + [hidden] * n_hidden + [dim], activation=activation)
+        self.net = MLP([self.dim + 1 + self.condition_dim] + [hidden] * n_hidden + [self.dim], activation=activation)
         self.nfe = 0
 
     def forward(self, t: torch.Tensor | float, z: torch.Tensor,
                 condition: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[-1] != self.dim:
+            raise ValueError(f"CNFField expects states [batch, {self.dim}], got {tuple(z.shape)}.")
+        if self.condition_dim and (condition is None or condition.shape != (z.shape[0], self.condition_dim)):
+            got = "none" if condition is None else f"shape {tuple(condition.shape)}"
+            raise ValueError(f"this CNFField is conditional: pass condition [{z.shape[0]}, {self.condition_dim}], "
+                             f"got {got}.")
         self.nfe += 1
         t_col = torch.as_tensor(t, dtype=z.dtype, device=z.device).reshape(()).expand(z.shape[0], 1)
         parts = [z, t_col] if condition is None else [z, t_col, condition]
@@ -163,10 +168,10 @@ class CNF(nn.Module):
         self._check_trace(trace)
         if probe not in PROBES:
             raise ValueError(f"unknown probe {probe!r}; use one of {PROBES}.")
-        if not (isinstance(t1, (int, float)) and math.isfinite(t1) and t1 > 0):
+        if not (is_real(t1) and math.isfinite(t1) and t1 > 0):
             raise ValueError(f"t1 must be a positive finite time, got t1={t1!r}.")
         self.field = CNFField(dim, hidden, n_hidden, condition_dim, activation)
-        self.dim, self.condition_dim = dim, condition_dim
+        self.dim, self.condition_dim = self.field.dim, self.field.condition_dim
         self.trace, self.probe, self.t1 = trace, probe, float(t1)
         self.solver = dict(method=method, rtol=rtol, atol=atol, options=options)
         self.adjoint = bool(adjoint)
@@ -193,6 +198,7 @@ class CNF(nn.Module):
         if x.shape[-1] != self.dim:
             raise ValueError(f"{name} must be [batch, {self.dim}] for this {self.dim}-D flow, got "
                              f"shape {tuple(x.shape)}.")
+        check_input("CNF", x, self.field.net._modules["0"].weight)
 
     def _condition(self, condition: Optional[torch.Tensor], batch: int, like: torch.Tensor
                    ) -> Optional[torch.Tensor]:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nodecourse._validation import check_count, check_input
 from nodecourse.solvers import odeint
 
 from .mlp import MLP
@@ -157,12 +158,6 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 # --------------------------------------------------------------------------------------------------
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}.")
-    return value
-
-
 def _decoder(latent_dim: int, hidden: int | None, obs_dim: int) -> nn.Module:
     return nn.Linear(latent_dim, obs_dim) if hidden is None else MLP([latent_dim, hidden, obs_dim])
 
@@ -174,6 +169,9 @@ def _check_observations(times: torch.Tensor, values: torch.Tensor, mask: torch.T
         shape = tuple(values.shape) if torch.is_tensor(values) else type(values).__name__
         raise ValueError(f"obs_values must be [batch, n_points, {obs_dim}] to match obs_times "
                          f"{tuple(times.shape)}, got {shape}.")
+    if times.device != values.device or mask.device != values.device:
+        raise ValueError(f"obs_times, obs_values and obs_mask must be on one device, got {times.device}, "
+                         f"{values.device} and {mask.device}; move them with .to(device).")
     return mask
 
 
@@ -190,14 +188,15 @@ class GRUEncoder(nn.Module):
 
     def __init__(self, obs_dim: int, hidden: int, out_dim: int) -> None:
         super().__init__()
-        self.obs_dim = _positive_int("obs_dim", obs_dim)
-        self.hidden = _positive_int("hidden", hidden)
-        self.out_dim = _positive_int("out_dim", out_dim)
-        self.cell = nn.GRUCell(obs_dim + 1, hidden)
-        self.out = nn.Linear(hidden, out_dim)
+        self.obs_dim = check_count("obs_dim", obs_dim)
+        self.hidden = check_count("hidden", hidden)
+        self.out_dim = check_count("out_dim", out_dim)
+        self.cell = nn.GRUCell(self.obs_dim + 1, self.hidden)
+        self.out = nn.Linear(self.hidden, self.out_dim)
 
     def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         mask = _check_observations(times, values, mask, self.obs_dim)
+        check_input("GRUEncoder", values, self.cell.weight_ih)
         gaps = time_gaps(times, mask).to(values.dtype)
         clean = torch.where(mask.unsqueeze(-1), values, torch.zeros_like(values))  # padding may hold NaN
         inputs = torch.cat([clean, gaps.unsqueeze(-1)], dim=-1)
@@ -231,11 +230,11 @@ class LatentODE(nn.Module):
         options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.obs_dim = _positive_int("obs_dim", obs_dim)
-        self.latent_dim = _positive_int("latent_dim", latent_dim)
-        self.encoder = GRUEncoder(obs_dim, _positive_int("encoder_hidden", encoder_hidden), latent_dim)
-        self.dynamics = ODEFunc(MLP([latent_dim, _positive_int("ode_hidden", ode_hidden), latent_dim]))
-        self.decoder = _decoder(latent_dim, decoder_hidden, obs_dim)
+        self.obs_dim = check_count("obs_dim", obs_dim)
+        self.latent_dim = check_count("latent_dim", latent_dim)
+        self.encoder = GRUEncoder(self.obs_dim, check_count("encoder_hidden", encoder_hidden), self.latent_dim)
+        self.dynamics = ODEFunc(MLP([self.latent_dim, check_count("ode_hidden", ode_hidden), self.latent_dim]))
+        self.decoder = _decoder(self.latent_dim, decoder_hidden, self.obs_dim)
         self.method, self.rtol, self.atol = method, rtol, atol
         self.options = dict(options) if options is not None else None
         self.nfe: int = 0
@@ -281,11 +280,11 @@ class RNNBaseline(nn.Module):
     def __init__(self, obs_dim: int = 2, state_dim: int = 16, encoder_hidden: int = 32,
                  decoder_hidden: int | None = None) -> None:
         super().__init__()
-        self.obs_dim = _positive_int("obs_dim", obs_dim)
-        self.state_dim = _positive_int("state_dim", state_dim)
-        self.encoder = GRUEncoder(obs_dim, _positive_int("encoder_hidden", encoder_hidden), state_dim)
-        self.cell = nn.GRUCell(1, state_dim)
-        self.decoder = _decoder(state_dim, decoder_hidden, obs_dim)
+        self.obs_dim = check_count("obs_dim", obs_dim)
+        self.state_dim = check_count("state_dim", state_dim)
+        self.encoder = GRUEncoder(self.obs_dim, check_count("encoder_hidden", encoder_hidden), self.state_dim)
+        self.cell = nn.GRUCell(1, self.state_dim)
+        self.decoder = _decoder(self.state_dim, decoder_hidden, self.obs_dim)
 
     def forward(self, obs_times: torch.Tensor, obs_values: torch.Tensor, obs_mask: torch.Tensor | None,
                 query_times: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:

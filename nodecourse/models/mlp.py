@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+import torch
 from torch import nn
+
+from nodecourse._validation import check_count, check_input, is_int
 
 __all__ = ["MLP"]
 
@@ -38,15 +41,27 @@ def _activation_factory(activation: type[nn.Module] | nn.Module | Callable[[], n
 
 
 def check_sizes(sizes: Sequence[int], owner: str) -> list[int]:
-    """Layer widths as a list of at least two positive integers, else a ValueError naming ``owner``."""
+    """Layer widths as a list of at least two positive ints (Python or NumPy), else an error naming ``owner``."""
+    if isinstance(sizes, (str, bytes, torch.Tensor)) or not isinstance(sizes, Iterable):
+        raise TypeError(f"{owner} takes a list of layer widths such as {owner}([2, 16, 2]), got {sizes!r}.")
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(
             f"{owner} needs at least an input and an output size, got sizes={sizes}; e.g. {owner}([2, 16, 2])."
         )
-    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
-        raise ValueError(f"every {owner} size must be a positive integer, got sizes={sizes}.")
-    return sizes
+    for position, n in enumerate(sizes):
+        if not is_int(n) or n < 1:
+            raise ValueError(f"every {owner} size must be a positive integer, got sizes={sizes}: {n!r} at "
+                             f"position {position} is not.")
+    return [int(n) for n in sizes]
+
+
+def hidden_sizes(hidden: int | Sequence[int]) -> list[int]:
+    """Hidden widths: an int (Python or NumPy) is one hidden layer, a non-empty sequence one per layer."""
+    sizes = [hidden] if is_int(hidden) else hidden
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) == 0:
+        raise ValueError(f"hidden must be a positive integer or a non-empty list of them, got hidden={hidden!r}.")
+    return [check_count("every hidden width", h, 1) for h in sizes]
 
 
 class MLP(nn.Sequential):
@@ -72,3 +87,15 @@ class MLP(nn.Sequential):
         self.sizes: tuple[int, ...] = tuple(sizes)
         self.in_features: int = sizes[0]
         self.out_features: int = sizes[-1]
+        self._name = f"MLP({list(sizes)})"  # for error messages
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., in_features] -> [..., out_features]``; the input's width, device and dtype are checked."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{self._name} needs a tensor [..., {self.in_features}], got {type(x).__name__}; "
+                            "convert it with torch.as_tensor(x, dtype=torch.float32).")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{self._name} expects inputs of shape [..., {self.in_features}], got "
+                             f"{tuple(x.shape)}; the last dimension must be the input width {self.in_features}.")
+        check_input(self._name, x, self._modules["0"]._parameters["weight"])  # plain dict lookups: runs every call
+        return super().forward(x)

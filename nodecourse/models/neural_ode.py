@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nodecourse._validation import check_count, check_input, is_real
 from nodecourse.solvers import ADAPTIVE_METHODS, FIXED_METHODS
 
 from .mlp import MLP
@@ -14,12 +15,6 @@ from .ode_block import ODEBlock
 from .odefunc import ODEFunc
 
 __all__ = ["NeuralODE"]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}.")
-    return value
 
 
 class NeuralODE(nn.Module):
@@ -45,11 +40,11 @@ class NeuralODE(nn.Module):
         activation: type[nn.Module] | nn.Module | Callable[[], nn.Module] = nn.Tanh,
     ) -> None:
         super().__init__()
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_steps = _positive_int("num_steps", num_steps)
-        self.output_size = hidden_size if output_size is None else _positive_int("output_size", output_size)
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
+        self.input_size = check_count("input_size", input_size)
+        self.hidden_size = check_count("hidden_size", hidden_size)
+        self.num_steps = check_count("num_steps", num_steps)
+        self.output_size = self.hidden_size if output_size is None else check_count("output_size", output_size)
+        if not is_real(step_size):
             raise TypeError(f"step_size must be a number, got {type(step_size).__name__}.")
         if not (math.isfinite(step_size) and step_size > 0):
             raise ValueError(f"step_size must be a finite positive number, got step_size={step_size}.")
@@ -82,16 +77,23 @@ class NeuralODE(nn.Module):
         """The shared vector field f(t, h)."""
         return self.block.func
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: object) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"NeuralODE needs a tensor of shape [batch, {self.input_size}], got {type(x).__name__}.")
         if x.dim() < 1 or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"NeuralODE expects inputs of shape [batch, {self.input_size}], got {tuple(x.shape)}; "
                 "flatten images first (x.flatten(1))."
             )
+        check_input("NeuralODE", x, self.input_proj.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
         return self.output_proj(self.block(self.input_proj(x)))
 
     def trajectory(self, x: torch.Tensor) -> torch.Tensor:
         """The hidden state at every step time ``k * step_size``: ``[num_steps + 1, batch, hidden_size]``."""
+        self._check_input(x)
         h0 = self.input_proj(x)
         t = torch.arange(self.num_steps + 1, dtype=h0.dtype, device=h0.device) * self.step_size
         return self.block.trajectory(h0, t)

@@ -1,12 +1,12 @@
 """An ODE solve as a layer: integrate the dynamics from 0 to t1 and return the final state."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from nodecourse._validation import check_input, check_positive
 from nodecourse.adjoint import odeint_adjoint
 from nodecourse.solvers import odeint
 
@@ -59,9 +59,7 @@ class ODEBlock(nn.Module):
                 f"ODEBlock needs the dynamics as an nn.Module with forward(t, y), got {type(func).__name__}; "
                 "wrap a network in ODEFunc(net)."
             )
-        t1 = float(t1)
-        if not (math.isfinite(t1) and t1 > 0):
-            raise ValueError(f"t1 must be a finite positive end time, got t1={t1}; the block integrates over [0, t1].")
+        t1 = check_positive("t1", t1, "end time (the block integrates over [0, t1])")
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options must be a dict such as {{'step_size': 0.1}}, got {type(options).__name__}.")
         self.func = func
@@ -99,7 +97,15 @@ class ODEBlock(nn.Module):
         """Runs when backward reaches the block's output, just before any reverse solve."""
         self.nfe_backward = 0
 
+    def _check_state(self, x: object) -> None:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"ODEBlock needs the initial state as a floating-point tensor, got {got}; convert "
+                            "it with torch.as_tensor(x, dtype=torch.float32).")
+        check_input("ODEBlock", x, next(self.func.parameters(), None))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_state(x)
         self.nfe_forward = 0
         self.nfe_backward = 0
         t = torch.tensor([0.0, self.t1], dtype=x.dtype, device=x.device)
@@ -113,6 +119,7 @@ class ODEBlock(nn.Module):
 
         Used for plots and PCA of the hidden-state path; ``t`` must start at 0 (the input's time).
         """
+        self._check_state(x)
         if t is None:
             t = torch.linspace(0.0, self.t1, steps, dtype=x.dtype, device=x.device)
         else:

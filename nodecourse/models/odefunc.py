@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nodecourse._validation import is_int
+
 __all__ = ["ODEFunc"]
 
 
@@ -43,12 +45,29 @@ class ODEFunc(nn.Module):
         self.net = net
         self.time_dependent = bool(time_dependent)
         self.nfe: int = 0
+        # The state width the net expects, when the net says (MLP and nn.Linear have in_features).
+        width = getattr(net, "in_features", None)
+        self._state_width: int | None = int(width) - self.time_dependent if is_int(width) else None
+        if self._state_width is not None and self._state_width < 1:
+            raise ValueError(f"a time-dependent ODEFunc feeds [y, t] to its net, so the net needs at least 2 "
+                             f"inputs, got a net with in_features={width}.")
 
     def forward(self, t: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
+        if self._state_width is not None and (not isinstance(y, torch.Tensor) or y.dim() == 0
+                                             or y.shape[-1] != self._state_width):
+            self._reject_state(y)
         self.nfe += 1
         if self.time_dependent:
             return self.net(torch.cat([y, time_column(t, y)], dim=-1))
         return self.net(y)
+
+    def _reject_state(self, y: object) -> None:
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"ODEFunc needs the state y as a tensor [..., {self._state_width}], got {type(y).__name__}.")
+        inputs = f"{self._state_width + 1} inputs: the state and the time t, which ODEFunc appends" \
+            if self.time_dependent else f"{self._state_width} inputs"
+        raise ValueError(f"ODEFunc expects states of shape [..., {self._state_width}] (its net takes {inputs}), "
+                         f"got {tuple(y.shape)}.")
 
     def extra_repr(self) -> str:
         return f"time_dependent={self.time_dependent}"

@@ -9,12 +9,12 @@ straight and smooth, which is what makes an adaptive solver take few steps.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from nodecourse._validation import check_count, check_input, check_nonnegative, check_positive
 from nodecourse.solvers import ADAPTIVE_METHODS, FIXED_METHODS, solve
 
 from .mlp import MLP
@@ -41,12 +41,6 @@ def jacobian_probe_integrand(f: torch.Tensor, z: torch.Tensor, probe: torch.Tens
     """
     (vjp,) = torch.autograd.grad(f, z, probe, create_graph=create_graph)
     return kinetic_integrand(vjp)
-
-
-def _weight(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (the regularisation weight), got {name}={value!r}.")
-    return float(value)
 
 
 class RegularisedODEFunc(nn.Module):
@@ -126,20 +120,16 @@ class RegularisedClassifier(nn.Module):
                  kinetic: float = 0.0, jacobian: float = 0.0, t1: float = 1.0, method: str = "dopri5",
                  rtol: float = 1e-3, atol: float = 1e-3, activation: type[nn.Module] = nn.Tanh) -> None:
         super().__init__()
-        for name, value in (("in_features", in_features), ("n_classes", n_classes), ("hidden", hidden),
-                            ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {name}={value!r}.")
+        in_features, n_classes = check_count("in_features", in_features), check_count("n_classes", n_classes)
+        hidden, width = check_count("hidden", hidden), check_count("width", width)
         if method not in FIXED_METHODS + ADAPTIVE_METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(FIXED_METHODS + ADAPTIVE_METHODS)}.")
         if method in FIXED_METHODS:
             raise ValueError(f"RegularisedClassifier measures the cost of adaptive solves; choose an adaptive "
                              f"method ({', '.join(ADAPTIVE_METHODS)}), not the fixed-step {method!r}.")
-        t1 = float(t1)
-        if not (math.isfinite(t1) and t1 > 0):
-            raise ValueError(f"t1 must be a finite positive end time, got t1={t1}.")
-        self.kinetic = _weight("kinetic", kinetic)
-        self.jacobian = _weight("jacobian", jacobian)
+        t1 = check_positive("t1", t1, "end time")
+        self.kinetic = check_nonnegative("kinetic", kinetic)
+        self.jacobian = check_nonnegative("jacobian", jacobian)
         self.t1, self.method, self.rtol, self.atol = t1, method, rtol, atol
         self.embed = nn.Linear(in_features, hidden)
         self.func = RegularisedODEFunc(MLP([hidden, width, width, hidden], activation),
@@ -160,6 +150,7 @@ class RegularisedClassifier(nn.Module):
         if not torch.is_tensor(x) or x.dim() != 2 or x.shape[1] != self.embed.in_features:
             raise ValueError(f"RegularisedClassifier expects inputs [batch, {self.embed.in_features}], got "
                              f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
+        check_input("RegularisedClassifier", x, self.embed.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)

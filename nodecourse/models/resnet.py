@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from nodecourse._validation import check_count, is_real
+
 __all__ = ["ResNet"]
 
 
@@ -23,11 +25,10 @@ class ResNet(nn.Module):
         super().__init__()
         if not isinstance(mlp, nn.Module):
             raise TypeError(f"ResNet needs an nn.Module as its residual block, got {type(mlp).__name__}.")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a positive integer (the number of residual blocks), got {depth!r}.")
+        depth = check_count("depth", depth)
+        if not (is_real(step_size) and math.isfinite(step_size) and step_size > 0):
+            raise ValueError(f"step_size must be a finite positive number, got step_size={step_size!r}.")
         step_size = float(step_size)
-        if not (math.isfinite(step_size) and step_size > 0):
-            raise ValueError(f"step_size must be a finite positive number, got {step_size}.")
         self.depth = depth
         self.shared = bool(shared)
         self.step_size = step_size

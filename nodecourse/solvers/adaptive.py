@@ -64,7 +64,7 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
     if not bool(torch.isfinite(f0).all()):
         samples = nonfinite_samples(problem, f0)
         raise SolverError(
-            f"func(t, y) returned NaN/inf at the initial time t={float(problem.t[0]) * problem.direction:g}"
+            f"func(t, y) returned NaN/inf at the initial time t={float(problem.t[0].detach()) * problem.direction:g}"
             f"{' for samples ' + _short(samples) if problem.unflatten(f0)[0].dim() > 0 else ''}, although the "
             f"initial state is finite: the field itself is broken there. Check its parameters for NaN or inf "
             f"(a diverged training step leaves them so) and its formula for divisions by zero or logs of "
@@ -101,7 +101,7 @@ class Landmarks:
     step starts on the far side of the discontinuity."""
 
     def __init__(self, problem: FlatProblem, step_t, jump_t):
-        t0, t_end = float(problem.t[0]), float(problem.t[-1])
+        t0, t_end = float(problem.t[0].detach()), float(problem.t[-1].detach())
         steps, jumps = (self._internal(problem, values) for values in (step_t, jump_t))
         if set(steps) & set(jumps):
             raise ValueError("step_t and jump_t must not share any time: a time in jump_t is landed on already.")

@@ -38,7 +38,7 @@ class Control:
     def check_steps(self, n: int, problem, t=None) -> None:
         """Stop a solve past ``max_num_steps`` with the likely cause (``t``: where it got to)."""
         if n > self.max_num_steps:
-            t_end = float(problem.t[-1]) * problem.direction
+            t_end = float(problem.t[-1].detach()) * problem.direction
             where = ""
             if t is not None:
                 reached = float(torch.as_tensor(t).min())  # internal time runs forward: the slowest sample

@@ -74,10 +74,10 @@ def _constructed_grid(problem: FlatProblem, grid_constructor: Callable) -> torch
         raise ValueError("grid_constructor(func, y0, t) must return a 1-D tensor of at least two times, got "
                          f"{type(grid).__name__}{tuple(grid.shape) if torch.is_tensor(grid) else ''}.")
     grid = grid.to(problem.t.device, problem.time_dtype) * problem.direction
-    if float(grid[0]) != float(problem.t[0]) or float(grid[-1]) != float(problem.t[-1]):
-        raise ValueError(
-            f"grid_constructor's grid must start at t[0] and end at t[-1]; it runs from "
-            f"{float(grid[0]) * problem.direction:g} to {float(grid[-1]) * problem.direction:g}.")
+    first, last = float(grid[0].detach()), float(grid[-1].detach())
+    if first != float(problem.t[0].detach()) or last != float(problem.t[-1].detach()):
+        raise ValueError(f"grid_constructor's grid must start at t[0] and end at t[-1]; it runs from "
+                         f"{first * problem.direction:g} to {last * problem.direction:g}.")
     if len(grid) > 2 and not bool((grid[1:] > grid[:-1]).all()):
         raise ValueError("grid_constructor's grid must be strictly monotone, in the direction of t.")
     return grid

@@ -127,16 +127,30 @@ class FlatProblem:
             if f.shape != self.shapes[0]:
                 self._wrong_output(f)
             return f.reshape(self.batch, -1)
+        t = self.user_time(s)
         if self._checked and not self.is_tuple:
-            f = self.func(self.user_time(s), y.reshape(self.shapes[0]))
+            f = self.func(t, y.reshape(self.shapes[0]))
             if not torch.is_tensor(f) or f.shape != self.shapes[0]:
                 self._wrong_output(f)
             f = f.reshape(self.batch, -1)
         else:
-            f = self.func(self.user_time(s), self.to_user(self.unflatten(y)))
-            if not self._checked or not all(fi.shape == shape for fi, shape in zip(f, self.shapes)):
+            state = self.to_user(self.unflatten(y))
+            f = self.func(t, state) if self._checked else self._first_call(t, state)
+            if not self._checked or not all(torch.is_tensor(fi) and fi.shape == shape for fi, shape in zip(f, self.shapes)):
                 check_func_output(f, self.unflatten(y), self.is_tuple)
                 self._checked = True
                 self._simple = not self.is_tuple and self.direction > 0 and self.time_dtype == self.dtype
             f = self.flatten(tuple(f) if self.is_tuple else (f,))
         return -f if self.direction < 0 else f
+
+    def _first_call(self, t: torch.Tensor, state):
+        """func's first evaluation, where a field and a state on different devices meet first."""
+        try:
+            return self.func(t, state)
+        except RuntimeError as error:
+            if "device" not in str(error).lower():
+                raise
+            raise ValueError(
+                f"func(t, y) failed on the state's device ({self.device}): {str(error).splitlines()[0]} The field's "
+                f"parameters are probably on another device: move the field with func.to(y0.device) (or the state "
+                f"to the field's device).") from error
