@@ -358,3 +358,43 @@ def test_odeint_adjoint_with_an_event_matches_odeint_event():
                                                                          (y0, *field.parameters()))]
 
     assert run("adjoint") == pytest.approx(run("odeint"), rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("solver", ["LSODA", "RK45", "Radau", "BDF", "DOP853"])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_scipy_solver_agrees_with_torchdiffeqs(solver, backwards):
+    y0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    t = torch.linspace(0.0, 2.0, 6, dtype=torch.float64)
+    t = t.flip(0) if backwards else t
+    kwargs = dict(method="scipy_solver", options={"solver": solver}, rtol=1e-8, atol=1e-10)
+    ours = nodecourse.odeint(spiral, y0, t, **kwargs)
+    theirs = torchdiffeq.odeint(spiral, y0, t, **kwargs)
+    exact = torchdiffeq.odeint(spiral, y0, t, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)  # same SciPy solve, up to its own tolerance
+    torch.testing.assert_close(ours, exact, rtol=1e-5, atol=1e-6)
+
+
+def test_scipy_solver_solves_a_stiff_problem_the_explicit_methods_give_up_on():
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    y = nodecourse.solve(lambda t, y: -1e6 * (y - torch.cos(t)), torch.zeros(1, dtype=torch.float64), t,
+                         method="scipy_solver", options={"solver": "Radau"}, rtol=1e-8, atol=1e-8)
+    assert abs(float(y.ys[-1]) - np.cos(1.0)) < 1e-5 and y.stats.nfe < 2_000
+
+
+def test_scipy_solver_gradients_through_the_adjoint():
+    field = torch.nn.Linear(2, 2).double()
+    y0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    grads = []
+    for method in ("scipy_solver", "dopri5"):
+        out = nodecourse.odeint_adjoint(lambda t, y: field(y), y0, t, method=method, rtol=1e-9, atol=1e-10,
+                                        adjoint_params=tuple(field.parameters()))
+        grads.append(torch.autograd.grad(out.pow(2).sum(), (y0, *field.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_scipy_solver_options_are_checked():
+    with pytest.raises(ValueError, match="must be one of LSODA"):
+        nodecourse.odeint(spiral, torch.ones(1, 2), torch.tensor([0.0, 1.0]), method="scipy_solver",
+                          options={"solver": "Euler"})

@@ -10,6 +10,7 @@ import torch
 from .adaptive import _short, integrate_adaptive, nonfinite_samples
 from .checks import (SolverError, check_callable, check_method, check_options, check_t, check_tolerances,
                      check_y0)
+from . import scipy_solver
 from .events import integrate_until_event
 from .fixed_grid import MAX_GRID_STEPS, integrate_fixed
 from .problem import FlatProblem
@@ -51,6 +52,10 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
         zero = torch.zeros(batch, dtype=torch.long, device=parts[0].device) if batch is not None else 0
         return Solution(ys=ys if is_tuple else ys[0], t=t, stats=SolveStats(zero, zero, zero, zero, 0))
     problem = FlatProblem(func, parts, is_tuple, t, per_sample)
+    if method == scipy_solver.NAME:
+        flat_outputs, stats = scipy_solver.integrate_scipy(problem, float(rtol), float(atol), options)
+        ys = problem.to_user(problem.unflatten(torch.stack(flat_outputs), lead=(len(flat_outputs),)))
+        return Solution(ys=ys, t=t, stats=stats)
     tableau = TABLEAUX[method]
     _warn_unused_callbacks(problem, tableau, method)
     if tableau.adaptive:
@@ -72,14 +77,17 @@ def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 
     """Solve ``dy/dt = func(t, y)`` from ``y(t[0]) = y0`` and return the states at the times ``t``.
 
     A drop-in for ``torchdiffeq.odeint``: ``t`` is 1-D and strictly increasing or decreasing, the
-    result is ``[len(t), *y0.shape]`` (a tuple of such for a tuple ``y0``). Methods: ``euler``,
-    ``midpoint``, ``heun2``, ``rk4`` (fixed step on the output times, or with ``options={"step_size": h}``
-    or ``{"grid_constructor": fn}``; ``perturb``) and ``bosh3``,
-    ``fehlberg2``, ``rkf45``, ``dopri5`` (adaptive; options ``first_step``, ``max_num_steps``,
-    ``safety``, ``ifactor``, ``dfactor``, ``norm``, ``per_sample``). Any method also takes
-    ``options={"compile": True}``: each step runs as one ``torch.compile`` graph (the first solve
-    compiles for seconds; later ones are faster on small problems). Differentiable by backprop
-    through the solver; see :func:`nodecourse.odeint_adjoint` for the constant-memory adjoint.
+    result is ``[len(t), *y0.shape]`` (a tuple of such for a tuple ``y0``); ``func`` gets ``t`` in the
+    state's dtype. Methods: ``euler``, ``midpoint``, ``heun2``, ``heun3``, ``rk4`` (fixed step: on the
+    output times, or ``options={"step_size": h}`` or ``{"grid_constructor": fn}``; ``perturb``,
+    ``max_num_steps``), ``adaptive_heun``, ``fehlberg2``, ``bosh3``, ``rkf45``, ``dopri5`` (adaptive;
+    options ``first_step``, ``max_num_steps`` (default 50,000), ``safety``, ``ifactor``, ``dfactor``,
+    ``norm``, ``step_t``, ``jump_t``, ``per_sample``) and ``scipy_solver`` (SciPy's ``solve_ivp``,
+    ``options={"solver": "LSODA"}``, for stiff problems). Any Runge-Kutta method also takes
+    ``options={"compile": True}``: each step runs as one ``torch.compile`` graph. ``func``'s
+    ``callback_step``, ``callback_accept_step`` and ``callback_reject_step`` are called as in
+    torchdiffeq. Differentiable by backprop through the solver (``t`` included); see
+    :func:`nodecourse.odeint_adjoint` for the constant-memory adjoint.
 
     With ``event_fn``, as in torchdiffeq: integrate from ``t[0]`` towards ``t[1]`` (``t`` of two times,
     the second giving only the direction) until ``event_fn(t, y)`` changes sign, and return

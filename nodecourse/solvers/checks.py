@@ -5,6 +5,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
+from . import scipy_solver
 from .tableaux import ADAPTIVE_METHODS, FIXED_METHODS, METHODS, TABLEAUX
 
 State = Union[torch.Tensor, Sequence[torch.Tensor]]
@@ -19,10 +20,11 @@ ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor
 
 
 def check_method(method: str) -> None:
-    if not isinstance(method, str) or method not in TABLEAUX:
+    if not isinstance(method, str) or (method not in TABLEAUX and method != scipy_solver.NAME):
         raise ValueError(
             f"Unknown method {method!r}. Known methods: fixed step {', '.join(FIXED_METHODS)} "
-            f"(pass options={{'step_size': h}}); adaptive {', '.join(ADAPTIVE_METHODS)}."
+            f"(pass options={{'step_size': h}}); adaptive {', '.join(ADAPTIVE_METHODS)}; and "
+            f"{scipy_solver.NAME} (SciPy's solve_ivp, options={{'solver': 'LSODA'}}, for stiff problems)."
         )
 
 
@@ -33,6 +35,12 @@ def check_options(method: str, options: Optional[dict]) -> dict:
     if not isinstance(options, dict):
         raise TypeError(f"options must be a dict, got {type(options).__name__}.")
     options = dict(options)
+    if method == scipy_solver.NAME:
+        unknown = sorted(set(options) - scipy_solver.OPTIONS - {"norm"})  # norm: passed on by the adjoint
+        if unknown:
+            raise ValueError(f"Unknown option(s) {unknown} for {method!r}. Allowed: {sorted(scipy_solver.OPTIONS)}.")
+        scipy_solver.check_solver_options(options)
+        return options
     adaptive = TABLEAUX[method].adaptive
     allowed = ADAPTIVE_OPTIONS if adaptive else FIXED_OPTIONS
     unknown = sorted(set(options) - allowed)
