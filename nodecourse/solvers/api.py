@@ -53,6 +53,7 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
         return Solution(ys=ys if is_tuple else ys[0], t=t, stats=SolveStats(zero, zero, zero, zero, 0))
     problem = FlatProblem(func, parts, is_tuple, t, per_sample)
     if method == scipy_solver.NAME:
+        _warn_unused_callbacks(problem, None, method)
         flat_outputs, stats = scipy_solver.integrate_scipy(problem, float(rtol), float(atol), options)
         ys = problem.to_user(problem.unflatten(torch.stack(flat_outputs), lead=(len(flat_outputs),)))
         return Solution(ys=ys, t=t, stats=stats)
@@ -118,11 +119,14 @@ def _until_event(func, y0, t, rtol, atol, method, options, event_fn):
 
 def _warn_unused_callbacks(problem: FlatProblem, tableau, method: str) -> None:
     """Callbacks that this solve will never call get a warning (as in torchdiffeq), not silence."""
-    unused = set(problem.callbacks) if problem.per_sample else \
-        ({"callback_accept_step", "callback_reject_step"} & set(problem.callbacks) if not tableau.adaptive else set())
+    if problem.per_sample or tableau is None:
+        unused = set(problem.callbacks)
+        why = "per-sample solves call no callbacks" if problem.per_sample else f"{method} steps inside SciPy"
+    else:
+        unused = {"callback_accept_step", "callback_reject_step"} & set(problem.callbacks) if not tableau.adaptive \
+            else set()
+        why = f"the fixed-step method {method!r} never accepts or rejects a step"
     if unused:
-        why = "per-sample solves call no callbacks" if problem.per_sample else \
-            f"the fixed-step method {method!r} never accepts or rejects a step"
         warnings.warn(f"func has {', '.join(sorted(unused))}, which this solve will not call: {why}.", stacklevel=3)
 
 

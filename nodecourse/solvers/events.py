@@ -89,15 +89,16 @@ def _fixed_until(problem, tableau, options, event, t, y, f, sign0):
                          "output times there is no grid to step on.")
     h = float(options["step_size"])
     max_steps = int(options.get("max_num_steps", 1_000_000))
-    for _ in range(max_steps):
-        t1 = t + h
-        y1 = steps.fixed_step(problem, tableau, t, h, y)
+    start = float(t.detach())
+    for k in range(1, max_steps + 1):
+        t1 = t.new_tensor(start + k * h)  # t0 + k h, not a running sum: no drift in float32
+        y1 = steps.fixed_step(problem, tableau, t, float(t1 - t), y)
         f1 = problem(t1, y1)
         if event.sign(t1, y1) != sign0:
-            dt = torch.as_tensor(h, dtype=y.dtype, device=y.device)
-            coeffs = interpolation.fit(y, y1, f, f1, dt, None)  # cubic Hermite between the two states
-            return _bisect(event, lambda s: interpolation.evaluate(coeffs, ((s - t) / h).to(y.dtype)), t, t1, sign0,
-                           0.0)
+            h_k = float(t1 - t)
+            coeffs = interpolation.fit(y, y1, f, f1, torch.as_tensor(h_k, dtype=y.dtype, device=y.device), None)
+            return _bisect(event, lambda s: interpolation.evaluate(coeffs, ((s - t) / h_k).to(y.dtype)), t, t1,
+                           sign0, 0.0)  # the cubic Hermite between the two states
         t, y, f = t1, y1, f1
     raise SolverError(f"No event within max_num_steps={max_steps:,} steps of size {h:g}: event_fn never changed "
                       f"sign. Check event_fn, or raise options['max_num_steps'].")

@@ -2,9 +2,12 @@
 
 On the small problems of a course every tensor operation costs a few microseconds of dispatch,
 more than its arithmetic. So a stage combination ``y0 + dt * sum_j a_ij k_j`` skips the zero
-weights and is one ``torch.add(..., alpha=)`` followed by in-place ``add_`` for the other nonzero
-weights: measured on a 64 x 4 state, 1.3 us for the first term and 1.0 us for each further one,
-against 3.7 us for a matrix-vector product over stacked stages plus 2 us to store each stage.
+weights and builds the increment with one ``torch.mul`` and in-place ``add_(..., alpha=)`` for the
+other nonzero weights (about 1 us each on a 64 x 4 state, against 3.7 us for a matrix-vector product
+over stacked stages plus 2 us to store each stage), then adds it to ``y0`` once. Adding each term to
+``y0`` directly would save that one operation but round at the size of ``y`` once per term: in
+float32 that error grows with the number of steps (measured: 5e-5 after 155 rk4 steps on a state of
+size 3, against 1.4e-5 with the increment first).
 """
 from __future__ import annotations
 
@@ -59,12 +62,8 @@ def combine(y0: torch.Tensor, stages: Sequence[torch.Tensor], weights: Weights, 
     ``[B]`` tensor (one step per sample) or a 0-d tensor."""
     if not weights:
         return y0.clone()
-    if isinstance(dt, float):
-        (j0, w0), rest = weights[0], weights[1:]
-        total = torch.add(y0, stages[j0], alpha=w0 * dt)
-        for j, w in rest:
-            total.add_(stages[j], alpha=w * dt)
-        return total
+    if isinstance(dt, float):  # the increment first, then one addition to y0: one rounding at y's size
+        return y0 + weighted_sum(stages, weights, dt)
     return torch.addcmul(y0, step_column(dt, y0), weighted_sum(stages, weights))
 
 
