@@ -398,3 +398,27 @@ def test_scipy_solver_options_are_checked():
     with pytest.raises(ValueError, match="must be one of LSODA"):
         nodecourse.odeint(spiral, torch.ones(1, 2), torch.tensor([0.0, 1.0]), method="scipy_solver",
                           options={"solver": "Euler"})
+
+
+@pytest.mark.parametrize("min_step, max_step", [(0.0, float("inf")), (0.5, float("inf")), (0.0, 0.05), (0.2, 0.3)])
+def test_min_step_and_max_step_bound_the_steps_as_in_torchdiffeq(min_step, max_step):
+    counts = {}
+
+    def counted(name):
+        def field(t, y):
+            counts[name] = counts.get(name, 0) + 1
+            return spiral(t, y)
+        return field
+
+    y0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    t = torch.linspace(0.0, 3.0, 4, dtype=torch.float64)
+    options = {"min_step": min_step, "max_step": max_step}
+    ours = nodecourse.odeint(counted("ours"), y0, t, rtol=1e-7, atol=1e-9, options=options)
+    theirs = torchdiffeq.odeint(counted("theirs"), y0, t, rtol=1e-7, atol=1e-9, options=dict(options))
+    torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
+    assert counts["ours"] == counts["theirs"]
+
+
+def test_min_step_above_max_step_is_refused():
+    with pytest.raises(ValueError, match="0 <= min_step <= max_step"):
+        nodecourse.odeint(spiral, torch.ones(1, 2), torch.tensor([0.0, 1.0]), options={"min_step": 1.0, "max_step": 0.5})

@@ -75,11 +75,12 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
         dt0 = initial_step(problem, t0, problem.y0, f0, rtol, atol, tableau.error_order, norm)
     stepper = _Stepper(problem, tableau, rtol, atol, bool(opts.get("compile")))
     if problem.per_sample:
-        if opts.get("step_t") is not None or opts.get("jump_t") is not None:
-            raise ValueError("step_t and jump_t need one step size for the whole batch: drop per_sample, or "
-                             "solve the samples that share those times together.")
+        if any(opts.get(k) is not None for k in ("step_t", "jump_t", "min_step", "max_step")):
+            raise ValueError("step_t, jump_t, min_step and max_step need one step size for the whole batch: drop "
+                             "per_sample, or solve the samples that share those times together.")
         return _per_sample_loop(problem, tableau, stepper, control, norm, t0, f0, dt0, 1 + ("first_step" not in opts))
-    landmarks = Landmarks(problem, opts.get("step_t"), opts.get("jump_t"))
+    landmarks = Landmarks(problem, opts.get("step_t"), opts.get("jump_t"), float(opts.get("min_step", 0.0)),
+                          float(opts.get("max_step", math.inf)))
     return _shared_loop(problem, tableau, stepper, control, norm, problem.t[0], f0, dt0, landmarks)
 
 
@@ -97,10 +98,11 @@ def landing_stage_times(problem: FlatProblem, tableau: ButcherTableau, t: torch.
 
 class Landmarks:
     """The times a shared-step solve must land on (torchdiffeq's ``step_t`` and ``jump_t``), internal
-    and increasing. After landing on a jump time the field is evaluated again just after it, so the next
+    and increasing, and the bounds on its step size (``min_step``, ``max_step``). After landing on a jump time the field is evaluated again just after it, so the next
     step starts on the far side of the discontinuity."""
 
-    def __init__(self, problem: FlatProblem, step_t, jump_t):
+    def __init__(self, problem: FlatProblem, step_t, jump_t, min_step: float = 0.0, max_step: float = math.inf):
+        self.min_step, self.max_step = min_step, max_step
         t0, t_end = float(problem.t[0].detach()), float(problem.t[-1].detach())
         steps, jumps = (self._internal(problem, values) for values in (step_t, jump_t))
         if set(steps) & set(jumps):
@@ -200,6 +202,8 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
     while True:
         n_steps += 1
         control.check_steps(n_steps, problem, t)
+        if landmarks.min_step or landmarks.max_step < math.inf:  # torchdiffeq's min_step / max_step
+            dt = landmarks.min_step if dt != dt else min(max(dt, landmarks.min_step), landmarks.max_step)
         if not _advances(t, dt, problem.time_dtype):
             stalled = torch.ones(1, dtype=torch.bool, device=y.device)
             _raise_underflow(problem, t_dev.reshape(1), torch.tensor([dt]), stalled,
@@ -223,7 +227,7 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
         if not stepper.counts_itself:
             problem.nfe += stepper.evals_per_step
         ratio = ratio_dev.item()  # the one host sync of the step
-        accepted = ratio <= 1.0
+        accepted = ratio <= 1.0 or dt <= landmarks.min_step  # a step at min_step is taken whatever its error
         nonfinite = (nonfinite or ratio != ratio) and not accepted
         if problem.callbacks:
             problem.callback("callback_accept_step" if accepted else "callback_reject_step", t_dev, y, dt)

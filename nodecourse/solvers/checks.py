@@ -16,7 +16,7 @@ class SolverError(ValueError):
 
 FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "interp", "max_num_steps", "per_sample", "compile"}
 ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor", "norm", "per_sample", "compile",
-                    "step_t", "jump_t"}
+                    "step_t", "jump_t", "min_step", "max_step"}
 
 
 def check_method(method: str) -> None:
@@ -79,6 +79,10 @@ def check_options(method: str, options: Optional[dict]) -> dict:
                 raise ValueError(f"{key} must lie in ({low}, {high}], got {options[key]!r}.")
         if "ifactor" in options and not float(options["ifactor"]) >= 1.0:
             raise ValueError(f"ifactor must be >= 1, got {options['ifactor']!r}.")
+        low, high = float(options.get("min_step", 0.0)), float(options.get("max_step", float("inf")))
+        if not 0 <= low <= high or low == float("inf"):
+            raise ValueError(f"min_step and max_step must satisfy 0 <= min_step <= max_step (min_step finite), got "
+                             f"min_step={options.get('min_step', 0.0)!r}, max_step={options.get('max_step', 'inf')!r}.")
         if "first_step" in options and options["first_step"] is not None:
             if not 0 < float(options["first_step"]) < float("inf"):
                 raise ValueError(f"first_step must be a positive finite number, got {options['first_step']!r}.")
