@@ -668,7 +668,7 @@ plt.show()
 # $y_{n+1} = y_n + h f(y_{n+1})$, on $\dot y = Ay$ is $y_{n+1} = (I - hA)^{-1} y_n$, with stability
 # function $R(z) = 1/(1 - z)$, and $|R| < 1$ on the whole left half-plane: any step is stable, and the
 # step size is set by accuracy alone. The price is a linear solve per step (a Newton iteration for a
-# nonlinear $f$). `nodecourse` has only explicit methods; here are ten lines of backward Euler.
+# nonlinear $f$). `nodecourse`'s own methods are explicit; here are ten lines of backward Euler.
 
 # %%
 lam = 1e4
@@ -682,6 +682,21 @@ exact_end = torch.linalg.matrix_exp(A) @ y0_stiff
 print(f"backward Euler, 20 steps of h = {h_big}: y(1) = {y.tolist()}, exact {exact_end.tolist()}")
 assert (y - exact_end).abs().max() < 0.02, "first-order accurate with a step 250x the explicit limit"
 print(f"explicit Euler would need h < 2/lambda = {2 / lam:g}, i.e. more than {int(lam / 2)} steps on [0, 1]")
+
+# %% [markdown]
+# For real stiff problems, `method="scipy_solver"` hands the solve to SciPy's `solve_ivp` (the same
+# call as every other method; torchdiffeq has it too), whose `Radau` and `BDF` are implicit methods of
+# high order with step-size control (Hairer and Wanner, *Solving ODEs II*). On the Van der Pol
+# oscillator above, compare the evaluations with dopri5's:
+
+# %%
+radau = solve(van_der_pol, y0_vdp, torch.tensor([0.0, vdp_span], **F64), rtol=1e-6, atol=1e-6,
+              method="scipy_solver", options={"solver": "Radau"})
+x_dopri, x_radau = sol.ys[-1, 0].item(), radau.ys[-1, 0].item()
+print(f"dopri5: {sol.stats.nfe} evaluations, x({vdp_span}) = {x_dopri:.6f}")
+print(f"Radau:  {radau.stats.nfe} evaluations, x({vdp_span}) = {x_radau:.6f}")
+assert abs(x_dopri - x_radau) < 1e-3, "the two agree on the solution"
+assert radau.stats.nfe * 10 < sol.stats.nfe, "the implicit method needs far fewer evaluations"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. When the solver gives up
