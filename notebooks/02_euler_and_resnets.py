@@ -375,18 +375,17 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. The Neural ODE as a model
-# A Neural ODE layer is this limit used as a building block. The seed API card (Edifice's
-# `NeuralODE.build`) describes the architecture many libraries use:
+# A Neural ODE layer is this limit used as a building block. Many libraries build it the same way:
 #
 # ```
 # Input [batch, input_size] -> Input Projection -> ODE Solve: dh/dt = f(h, t), f = MLP,
 #        Euler integration for num_steps -> Output Projection -> Output [batch, hidden_size]
 # ```
 #
-# with options `input_size` (required), `hidden_size` (default 256), `num_steps` (10),
-# `step_size` (0.1) and `output_size` (`nil`: use `hidden_size`); `build_shared` is the same model,
-# since the dynamics network is always shared by every step, and `output_size/1` returns the output
-# width. `nodecourse.models.NeuralODE` is its Python version:
+# with the settings `input_size` (required), `hidden_size` (default 256), `num_steps` (10),
+# `step_size` (0.1) and `output_size` (default: `hidden_size`). The dynamics network is shared by
+# every step, which is what makes it a discretised ODE rather than a ResNet with free layers.
+# `nodecourse.models.NeuralODE` is this model:
 
 # %%
 model = NeuralODE(input_size=8, hidden_size=256, num_steps=10, step_size=0.1)
@@ -421,7 +420,7 @@ assert gap < 1e-12
 
 
 # %% [markdown]
-# The seed texts list what the continuous view buys, and where the course shows it: gradients in
+# What the continuous view buys (Chen et al. 2018), and where the course shows it: gradients in
 # memory that does not grow with the number of steps, by the adjoint method (notebook 04);
 # adaptive solvers that spend steps where the dynamics are hard (`method="dopri5"`, notebook 03);
 # and states at any time $t$, for irregularly sampled data (notebook 09).
@@ -559,4 +558,4 @@ assert ode_gaps[train_depths[-1]] < ode_gaps[train_depths[0]] / 4
 #   Problems*. 2nd ed., Springer, 1993 (Euler's method and its error bound: chapter I.7 and II.3).
 # - P. Kidger. *On Neural Differential Equations*. PhD thesis, University of Oxford, 2022.
 #   arXiv:2202.02435.
-# - Edifice v0.2.0 documentation, `Edifice.Energy.NeuralODE`: the API card of section 5.
+# - Edifice v0.2.0 documentation, `Edifice.Energy.NeuralODE`: the same architecture as section 5, in Elixir.
