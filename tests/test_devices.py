@@ -84,3 +84,15 @@ def test_a_state_and_a_field_on_different_devices_get_a_clear_error(device):
     with pytest.raises(ValueError, match=r"on the state's device .* func\.to\(y0\.device\)"):
         nodecourse.odeint(field_cpu, y_cpu.to(device), t_cpu)
 
+
+
+def test_float64_times_with_a_float32_state_on_the_device(device):
+    """t from np.linspace is float64; MPS has no float64 at all: the solve still runs and func sees float32."""
+    seen = set()
+
+    def field(t, y):
+        seen.add(t.dtype)
+        return -y * t
+
+    y = nodecourse.odeint(field, torch.ones(3, device=device), torch.linspace(0, 1, 4, dtype=torch.float64))
+    assert y.device.type == device and seen == {torch.float32}

@@ -156,6 +156,8 @@ def check_t(t: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         t = t.to(dtype)
     elif t.dtype != torch.float64 and dtype == torch.float64:
         t = t.to(torch.float64)
+    if torch.device(device).type == "mps" and t.dtype == torch.float64:
+        t = t.to(torch.float32)  # MPS has no float64; the state is float32 there anyway
     t = t.to(device)
     if not bool(torch.isfinite(t).all()):
         raise ValueError("t contains NaN or infinite values.")
