@@ -77,8 +77,9 @@ lock: setup
 	$(BIN)/python -m pip install -c $(LOCK) uv
 	echo "torch==$(if $(TORCH),$(TORCH),$$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' $(LOCK) | head -n 1))" > $(VENV)/torch-pin.txt
 	$(BIN)/uv pip compile pyproject.toml tools/lock-tools.in --extra course --extra browser --universal \
-	    --python-version 3.10 --constraint $(VENV)/torch-pin.txt --no-header --output-file $(VENV)/lock.new
-	{ echo "$(LOCK_HEADER)"; cat $(VENV)/lock.new; } > $(LOCK)
+	    --python-version 3.10 --no-python-downloads --constraint $(VENV)/torch-pin.txt --no-header \
+	    --output-file $(VENV)/lock.new
+	{ echo '$(LOCK_HEADER)'; cat $(VENV)/lock.new; } > $(LOCK)
 	rm -f $(STAMP)
 	$(MAKE) test
 
