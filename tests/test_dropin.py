@@ -422,3 +422,9 @@ def test_min_step_and_max_step_bound_the_steps_as_in_torchdiffeq(min_step, max_s
 def test_min_step_above_max_step_is_refused():
     with pytest.raises(ValueError, match="0 <= min_step <= max_step"):
         nodecourse.odeint(spiral, torch.ones(1, 2), torch.tensor([0.0, 1.0]), options={"min_step": 1.0, "max_step": 0.5})
+
+
+def test_event_fn_with_scipy_solver_is_refused_clearly():
+    with pytest.raises(ValueError, match="event_fn works with the Runge-Kutta methods"):
+        nodecourse.odeint(lambda t, y: -y, torch.ones(1), torch.tensor([0.0, 1.0]), method="scipy_solver",
+                          event_fn=lambda t, y: y.sum() - 0.5)

@@ -38,13 +38,7 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
     batch of independent problems: each sample keeps its own step size, ``func`` receives ``t`` of
     shape ``[batch]``, and the statistics are ``[batch]`` tensors.
     """
-    check_callable(func)
-    check_method(method)
-    options = check_options(method, options)
-    check_tolerances(rtol, atol)
-    is_tuple = isinstance(y0, (tuple, list))
-    parts = check_y0(y0)
-    t = check_t(t, parts[0].dtype, parts[0].device)
+    options, is_tuple, parts, t = _checked_inputs(func, y0, t, rtol, atol, method, options)
     per_sample = bool(options.pop("per_sample", False))
     if sum(p.numel() for p in parts) == 0:  # an empty batch: nothing to integrate, every output is empty
         ys = tuple(p.unsqueeze(0).expand(len(t), *p.shape).clone() for p in parts)
@@ -52,14 +46,11 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
         zero = torch.zeros(batch, dtype=torch.long, device=parts[0].device) if batch is not None else 0
         return Solution(ys=ys if is_tuple else ys[0], t=t, stats=SolveStats(zero, zero, zero, zero, 0))
     problem = FlatProblem(func, parts, is_tuple, t, per_sample)
-    if method == scipy_solver.NAME:
-        _warn_unused_callbacks(problem, None, method)
-        flat_outputs, stats = scipy_solver.integrate_scipy(problem, float(rtol), float(atol), options)
-        ys = problem.to_user(problem.unflatten(torch.stack(flat_outputs), lead=(len(flat_outputs),)))
-        return Solution(ys=ys, t=t, stats=stats)
-    tableau = TABLEAUX[method]
+    tableau = TABLEAUX.get(method)  # None for scipy_solver
     _warn_unused_callbacks(problem, tableau, method)
-    if tableau.adaptive:
+    if tableau is None:
+        flat_outputs, stats = scipy_solver.integrate_scipy(problem, float(rtol), float(atol), options)
+    elif tableau.adaptive:
         flat_outputs, stats = integrate_adaptive(problem, tableau, float(rtol), float(atol), options)
     else:
         step_size = options.get("step_size")
@@ -99,15 +90,21 @@ def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 
     return solve(func, y0, t, rtol=rtol, atol=atol, method=method, options=options).ys
 
 
-def _until_event(func, y0, t, rtol, atol, method, options, event_fn):
+def _checked_inputs(func, y0, t, rtol, atol, method, options):
+    """Every argument of a solve checked: the options (a copy), whether ``y0`` is a tuple, its tensors, and ``t``."""
     check_callable(func)
-    check_callable(event_fn)
     check_method(method)
     options = check_options(method, options)
     check_tolerances(rtol, atol)
-    is_tuple = isinstance(y0, (tuple, list))
     parts = check_y0(y0)
-    t = check_t(t, parts[0].dtype, parts[0].device)
+    return options, isinstance(y0, (tuple, list)), parts, check_t(t, parts[0].dtype, parts[0].device)
+
+
+def _until_event(func, y0, t, rtol, atol, method, options, event_fn):
+    check_callable(event_fn)
+    options, is_tuple, parts, t = _checked_inputs(func, y0, t, rtol, atol, method, options)
+    if method not in TABLEAUX:
+        raise ValueError(f"event_fn works with the Runge-Kutta methods ({', '.join(TABLEAUX)}), not {method!r}.")
     if len(t) != 2:
         raise ValueError(f"With event_fn, t holds two times: the start and any later (or earlier) time that "
                          f"gives the direction; got {len(t)}. Or use nodecourse.odeint_event(func, y0, t0, ...).")
