@@ -84,9 +84,23 @@ def _solve_and_count(solver_name, field, y0, t, **kwargs):
     return torchdiffeq.odeint(counted, y0, t, **kwargs), counted.calls
 
 
+class CountingField(nn.Module):
+    """The vector field as the notebooks write it: an ``nn.Module`` that counts its calls around its network."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls = net, 0
+
+    def forward(self, t, y):
+        self.calls += 1
+        return self.net(y)
+
+
 def mlp_case(name, sizes, batch, repeats, with_torchode=True, with_compiled=True):
-    """dopri5 at rtol = atol = 1e-6 and rk4 at h = 0.05 on t in [0, 5]."""
-    _, field = mlp_field(sizes)
+    """dopri5 at rtol = atol = 1e-6 and rk4 at h = 0.05 on t in [0, 5]. The field counts its calls, as in
+    the notebooks; the overhead factor is measured against one bare call of its network."""
+    net, bare = mlp_field(sizes)
+    field = CountingField(net)
     y0 = torch.randn(batch, sizes[0], generator=torch.Generator().manual_seed(1))
     t = torch.tensor([0.0, 5.0])
     reference = reference_solution(field, y0, t)
@@ -101,7 +115,7 @@ def mlp_case(name, sizes, batch, repeats, with_torchode=True, with_compiled=True
             for solver_name, solve, kw in solvers:
                 first = _first_solve_seconds(lambda: solve(field, y0, t, method=method, **kw))
                 ys, nfe = _solve_and_count(solver_name, field, y0, t, method=method, **kw)
-                seconds, overhead = time_and_overhead(lambda: solve(field, y0, t, method=method, **kw), field, t[0],
+                seconds, overhead = time_and_overhead(lambda: solve(field, y0, t, method=method, **kw), bare, t[0],
                                                       y0, nfe, repeats)
                 extra = {"first solve s": first} if solver_name.endswith("compiled") else {}
                 rows.append(Row(case, solver_name, seconds, nfe, None, overhead,
@@ -113,7 +127,7 @@ def mlp_case(name, sizes, batch, repeats, with_torchode=True, with_compiled=True
                 if with_torchode and torchode is not None:
                     out = _torchode_solve(field, y0, t, 1e-6, 1e-6)
                     nfe = out.stats["n_f_evals"].max().item()
-                    seconds, overhead = time_and_overhead(lambda: _torchode_solve(field, y0, t, 1e-6, 1e-6), field,
+                    seconds, overhead = time_and_overhead(lambda: _torchode_solve(field, y0, t, 1e-6, 1e-6), bare,
                                                           t[0], y0, nfe, repeats)
                     rows.append(Row(case, "torchode (per sample)", seconds, nfe, out.stats["n_steps"].float().mean().item(),
                                     overhead, _error(out.ys[:, -1], reference[-1])))
@@ -209,21 +223,63 @@ def mixed_case(batch, repeats, with_compiled=True):
     return rows
 
 
+# --- case 7: output patterns, per-sample steps -------------------------------------------------------
+def output_patterns_case(batch, repeats, counts=(2, 50, 200)):
+    """The mixed Van der Pol batch of case 4 (mu log-uniform in [0.5, 20], t in [0, 10], rtol = atol = 1e-5)
+    observed at 2, 50 and 200 shared output times, then at 50 times of each sample's own (irregular, [B, T])."""
+    gen = torch.Generator().manual_seed(3)
+    mu = torch.exp(torch.empty(batch).uniform_(math.log(0.5), math.log(20.0), generator=gen))
+    field = van_der_pol(mu)
+    y0 = torch.rand(batch, 2, generator=gen) * 4 - 2
+    tol = 1e-5
+    rows = []
+
+    def add(case, name, run, ys_of, nfe, reference):
+        with torch.no_grad():
+            out = run()
+            seconds = median_time(run, repeats)
+        rows.append(Row(case, name, seconds, nfe(out), None, None, _error(ys_of(out), reference)))
+
+    with torch.no_grad():
+        for n in counts:
+            t = torch.linspace(0.0, 10.0, n)
+            reference = reference_solution(field, y0, t)
+            case = f"7 mixed VdP, {n} outputs"
+            for name, options in (("nodecourse per-sample", {"per_sample": True}), ("nodecourse shared", {})):
+                add(case, name, lambda options=options: nodecourse.solve(field, y0, t, rtol=tol, atol=tol, options=options),
+                    lambda sol: sol.ys, lambda sol: sol.stats.n_calls, reference)
+            counted = Counted(field)
+            torchdiffeq.odeint(counted, y0, t, rtol=tol, atol=tol)
+            add(case, "torchdiffeq", lambda: torchdiffeq.odeint(field, y0, t, rtol=tol, atol=tol), lambda ys: ys,
+                lambda ys, calls=counted.calls: calls, reference)
+            if torchode is not None:
+                add(case, "torchode", lambda: _torchode_solve(field, y0, t, tol, tol), lambda out: out.ys.transpose(0, 1),
+                    lambda out: out.stats["n_f_evals"].max().item(), reference)
+        # each sample its own 50 irregular times in [0, 10]
+        own = torch.sort(torch.rand(batch, 50, generator=gen) * 10, dim=1).values
+        own[:, 0] = 0.0
+        reference = torch.stack([reference_solution(van_der_pol(mu[b]), y0[b:b + 1], own[b])[:, 0]
+                                 for b in range(batch)], dim=1)
+        case = "7 mixed VdP, 50 own times per sample"
+        add(case, "nodecourse per-sample", lambda: nodecourse.solve(field, y0, own, rtol=tol, atol=tol,
+                                                                    options={"per_sample": True}),
+            lambda sol: sol.ys, lambda sol: sol.stats.n_calls, reference)
+        if torchode is not None:
+            def torchode_own():
+                term = torchode.ODETerm(field)
+                solver = torchode.AutoDiffAdjoint(torchode.Dopri5(term=term),
+                                                  torchode.IntegralController(atol=tol, rtol=tol, term=term))
+                return solver.solve(torchode.InitialValueProblem(y0=y0, t_eval=own))
+            add(case, "torchode", torchode_own, lambda out: out.ys.transpose(0, 1),
+                lambda out: out.stats["n_f_evals"].max().item(), reference)
+    return rows
+
+
 # --- case 5: the adjoint ----------------------------------------------------------------------
-class _Field(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net, self.calls = net, 0
-
-    def forward(self, t, y):
-        self.calls += 1
-        return self.net(y)
-
-
 def adjoint_case(batch, repeats):
     torch.manual_seed(0)
     net = MLP([2, 64, 64, 2])
-    field = _Field(net)
+    field = CountingField(net)
     y0 = torch.randn(batch, 2, generator=torch.Generator().manual_seed(4))
     t = torch.tensor([0.0, 1.0])
     rows = []

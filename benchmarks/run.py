@@ -26,7 +26,7 @@ from nodecourse.benchmarking import fill_ratios, table, write_json  # noqa: E402
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-    parser.add_argument("--cases", nargs="*", type=int, default=[1, 2, 3, 4, 5, 6])
+    parser.add_argument("--cases", nargs="*", type=int, default=[1, 2, 3, 4, 7, 5, 6])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (fixed for fair timing)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "latest.json"))
@@ -42,6 +42,7 @@ def main(argv=None) -> int:
         4: lambda: cases.mixed_case(64 if quick else 256, max(3, repeats // 3)),
         5: lambda: cases.adjoint_case(64 if quick else 256, repeats),
         6: lambda: cases.mnist_case(512 if quick else None),
+        7: lambda: cases.output_patterns_case(64 if quick else 256, max(3, repeats // 3)),
     }
     rows = []
     for number in args.cases:

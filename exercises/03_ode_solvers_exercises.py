@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-4daaeaca207b10c6"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-b5b63bcf10fd1fc9"]
 # > **This notebook is generated** from `solutions/03_ode_solvers_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -107,12 +107,12 @@ for method, theory in (("euler", 1), ("midpoint", 2), ("rk4", 4)):
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercise 2: a Runge-Kutta step from its Butcher tableau
 # Write `rk_step(f, t, y, h, tableau)` for any explicit tableau of `nodecourse.solvers.TABLEAUX`
-# (fields `c`, `a`, `b`, `b_low`; the entries are `fractions.Fraction`, turn them into numbers with
+# (fields `c`, `a`, `b`, `b_embedded`; the entries are `fractions.Fraction`, turn them into numbers with
 # `float`). With $s$ stages:
 # $$k_i = f\Big(t + c_i h,\; y + h\sum_{j<i} a_{ij} k_j\Big),\qquad
 # y_1 = y + h \sum_i b_i k_i,\qquad \mathrm{err} = h \sum_i (b_i - \hat b_i)\, k_i ,$$
-# where row `i` of `tableau.a` holds the $i$ weights $a_{ij}$, $j < i$, and $\hat b$ is `tableau.b_low`.
-# Return the pair `(y1, err)`, with `err = None` when `tableau.b_low is None` (fixed-step methods).
+# where row `i` of `tableau.a` holds the $i$ weights $a_{ij}$, $j < i$, and $\hat b$ is `tableau.b_embedded`.
+# Return the pair `(y1, err)`, with `err = None` when `tableau.b_embedded is None` (fixed-step methods).
 #
 # The step must also work **per sample**: `t` and `h` may be floats or `[B]` tensors (one time and one
 # step per sample, `y` is then `[B, N]`). The first lines of the function make `h_y`, a version of `h`
@@ -121,7 +121,7 @@ for method, theory in (("euler", 1), ("midpoint", 2), ("rk4", 4)):
 
 # %%
 def rk_step(f, t, y, h, tableau):
-    """One explicit RK step; returns (y1, err) with err = None for a tableau without b_low."""
+    """One explicit RK step; returns (y1, err) with err = None for a tableau without b_embedded."""
     h_y = torch.as_tensor(h, dtype=y.dtype, device=y.device)
     if h_y.dim() == 1:  # one step per sample: [B] -> [B, 1, ...] to broadcast over the state
         h_y = h_y.reshape(-1, *([1] * (y.dim() - 1)))

@@ -13,19 +13,43 @@ instead of stored; between two output times the solve restarts from the stored o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
-from .solvers import odeint
+from .solvers import SolveStats, odeint, solve
 from .solvers.events import with_event_time_gradient
 from .solvers.checks import check_callable, check_method, check_options, check_y0
 from .solvers.problem import CALLBACKS
 
 State = Union[torch.Tensor, Sequence[torch.Tensor]]
 
-__all__ = ["odeint_adjoint"]
+__all__ = ["odeint_adjoint", "solve_adjoint", "AdjointSolution"]
+
+
+@dataclass
+class AdjointSolution:
+    """The result of :func:`solve_adjoint`: the states ``ys`` (as :func:`odeint_adjoint` returns them), the
+    output times ``t``, the forward solve's :class:`SolveStats`, and ``backward``: the reverse solve's
+    statistics, summed over its intervals, filled in when a backward pass runs (``None`` before; each
+    backward pass through ``ys`` replaces it)."""
+
+    ys: Union[torch.Tensor, tuple]
+    t: torch.Tensor
+    stats: SolveStats
+    backward: Optional[SolveStats] = None
+
+
+def solve_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1e-9,
+                  method: str = "dopri5", options: Optional[dict] = None, **adjoint_kwargs) -> AdjointSolution:
+    """:func:`odeint_adjoint` that also reports what the forward and the backward (reverse) solves cost,
+    as :func:`nodecourse.solve` does for one solve. Same arguments; read ``.backward`` after ``backward()``."""
+    result = AdjointSolution(ys=None, t=None, stats=None)
+    result.ys = odeint_adjoint(func, y0, t, rtol, atol, method, options, _record=result, **adjoint_kwargs)
+    result.t = torch.as_tensor(t)
+    return result
 
 
 def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1e-9,
@@ -33,7 +57,7 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
                    adjoint_params: Optional[Sequence[torch.Tensor]] = None,
                    adjoint_rtol: Optional[float] = None, adjoint_atol: Optional[float] = None,
                    adjoint_method: Optional[str] = None, adjoint_options: Optional[dict] = None, *,
-                   event_fn: Optional[Callable] = None):
+                   event_fn: Optional[Callable] = None, _record: Optional[AdjointSolution] = None):
     """:func:`nodecourse.odeint` whose backward pass solves the adjoint ODE instead of backpropagating
     through the solver's operations.
 
@@ -41,7 +65,9 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
     (default: ``func.parameters()``, so ``func`` must be an ``nn.Module`` unless they are given).
     The ``adjoint_*`` arguments set the reverse solve (default: the forward's settings);
     ``adjoint_options={"norm": "seminorm"}`` measures its error on ``y`` and ``a`` only, not on the
-    parameter-gradient integral, which usually saves steps (Kidger et al. 2021).
+    parameter-gradient integral, which usually saves steps (Kidger et al. 2021). The reverse solve
+    restarts at every output time, where the adjoint jumps by that output's gradient: many output
+    times make it cost more than the forward solve (:func:`solve_adjoint` reports both).
 
     With ``event_fn`` (as in torchdiffeq): solve until ``event_fn(t, y)`` changes sign and return
     ``(t_event, [y0, y(t_event)])``; the state's gradients come from the adjoint, the event time's from
@@ -94,9 +120,13 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
         "backward": dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
                          atol=atol if adjoint_atol is None else adjoint_atol,
                          method=adjoint_method, options=adjoint_options),
-        "seminorm": seminorm,
+        "seminorm": seminorm, "record": _record,
     }
     t = torch.as_tensor(t)
+    if t.dim() == 2:
+        raise ValueError(f"odeint_adjoint takes one 1-D t shared by the batch, got shape {tuple(t.shape)}: its "
+                         "reverse solve shares one step size. For each sample's own times, backpropagate through "
+                         "odeint(..., options={'per_sample': True}), or pass the sorted union of the times.")
     ys = _AdjointSolve.apply(settings, t, *parts, *params)
     return tuple(ys) if is_tuple else ys[0]
 
@@ -109,8 +139,10 @@ class _AdjointSolve(torch.autograd.Function):
         n = settings["n_parts"]
         y0 = tensors[:n]
         with torch.no_grad():
-            ys = odeint(settings["func"], _user_state(y0, settings), t, **settings["forward"])
-        ys = tuple(ys) if settings["is_tuple"] else (ys,)
+            solution = solve(settings["func"], _user_state(y0, settings), t, **settings["forward"])
+        if settings["record"] is not None:
+            settings["record"].stats = solution.stats
+        ys = tuple(solution.ys) if settings["is_tuple"] else (solution.ys,)
         ctx.settings = settings
         ctx.save_for_backward(t, *ys)
         return ys
@@ -151,13 +183,18 @@ class _AdjointSolve(torch.autograd.Function):
         a = tuple(g[-1] for g in grad_ys)
         g_params = tuple(torch.zeros_like(p) for p in params)
         grad_t = torch.zeros_like(t) if t.requires_grad else None
+        spent = None
         for i in range(len(t) - 1, 0, -1):
             y_i = tuple(y[i] for y in ys)
             if grad_t is not None:
                 f_i = _as_tuple(func(t[i], _user_state(y_i, settings)), settings)
                 grad_t[i] = _dot(tuple(g[i] for g in grad_ys), f_i)
             state = y_i + a + g_params
-            states = odeint(augmented, state, t[i - 1:i + 1].flip(0), **backward_settings)
+            reverse = solve(augmented, state, t[i - 1:i + 1].flip(0), **backward_settings)
+            spent = reverse.stats if spent is None else spent + reverse.stats
+            if settings["record"] is not None:
+                settings["record"].backward = spent
+            states = reverse.ys
             a = tuple(s[-1] for s in states[n:2 * n])
             g_params = tuple(s[-1] for s in states[2 * n:])
             if i == 1 and grad_t is not None:  # moving t_0 shifts the whole trajectory, not y(t_0)

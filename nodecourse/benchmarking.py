@@ -162,27 +162,29 @@ class Row:
     overhead: Optional[float] = None
     error: Optional[float] = None
     vs_torchdiffeq: Optional[float] = None
+    vs_torchode: Optional[float] = None
     extra: dict = field(default_factory=dict)
 
 
 def fill_ratios(rows: list[Row]) -> None:
-    """Set each row's time ratio against the torchdiffeq row of the same case."""
-    reference = {r.case: r.seconds for r in rows if r.solver == "torchdiffeq"}
-    for r in rows:
-        if r.case in reference and r.seconds:
-            r.vs_torchdiffeq = r.seconds / reference[r.case]
+    """Set each row's time ratios against the torchdiffeq and torchode rows of the same case."""
+    for peer, attribute in (("torchdiffeq", "vs_torchdiffeq"), ("torchode", "vs_torchode")):
+        reference = {r.case: r.seconds for r in rows if r.solver.split(" (")[0] == peer}
+        for r in rows:
+            if r.case in reference and r.seconds:
+                setattr(r, attribute, r.seconds / reference[r.case])
 
 
 def table(rows: list[Row]) -> str:
     """The rows as a fixed-width text table."""
-    head = f"{'case':<34} {'solver':<22} {'ms':>9} {'NFE':>8} {'steps':>7} {'overhead':>9} {'error':>9} {'/tdq':>6}"
+    head = f"{'case':<34} {'solver':<22} {'ms':>9} {'NFE':>8} {'steps':>7} {'overhead':>9} {'error':>9} {'/tdq':>6} {'/tode':>6}"
     lines = [head, "-" * len(head)]
     for r in rows:
         def fmt(value, spec):
             return format(value, spec) if value is not None else "-"
         lines.append(
             f"{r.case:<34} {r.solver:<22} {r.seconds * 1e3:>9.2f} {fmt(r.nfe, '>8.0f'):>8} {fmt(r.steps, '>7.0f'):>7} "
-            f"{fmt(r.overhead, '>9.2f'):>9} {fmt(r.error, '>9.1e'):>9} {fmt(r.vs_torchdiffeq, '>6.2f'):>6}"
+            f"{fmt(r.overhead, '>9.2f'):>9} {fmt(r.error, '>9.1e'):>9} {fmt(r.vs_torchdiffeq, '>6.2f'):>6} {fmt(r.vs_torchode, '>6.2f'):>6}"
         )
         if r.extra:
             lines.append(" " * 36 + ", ".join(f"{k}={_short(v)}" for k, v in r.extra.items()))

@@ -61,7 +61,7 @@ from torch import nn
 from nodecourse import odeint, solve
 from nodecourse.data import irregular_time_series
 from nodecourse.models import MLP, ODEFunc
-from nodecourse.models.latent import (LatentODE, RNNBaseline, masked_mse, pad_batch, time_gaps,
+from nodecourse.models.latent import (LatentODE, RNNBaseline, masked_mse, own_times, pad_batch, time_gaps,
                                       union_times)
 from nodecourse.plotting import vector_field
 from nodecourse.train import count_parameters
@@ -370,8 +370,8 @@ with torch.no_grad():
     path = odeint(latent_field, z0, grid_b.cpu().double(), **tight)                          # [U, B, L]
     gathered = path.transpose(0, 1).gather(1, index_b.cpu().unsqueeze(-1).expand(-1, -1, 4))  # [B, M, L]
     for b, n in enumerate(lengths):
-        own_times = torch.cat([torch.zeros(1), series_t[b].cpu()]).double()
-        own = odeint(latent_field, z0[b], own_times, **tight)[1:]
+        its_times = torch.cat([torch.zeros(1), series_t[b].cpu()]).double()
+        own = odeint(latent_field, z0[b], its_times, **tight)[1:]
         assert torch.allclose(gathered[b, :n], own, rtol=0, atol=1e-7)
 print("one solve on the union = one solve per series, to 1e-7")
 
@@ -387,6 +387,54 @@ with torch.no_grad():
     two = solve(latent_field, z0_batch, grid_32[[0, -1]], rtol=1e-3, atol=1e-4).stats
 print(f"{grid_32.numel()} output times: NFE {many.nfe}; 2 output times: NFE {two.nfe}")
 assert many.nfe == two.nfe
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Each series its own times
+# The union trick has two costs. The batch shares one step size, so every series takes the steps its
+# hardest member needs. And the adjoint method's reverse solve restarts at *every* output time, where
+# the adjoint jumps by that output's gradient: on the union grid, that is every series' times for
+# every series.
+#
+# In per-sample mode (`options={"per_sample": True}`) each series keeps its own step size, and `t`
+# may be a matrix $[B, T]$: row $b$ holds series $b$'s own times (as torchode allows). `own_times`
+# builds it from a padded batch: $t_0$, then the series' times, padded rows continued just after
+# their last real time (the padded states are masked out like the padded values).
+
+# %%
+rows_b = own_times(times_b.cpu().double(), mask_b.cpu())
+with torch.no_grad():
+    per_series = solve(latent_field, z0, rows_b, options={"per_sample": True}, **tight)
+own_states = per_series.ys[1:].transpose(0, 1)                       # [B, N, L]: series b at times_b[b, k]
+real = mask_b.cpu()
+gap = (own_states[real] - gathered[real]).abs().max().item()
+print(f"rows of own times {tuple(rows_b.shape)}; per-sample steps per series {per_series.stats.n_steps.tolist()}")
+print(f"largest difference from the union solve at the real times: {gap:.1e} (claim: within 1e-7)")
+assert gap < 1e-7
+
+# %% [markdown]
+# Now the cost of a gradient on the batch of 32. `solve_adjoint` reports the adjoint's reverse solve
+# too. On the union grid it restarts at every one of the grid's times; with each series' own times and
+# backpropagation through the per-sample solve, the backward pass re-evaluates nothing (it replays
+# the recorded graph, at the memory cost of storing it: notebook 04).
+
+# %%
+from nodecourse import solve_adjoint
+
+times_32 = data.times[:32].cpu().double()         # 32 series of 30 times each, no padding
+grid_32, _ = union_times(times_32)
+z0_batch.requires_grad_(True)
+union_run = solve_adjoint(latent_field, z0_batch, grid_32, rtol=1e-3, atol=1e-4)
+union_run.ys.pow(2).sum().backward()
+own_run = solve(latent_field, z0_batch, own_times(times_32), rtol=1e-3, atol=1e-4,
+                options={"per_sample": True})
+calls = own_run.stats.n_calls
+own_run.ys.pow(2).sum().backward()
+print(f"union grid of {grid_32.numel()} times, adjoint: forward NFE {union_run.stats.nfe}, "
+      f"backward NFE {union_run.backward.nfe}")
+print(f"own times [{times_32.shape[0]}, {times_32.shape[1] + 1}], per-sample + backprop: forward calls {calls}, "
+      f"backward NFE 0")
+print(f"claim: the union adjoint's backward costs far more than its forward ({union_run.backward.nfe / union_run.stats.nfe:.0f}x)")
+assert union_run.backward.nfe > 10 * union_run.stats.nfe
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. The latent ODE

@@ -105,12 +105,12 @@ for method, theory in (("euler", 1), ("midpoint", 2), ("rk4", 4)):
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercise 2: a Runge-Kutta step from its Butcher tableau
 # Write `rk_step(f, t, y, h, tableau)` for any explicit tableau of `nodecourse.solvers.TABLEAUX`
-# (fields `c`, `a`, `b`, `b_low`; the entries are `fractions.Fraction`, turn them into numbers with
+# (fields `c`, `a`, `b`, `b_embedded`; the entries are `fractions.Fraction`, turn them into numbers with
 # `float`). With $s$ stages:
 # $$k_i = f\Big(t + c_i h,\; y + h\sum_{j<i} a_{ij} k_j\Big),\qquad
 # y_1 = y + h \sum_i b_i k_i,\qquad \mathrm{err} = h \sum_i (b_i - \hat b_i)\, k_i ,$$
-# where row `i` of `tableau.a` holds the $i$ weights $a_{ij}$, $j < i$, and $\hat b$ is `tableau.b_low`.
-# Return the pair `(y1, err)`, with `err = None` when `tableau.b_low is None` (fixed-step methods).
+# where row `i` of `tableau.a` holds the $i$ weights $a_{ij}$, $j < i$, and $\hat b$ is `tableau.b_embedded`.
+# Return the pair `(y1, err)`, with `err = None` when `tableau.b_embedded is None` (fixed-step methods).
 #
 # The step must also work **per sample**: `t` and `h` may be floats or `[B]` tensors (one time and one
 # step per sample, `y` is then `[B, N]`). The first lines of the function make `h_y`, a version of `h`
@@ -119,7 +119,7 @@ for method, theory in (("euler", 1), ("midpoint", 2), ("rk4", 4)):
 
 # %%
 def rk_step(f, t, y, h, tableau):
-    """One explicit RK step; returns (y1, err) with err = None for a tableau without b_low."""
+    """One explicit RK step; returns (y1, err) with err = None for a tableau without b_embedded."""
     h_y = torch.as_tensor(h, dtype=y.dtype, device=y.device)
     if h_y.dim() == 1:  # one step per sample: [B] -> [B, 1, ...] to broadcast over the state
         h_y = h_y.reshape(-1, *([1] * (y.dim() - 1)))
@@ -129,9 +129,9 @@ def rk_step(f, t, y, h, tableau):
         increment = sum(float(a_ij) * k_j for a_ij, k_j in zip(tableau.a[i], k))
         k.append(f(t + float(tableau.c[i]) * h, y + h_y * increment))
     y1 = y + h_y * sum(float(b_i) * k_i for b_i, k_i in zip(tableau.b, k))
-    if tableau.b_low is None:
+    if tableau.b_embedded is None:
         return y1, None
-    weights = [float(b_i - low_i) for b_i, low_i in zip(tableau.b, tableau.b_low)]
+    weights = [float(b_i - low_i) for b_i, low_i in zip(tableau.b, tableau.b_embedded)]
     return y1, h_y * sum(w_i * k_i for w_i, k_i in zip(weights, k))
     ### END SOLUTION
 

@@ -191,3 +191,38 @@ def test_tuple_field_with_a_constant_part_and_a_scalar_state():
     adjoint = grads(odeint_adjoint, adjoint_params=(w,))
     for r, a in zip(reference, adjoint):
         assert torch.allclose(r, a, rtol=1e-6, atol=1e-8)
+
+
+def test_solve_adjoint_reports_forward_and_backward_statistics():
+    """The forward stats are those of the same solve; the backward nfe is what a counting field saw."""
+    from nodecourse import solve, solve_adjoint
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2).double()
+            self.calls = 0
+
+        def forward(self, t, y):
+            self.calls += 1
+            return torch.tanh(self.lin(y))
+
+    field = Counting()
+    y0 = torch.tensor([[1.0, -0.5], [0.3, 0.2]], dtype=torch.float64)
+    t = torch.linspace(0, 1.5, 5, dtype=torch.float64)
+    result = solve_adjoint(field, y0, t, rtol=1e-7, atol=1e-9)
+    assert result.backward is None
+    plain = solve(field, y0, t, rtol=1e-7, atol=1e-9)
+    assert result.stats.total() == plain.stats.total()
+    assert torch.equal(result.ys, plain.ys)
+    field.calls = 0
+    result.ys[1:].pow(2).sum().backward()
+    assert result.backward.nfe == field.calls > 0
+    assert result.backward.n_accepted + result.backward.n_rejected == result.backward.n_steps
+
+
+def test_adjoint_refuses_per_sample_times_with_advice():
+    field = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="per_sample"):
+        odeint_adjoint(lambda t, y: field(y), torch.zeros(3, 2), torch.rand(3, 4).cumsum(1),
+                       adjoint_params=tuple(field.parameters()))

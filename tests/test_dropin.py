@@ -112,10 +112,11 @@ def test_gradients_reach_the_output_times_on_the_output_grid(method):
 
 @pytest.mark.parametrize("method", ["midpoint", "heun2", "rk4"])
 def test_gradients_reach_the_output_times_with_a_step_size(method):
-    """With a step size, compared with central differences of a tight dopri5 solve (torchdiffeq
-    interpolates between grid points, so its gradient is off by O(h); ours lands on every output)."""
+    """With a step size and interp="exact", compared with central differences of a tight dopri5 solve
+    (every output is a solver state; interpolated outputs are compared with torchdiffeq's in
+    test_fixed_grid.py)."""
     t = torch.tensor([0.0, 0.4, 1.0], dtype=torch.float64, requires_grad=True)
-    loss(nodecourse.odeint, t, method=method, options={"step_size": 0.01}).backward()
+    loss(nodecourse.odeint, t, method=method, options={"step_size": 0.01, "interp": "exact"}).backward()
     exact = []
     for i in range(3):
         shift = torch.zeros(3, dtype=torch.float64)
@@ -428,3 +429,78 @@ def test_event_fn_with_scipy_solver_is_refused_clearly():
     with pytest.raises(ValueError, match="event_fn works with the Runge-Kutta methods"):
         nodecourse.odeint(lambda t, y: -y, torch.ones(1), torch.tensor([0.0, 1.0]), method="scipy_solver",
                           event_fn=lambda t, y: y.sum() - 0.5)
+
+
+# --- dopri8 ---------------------------------------------------------------------------------------
+class _Decay(torch.nn.Module):
+    """dy/dt = -rate t y, exactly y0 exp(-rate t^2 / 2); records the state at the start of each accepted step."""
+
+    def __init__(self, rate=1.0):
+        super().__init__()
+        self.rate, self.starts = rate, []
+
+    def forward(self, t, y):
+        return -self.rate * t * y
+
+    def exact(self, y0, t):
+        return y0 * torch.exp(-self.rate * t.reshape(-1, *[1] * y0.dim()) ** 2 / 2)
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.starts.append((t0.detach().clone(), y0.detach().clone()))
+
+
+def test_dopri8_matches_torchdiffeq_and_the_exact_solution():
+    """Both take the same steps, whose end states are within the tolerance of the exact solution. Output
+    times inside a step come from the quartic interpolant in both (fifth order, the midpoint from each one's
+    own weights), so there both are off by about 1e-6, far above the tolerance, and about equally."""
+    y0 = torch.tensor([[1.0, -0.5, 2.0]], dtype=torch.float64)
+    t = torch.linspace(0.0, 3.0, 61, dtype=torch.float64)
+    ours_field, their_field = _Decay(), _Decay()
+    ours = nodecourse.odeint(ours_field, y0, t, rtol=1e-10, atol=1e-10, method="dopri8")
+    theirs = torchdiffeq.odeint(their_field, y0, t, rtol=1e-10, atol=1e-10, method="dopri8")
+    assert len(ours_field.starts) == len(their_field.starts) > 10
+    for field in (ours_field, their_field):
+        starts = torch.stack([s for s, _ in field.starts])
+        states = torch.stack([y for _, y in field.starts])
+        assert (states - field.exact(y0, starts)).abs().max() < 10 * 1e-10
+    torch.testing.assert_close(torch.stack([s for s, _ in ours_field.starts]),
+                               torch.stack([s for s, _ in their_field.starts]), rtol=1e-5, atol=1e-5)
+    exact = ours_field.exact(y0, t)
+    ours_error, their_error = (ours - exact).abs().max(), (theirs - exact).abs().max()
+    assert ours_error < 2e-6 and their_error < 2e-6
+    assert ours_error < 2 * their_error and their_error < 2 * ours_error
+
+
+def test_dopri8_local_error_is_high_order():
+    """One step's error shrinks like h^9 or faster (order 8); its embedded estimate like h^8 (order 7)."""
+    from nodecourse.solvers import TABLEAUX
+    from nodecourse.solvers.rk_step import rk_step
+
+    def square(t, y):  # y(t) = y0 / (1 - y0 t)
+        return y * y
+
+    y0 = torch.tensor([[1.0], [0.5]], dtype=torch.float64)  # y0 h > 0: the error's Taylor terms share a sign
+    t0 = torch.tensor(0.0, dtype=torch.float64)
+    errors, estimates = [], []
+    for h in (0.4, 0.2, 0.1):  # at h = 0.05 the error reaches round-off
+        y1, estimate, _ = rk_step(square, TABLEAUX["dopri8"], t0, y0, square(t0, y0), h)
+        errors.append((y1 - y0 / (1 - y0 * h)).abs().max().item())
+        estimates.append(estimate.abs().max().item())
+    assert all(np.log2(e0 / e1) > 8.5 for e0, e1 in zip(errors, errors[1:])), errors
+    assert all(np.log2(e0 / e1) > 7.5 for e0, e1 in zip(estimates, estimates[1:])), estimates
+
+
+def test_dopri8_per_sample():
+    """Each sample keeps its own steps: as many as when solved alone, and its outputs near the exact ones."""
+    rates = torch.tensor([[0.5], [2.0], [8.0]], dtype=torch.float64)
+    y0 = torch.tensor([[1.0, -0.5], [0.3, 2.0], [-1.0, 0.2]], dtype=torch.float64)
+    t = torch.linspace(0.0, 2.0, 41, dtype=torch.float64)
+    sol = nodecourse.solve(lambda s, y: -rates * s.unsqueeze(1) * y, y0, t, rtol=1e-10, atol=1e-10,
+                           method="dopri8", options={"per_sample": True})
+    exact = y0 * torch.exp(-rates * t.reshape(-1, 1, 1) ** 2 / 2)
+    assert sol.ys.shape == (41, 3, 2) and sol.stats.n_steps.shape == (3,)
+    assert (sol.ys - exact).abs().max() < 2e-6  # the interpolant's error, as in shared mode
+    for b in range(3):
+        alone = nodecourse.solve(_Decay(rates[b].item()), y0[b:b + 1], t, rtol=1e-10, atol=1e-10, method="dopri8")
+        assert int(sol.stats.n_steps[b]) == int(alone.stats.n_steps)
+    assert sol.stats.n_steps[0] < sol.stats.n_steps[2]  # the fast sample needed more steps

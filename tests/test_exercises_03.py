@@ -42,8 +42,8 @@ def test_rk_step_on_linear_decay_is_the_truncated_exponential(name, taylor_terms
 
 
 def test_rkf45_error_estimate_is_the_error_of_the_fourth_order_quadrature():
-    """For y' = g(t) a step is a quadrature rule; RKF45's b (order 4) is exact for cubics, its b_low (order 5)
-    also for quartics, so on g = t^4 the estimate equals the true error of y1."""
+    """For y' = g(t) a step is a quadrature rule; RKF45's b (order 4) is exact for cubics, its b_embedded
+    (order 5) also for quartics, so on g = t^4 the estimate equals the true error of y1."""
     t0, h = 0.5, 0.3
     y = torch.zeros(1, dtype=F64)
     y1, err = ex03.rk_step(lambda t, x: torch.full_like(x, t**3), t0, y, h, TABLEAUX["rkf45"])
@@ -165,9 +165,9 @@ def test_rk_step_that_ignores_stage_times_fails_on_time_dependent_fields(capsys)
         for row in tableau.a:
             k.append(f(t, y + h_y * sum(float(a) * kj for a, kj in zip(row, k))))
         y1 = y + h_y * sum(float(b) * ki for b, ki in zip(tableau.b, k))
-        if tableau.b_low is None:
+        if tableau.b_embedded is None:
             return y1, None
-        return y1, h_y * sum(float(b - bl) * ki for b, bl, ki in zip(tableau.b, tableau.b_low, k))
+        return y1, h_y * sum(float(b - bl) * ki for b, bl, ki in zip(tableau.b, tableau.b_embedded, k))
 
     assert ex03.check_rk_step(no_c) is ex03.rk_step
     out = capsys.readouterr().out

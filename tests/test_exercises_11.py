@@ -242,7 +242,7 @@ def test_a_coarse_scan_or_the_embedded_weights_fail(capsys):
     assert "wrong rk4" in out and "bisect" in out
 
     def embedded(tableau):
-        low = type(tableau)(tableau.name, tableau.c, tableau.a, tableau.b_low or tableau.b, tableau.order)
+        low = type(tableau)(tableau.name, tableau.c, tableau.a, tableau.b_embedded or tableau.b, tableau.order)
         return ex11.stability_limit(low)
 
     assert ex11.check_stability_limit(embedded) is ex11.stability_limit

@@ -15,7 +15,8 @@ def decay(t, y):
 
 
 @pytest.mark.parametrize("t,match", [
-    (torch.zeros(2, 2), "1-D"),
+    (torch.zeros(2, 2, 2), "1-D"),
+    (torch.tensor([[0.0, 1.0], [0.0, 2.0]]), "per_sample"),
     (torch.tensor([0.0, 1.0, 0.5]), "strictly increasing or strictly decreasing"),
     (torch.tensor([0.0, 1.0, 1.0]), "strictly increasing or strictly decreasing"),
     (torch.tensor([]), "empty"),

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from nodecourse import SolverError, odeint
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None)
-METHODS = st.sampled_from([("dopri5", None), ("bosh3", None), ("rk4", {"step_size": 0.05}), ("heun3", {"step_size": 0.02}),
-                           ("dopri5", {"per_sample": True})])
+METHODS = st.sampled_from([("dopri5", None), ("bosh3", None), ("rk4", {"step_size": 0.05, "interp": "cubic"}),
+                           ("heun3", {"step_size": 0.02, "interp": "cubic"}), ("dopri5", {"per_sample": True})])
 times = st.lists(st.floats(-3.0, 3.0, allow_nan=False), min_size=2, max_size=8, unique=True).map(sorted)
 shapes = st.lists(st.integers(1, 3), min_size=1, max_size=3).map(tuple)
 

@@ -73,8 +73,8 @@ def rk_step(f: Field, t: Time, y: torch.Tensor, h: Time,
 
     ``t`` and ``h`` are floats, 0-d tensors, or ``[B]`` tensors (one per sample, then ``y`` is
     ``[B, ...]``). Stage ``i`` evaluates ``k_i = f(t + c_i h, y + h sum_j a_ij k_j)``; the step returns
-    ``(y1, err)`` with ``y1 = y + h sum_i b_i k_i`` and ``err = h sum_i (b_i - b_low_i) k_i``, the
-    difference of the two embedded solutions (``None`` when the tableau has no ``b_low``).
+    ``(y1, err)`` with ``y1 = y + h sum_i b_i k_i`` and ``err = h sum_i (b_i - b_embedded_i) k_i``, the
+    difference of the two embedded solutions (``None`` when the tableau has no ``b_embedded``).
     """
     if not isinstance(tableau, ButcherTableau):
         raise TypeError(f"tableau must be a ButcherTableau (e.g. TABLEAUX['rk4']), got {type(tableau).__name__}.")
@@ -84,9 +84,9 @@ def rk_step(f: Field, t: Time, y: torch.Tensor, h: Time,
         y_i = y + h_y * sum(float(a_ij) * k_j for a_ij, k_j in zip(tableau.a[i], k))
         k.append(f(t + float(tableau.c[i]) * h, y_i))
     y1 = y + h_y * sum(float(b_i) * k_i for b_i, k_i in zip(tableau.b, k))
-    if tableau.b_low is None:
+    if tableau.b_embedded is None:
         return y1, None
-    err = h_y * sum(float(b_i - bl_i) * k_i for b_i, bl_i, k_i in zip(tableau.b, tableau.b_low, k))
+    err = h_y * sum(float(b_i - bl_i) * k_i for b_i, bl_i, k_i in zip(tableau.b, tableau.b_embedded, k))
     return y1, err
 
 
@@ -259,8 +259,8 @@ def check_rk_step(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..
     ]
     hint = ("stage i: k_i = f(t + c_i h, y + h * sum_j a_ij k_j) over the earlier stages j < i (row i of "
             "tableau.a has i entries; float() turns the fractions into numbers); then y1 = y + h * sum_i b_i k_i "
-            "and err = h * sum_i (b_i - b_low_i) k_i, or None when tableau.b_low is None. Use the broadcasting "
-            "step h_y for the states and the plain h for the times.")
+            "and err = h * sum_i (b_i - b_embedded_i) k_i, or None when tableau.b_embedded is None. Use the "
+            "broadcasting step h_y for the states and the plain h for the times.")
 
     def compare(expected: tuple, got: Any) -> Optional[str]:
         if not isinstance(got, (tuple, list)) or len(got) != 2:
@@ -268,7 +268,7 @@ def check_rk_step(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..
         for what, e, g in (("y1", expected[0], got[0]), ("err", expected[1], got[1])):
             if e is None:
                 if g is not None:
-                    return f"{what}: expected None (this tableau has no b_low), got {type(g).__name__}"
+                    return f"{what}: expected None (this tableau has no b_embedded), got {type(g).__name__}"
                 continue
             why = _dtype_first(e, g) or close(e, g, rtol=1e-6 if e.dtype == f64 else 1e-4, atol=1e-10)
             if why:

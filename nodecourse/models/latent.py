@@ -29,6 +29,7 @@ __all__ = [
     "pad_batch",
     "time_gaps",
     "union_times",
+    "own_times",
     "masked_mse",
     "GRUEncoder",
     "LatentODE",
@@ -133,6 +134,25 @@ def union_times(
     index = torch.zeros(times.shape, dtype=torch.long, device=times.device)
     index[mask] = inverse[1:]
     return grid, index
+
+
+def own_times(times: torch.Tensor, mask: torch.Tensor | None = None, t0: float = 0.0,
+              pad_gap: float = 1e-3) -> torch.Tensor:
+    """Each series' own output times for a per-sample solve: ``[B, 1 + N]``, row ``b`` holding ``t0`` and
+    then its times, so ``solve(..., t=own_times(...), options={"per_sample": True}).ys[1 + k, b]`` is
+    series ``b`` at ``times[b, k]``. Padded entries, which a solve still needs as increasing times, sit
+    ``pad_gap`` apart after the series' last real time (their states are masked out like their values).
+    """
+    mask = _check_times_mask(times, mask)
+    if bool((mask[:, 1:] & ~mask[:, :-1]).any()):
+        raise ValueError("own_times needs each row's real entries first and its padding after them, as "
+                         "pad_batch makes them.")
+    if bool((times[mask] <= t0).any()):
+        raise ValueError(f"every real time must be > t0 = {t0}: each row starts at t0, where the state lives.")
+    last = torch.where(mask, times, torch.full_like(times, float(t0))).amax(dim=1, keepdim=True)
+    padding = last + pad_gap * torch.cumsum((~mask).to(times.dtype), dim=1)
+    start = torch.full_like(times[:, :1], float(t0))
+    return torch.cat([start, torch.where(mask, times, padding)], dim=1)
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -73,10 +73,13 @@ class ODEBlock(nn.Module):
         self.nfe_forward: int = 0
         self.nfe_backward: int = 0
         self._in_forward = False
+        # One counting wrapper for the block's life: the solver keeps a compiled step per field object,
+        # so options={"compile": True} compiles on the first forward and reuses it after.
+        object.__setattr__(self, "_counted", _Counted(self))
 
     def _odeint(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Solve from ``x`` at ``t[0]`` and return the states at all of ``t``: ``[len(t), *x.shape]``."""
-        counted = _Counted(self)
+        counted = self._counted
         kwargs: dict[str, Any] = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self.options)
         self._in_forward = True
         try:

@@ -1,10 +1,10 @@
-"""Adaptive Runge-Kutta integration with error control, shared or per-sample step sizes.
+"""Adaptive Runge-Kutta integration with error control: the shared-step loop, and the entry point.
 
-One loop serves both modes. The state is ``[B, N]`` with ``B = 1`` when the whole batch shares one
-step size (what torchdiffeq does) and ``B = batch`` in per-sample mode, where every sample keeps its
-own time, step size and accept/reject decision and finished samples are masked out. The only
-device-to-host transfer per step is one small vector that says whether anyone is still running and
-which output times the step covered.
+:func:`integrate_adaptive` checks the start, picks the first step and hands over to one of two
+loops. Here, :func:`_shared_loop`: the whole batch shares one step size, as in torchdiffeq, and the
+controller runs on the host on the one number it fetches per step. :mod:`per_sample`: every sample
+keeps its own step size, on the device. The whole of one shared-step solve, written for reading
+rather than speed, is :mod:`textbook`; tests hold the two to the same steps.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import compiled, interpolation, steps
+from . import compiled, interpolation, per_sample, steps
 from .checks import SolverError
 from .control import Control
 from .norms import make_norm
@@ -57,14 +57,14 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
     control = Control(float(opts["safety"]), float(opts["ifactor"]), float(opts["dfactor"]),
                       -1.0 / tableau.error_order, int(opts["max_num_steps"]))
     norm = make_norm(opts.get("norm"), problem)
-    if len(problem.t) == 1:
+    if problem.t.shape[-1] == 1:
         return [problem.y0], SolveStats.zeros(problem)
-    t0 = problem.t[:1].expand(problem.batch).clone()
+    t0 = problem.t[:, 0].clone() if problem.t.dim() == 2 else problem.t[:1].expand(problem.batch).clone()
     f0 = problem(t0 if problem.per_sample else problem.t[0], problem.y0)  # checks func's output
     if not bool(torch.isfinite(f0).all()):
         samples = nonfinite_samples(problem, f0)
         raise SolverError(
-            f"func(t, y) returned NaN/inf at the initial time t={float(problem.t[0].detach()) * problem.direction:g}"
+            f"func(t, y) returned NaN/inf at the initial time t={float(problem.t.reshape(-1)[0].detach()) * problem.direction:g}"
             f"{' for samples ' + _short(samples) if problem.unflatten(f0)[0].dim() > 0 else ''}, although the "
             f"initial state is finite: the field itself is broken there. Check its parameters for NaN or inf "
             f"(a diverged training step leaves them so) and its formula for divisions by zero or logs of "
@@ -78,7 +78,11 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
         if any(opts.get(k) is not None for k in ("step_t", "jump_t", "min_step", "max_step")):
             raise ValueError("step_t, jump_t, min_step and max_step need one step size for the whole batch: drop "
                              "per_sample, or solve the samples that share those times together.")
-        return _per_sample_loop(problem, tableau, stepper, control, norm, t0, f0, dt0, 1 + ("first_step" not in opts))
+        def on_stall(trial, nonfinite):
+            _raise_underflow(problem, trial.t, trial.dt, trial.stalled, nonfinite, trial.y, trial.y1)
+
+        return per_sample.per_sample_loop(problem, tableau, stepper, control, norm, f0, dt0,
+                                          1 + ("first_step" not in opts), on_stall)
     landmarks = Landmarks(problem, opts.get("step_t"), opts.get("jump_t"), float(opts.get("min_step", 0.0)),
                           float(opts.get("max_step", math.inf)))
     return _shared_loop(problem, tableau, stepper, control, norm, problem.t[0], f0, dt0, landmarks)
@@ -139,7 +143,7 @@ class _Stepper:
     arguments (so a new step size or tolerance does not retrace)."""
 
     def __init__(self, problem: FlatProblem, tableau: ButcherTableau, rtol: float, atol: float, compile: bool):
-        trial = steps.per_sample_trial if problem.per_sample else steps.shared_trial
+        trial = per_sample.trial_step if problem.per_sample else steps.shared_trial
         self.compiled = compile
         if compile:
             self.step = compiled.CompiledStep(trial, problem.func)
@@ -170,13 +174,9 @@ def _dense_output(y, y1, f, f1, y_mid, dt, t, s_w) -> torch.Tensor:
 
 
 def _clips_last_step(tableau: ButcherTableau) -> bool:
-    """Whether the last step is shortened to end exactly at the final time.
-
-    Steps normally run past the last output time and serve it from the dense output, as torchdiffeq
-    does. A fourth-order method whose only interpolant is the third-order cubic Hermite (rkf45)
-    would lose accuracy there over a long final step, so it lands on the end time instead.
-    """
-    return tableau.b_mid is None and tableau.order >= 4
+    """Whether the last step is shortened to end exactly at the final time (see
+    :attr:`ButcherTableau.lands_on_last_time`)."""
+    return tableau.lands_on_last_time
 
 
 def _advances(t: float, dt: float, dtype: torch.dtype) -> bool:
@@ -248,79 +248,6 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
         dt = dt * control.factor(ratio)
     stats = SolveStats(problem.nfe, n_steps, n_accepted, n_steps - n_accepted, problem.nfe)
     return outputs, stats
-
-
-def _per_sample_loop(problem, tableau, stepper, control, norm, t, f, dt, start_nfe):
-    """Every sample keeps its own time, step size and accept/reject decision; finished samples get
-    ``dt = 0`` and are masked. One small summary vector crosses to the host each step."""
-    s_out, y = problem.t, problem.y0
-    s_list = s_out.tolist()
-    outputs: list = [y] + [None] * (len(s_list) - 1)
-    t_end = s_list[-1]
-    B = problem.batch
-    active = torch.ones(B, dtype=torch.bool, device=y.device)
-    n_steps = torch.zeros(B, dtype=torch.long, device=y.device)
-    n_accepted = torch.zeros(B, dtype=torch.long, device=y.device)
-    nonfinite = torch.zeros(B, dtype=torch.bool, device=y.device)
-    c = torch.tensor(nonzero_weights(tableau)["c"], dtype=t.dtype, device=t.device).unsqueeze(1)
-    clip_last = _clips_last_step(tableau)
-    t_end_arg = torch.tensor(t_end, dtype=t.dtype, device=t.device) if stepper.compiled else t_end
-    final_step = None  # (y, y1, f, f1, y_mid, t, dt) of each sample's step across the last output time
-    n_iter = 0
-    while True:
-        n_iter += 1
-        control.check_steps(n_iter, problem, t)
-        state, trial, summary = stepper.step(stepper.evaluate, tableau, norm, control, clip_last, c, t, dt, y, f,
-                                             active, nonfinite, n_steps, n_accepted, t_end_arg,
-                                             stepper.rtol, stepper.atol)
-        if not stepper.counts_itself:
-            problem.nfe += stepper.evals_per_step
-        y1, f1, stages, t1, dt_used, accept, stalled = trial
-        any_running, any_stalled, lo, hi = summary.tolist()  # the one host sync of the step
-        if any_stalled:
-            _raise_underflow(problem, t, dt_used, stalled, state[5], y, y1)
-        j_hi = bisect.bisect_right(s_list, hi)
-        if j_hi > bisect.bisect_right(s_list, lo):
-            y_mid = midpoint(tableau, y, stages, dt_used)
-            if j_hi == len(s_list):  # samples finished: keep their last step, interpolate them all at the end
-                final_step = _keep_rows(accept & (t1 >= t_end), (y, y1, f, f1, y_mid, t, dt_used), final_step)
-            _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt_used, t, t1, accept,
-                           stop=len(s_list) - 1)
-        y, f, t, dt, active, nonfinite, n_steps, n_accepted = state
-        if not any_running:
-            break
-    if final_step is not None:
-        y0_, y1_, f0_, f1_, mid_, t_, dt_ = final_step
-        outputs[-1] = _dense_output(y0_, y1_, f0_, f1_, mid_, dt_, t_, s_out[-1:].unsqueeze(1))[0]
-    evals_per_step = stepper.evals_per_step
-    stats = SolveStats(start_nfe + n_steps * evals_per_step, n_steps, n_accepted, n_steps - n_accepted, problem.nfe)
-    return outputs, stats
-
-
-def _keep_rows(mask: torch.Tensor, new: tuple, old) -> tuple:
-    """Row-wise ``new if mask else old`` over a tuple of ``[B]`` / ``[B, N]`` tensors (``None`` stays
-    ``None``; without ``old``, ``new`` is kept whole: its other rows are replaced later)."""
-    if old is None:
-        return new
-    return tuple(None if n is None else torch.where(mask if n.dim() == 1 else mask.unsqueeze(1), n, o)
-                 for n, o in zip(new, old))
-
-
-def _write_outputs(outputs, s_list, s_out, lo, hi, y, y1, f, f1, y_mid, dt, t, t1, accept, stop=None) -> None:
-    """Fill the output times that some sample's accepted step ``(t, t1]`` covered, from its dense
-    output; ``lo``/``hi`` bound the accepted steps' times (floats); output indices from ``stop`` on
-    are left to the caller."""
-    j_lo, j_hi = bisect.bisect_right(s_list, lo), bisect.bisect_right(s_list, hi)
-    if stop is not None:
-        j_hi = min(j_hi, stop)
-    if j_hi <= j_lo:
-        return
-    s_w = s_out[j_lo:j_hi].unsqueeze(1)
-    values = _dense_output(y, y1, f, f1, y_mid, dt, t, s_w)
-    inside = accept.unsqueeze(0) & (s_w > t.unsqueeze(0)) & (s_w <= t1.unsqueeze(0))
-    for w, j in enumerate(range(j_lo, j_hi)):
-        previous = outputs[j] if outputs[j] is not None else torch.zeros_like(y)
-        outputs[j] = torch.where(inside[w].unsqueeze(1), values[w], previous)
 
 
 def _user_t(problem: FlatProblem, s: float) -> float:

@@ -8,8 +8,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from .adaptive import _short, integrate_adaptive, nonfinite_samples
-from .checks import (SolverError, check_callable, check_method, check_options, check_t, check_tolerances,
-                     check_y0)
+from .checks import (SolverError, check_callable, check_method, check_options, check_sample_times, check_t,
+                     check_tolerances, check_y0)
 from . import scipy_solver
 from .events import integrate_until_event
 from .fixed_grid import MAX_GRID_STEPS, integrate_fixed
@@ -36,12 +36,15 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
 
     Same arguments as :func:`odeint`. With ``options={"per_sample": True}`` dim 0 of the state is a
     batch of independent problems: each sample keeps its own step size, ``func`` receives ``t`` of
-    shape ``[batch]``, and the statistics are ``[batch]`` tensors.
+    shape ``[batch]``, and the statistics are ``[batch]`` tensors. Then ``t`` may also be ``[batch, T]``,
+    each sample's own output times (irregular time series); ``ys[j, b]`` is sample ``b`` at ``t[b, j]``.
     """
     options, is_tuple, parts, t = _checked_inputs(func, y0, t, rtol, atol, method, options)
     per_sample = bool(options.pop("per_sample", False))
+    if t.dim() == 2:
+        check_sample_times(t, parts, per_sample, method)
     if sum(p.numel() for p in parts) == 0:  # an empty batch: nothing to integrate, every output is empty
-        ys = tuple(p.unsqueeze(0).expand(len(t), *p.shape).clone() for p in parts)
+        ys = tuple(p.unsqueeze(0).expand(t.shape[-1], *p.shape).clone() for p in parts)
         batch = parts[0].shape[0] if per_sample and parts[0].dim() > 0 else None
         zero = torch.zeros(batch, dtype=torch.long, device=parts[0].device) if batch is not None else 0
         return Solution(ys=ys if is_tuple else ys[0], t=t, stats=SolveStats(zero, zero, zero, zero, 0))
@@ -57,9 +60,10 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
         flat_outputs, stats = integrate_fixed(
             problem, tableau, None if step_size is None else float(step_size), options.get("grid_constructor"),
             options.get("perturb", False), options.get("compile", False),
-            int(options.get("max_num_steps", MAX_GRID_STEPS)))
+            int(options.get("max_num_steps", MAX_GRID_STEPS)), options.get("interp", "linear"))
         _check_finite(problem, flat_outputs, t)
-    ys = problem.to_user(problem.unflatten(torch.stack(flat_outputs), lead=(len(flat_outputs),)))
+    flat = flat_outputs if torch.is_tensor(flat_outputs) else torch.stack(flat_outputs)
+    ys = problem.to_user(problem.unflatten(flat, lead=(len(flat),)))
     return Solution(ys=ys, t=t, stats=stats)
 
 
@@ -70,9 +74,8 @@ def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 
 
     A drop-in for ``torchdiffeq.odeint``: ``t`` is 1-D and strictly increasing or decreasing, the
     result is ``[len(t), *y0.shape]`` (a tuple of such for a tuple ``y0``); ``func`` gets ``t`` in the
-    state's dtype. Methods: ``euler``, ``midpoint``, ``heun2``, ``heun3``, ``rk4`` (fixed step: on the
-    output times, or ``options={"step_size": h}`` or ``{"grid_constructor": fn}``; ``perturb``,
-    ``max_num_steps``), ``adaptive_heun``, ``fehlberg2``, ``bosh3``, ``rkf45``, ``dopri5`` (adaptive;
+    state's dtype. Methods: ``euler``, ``midpoint``, ``heun2``, ``heun3``, ``rk4`` (fixed step, see
+    below), ``adaptive_heun``, ``fehlberg2``, ``bosh3``, ``rkf45``, ``dopri5``, ``dopri8`` (adaptive;
     options ``first_step``, ``max_num_steps`` (default 50,000), ``safety``, ``ifactor``, ``dfactor``,
     ``norm``, ``step_t``, ``jump_t``, ``min_step``, ``max_step``, ``per_sample``) and ``scipy_solver``
     (SciPy's ``solve_ivp``, ``options={"solver": "LSODA"}``, for stiff problems). Any Runge-Kutta method also takes
@@ -80,6 +83,16 @@ def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 
     ``callback_step``, ``callback_accept_step`` and ``callback_reject_step`` are called as in
     torchdiffeq. Differentiable by backprop through the solver (``t`` included); see
     :func:`nodecourse.odeint_adjoint` for the constant-memory adjoint.
+
+    Fixed steps run on a grid: the output times, or ``t[0] + k h`` (the last point set to ``t[-1]``)
+    with ``options={"step_size": h}``, or the grid ``{"grid_constructor": fn}`` returns; options
+    ``perturb``, ``max_num_steps`` and ``interp``. As in torchdiffeq, an output time between grid points
+    is interpolated over the step that holds it: ``interp="linear"`` (the default; second order) or
+    ``"cubic"`` (the Hermite cubic through the two grid states with the field there as slopes; keeps
+    rk4's fourth order). The cost is the grid's: ``steps x stages`` evaluations (one more for
+    ``"cubic"``; with ``perturb``, one more per step holding an output), however many outputs.
+    ``interp="exact"`` inserts every output time into the grid instead, so every output is a true
+    solver state, at one more step per output between grid points.
 
     With ``event_fn``, as in torchdiffeq: integrate from ``t[0]`` towards ``t[1]`` (``t`` of two times,
     the second giving only the direction) until ``event_fn(t, y)`` changes sign, and return
@@ -127,9 +140,10 @@ def _warn_unused_callbacks(problem: FlatProblem, tableau, method: str) -> None:
         warnings.warn(f"func has {', '.join(sorted(unused))}, which this solve will not call: {why}.", stacklevel=3)
 
 
-def _check_finite(problem: FlatProblem, outputs: list, t: torch.Tensor) -> None:
-    """Fixed-step solves do not look at the state while stepping; check the outputs once at the end."""
-    finite = torch.stack([torch.isfinite(y).all() for y in outputs])
+def _check_finite(problem: FlatProblem, outputs: torch.Tensor, t: torch.Tensor) -> None:
+    """Fixed-step solves do not look at the state while stepping; check the ``[T, B, N]`` outputs once at
+    the end (one operation, however many outputs)."""
+    finite = torch.isfinite(outputs).flatten(1).all(1)
     if bool(finite.all()):
         return
     first = int((~finite).nonzero()[0])

@@ -15,6 +15,7 @@ class SolverError(ValueError):
 
 
 FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "interp", "max_num_steps", "per_sample", "compile"}
+INTERPOLATIONS = ("linear", "cubic", "exact")  # options["interp"] of the fixed-step methods; "linear" by default
 ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "safety", "ifactor", "dfactor", "norm", "per_sample", "compile",
                     "step_t", "jump_t", "min_step", "max_step"}
 
@@ -68,9 +69,11 @@ def check_options(method: str, options: Optional[dict]) -> dict:
                 raise ValueError("step_size and grid_constructor both set the grid: pass only one of them.")
         if options.get("grid_constructor") is not None and not callable(options["grid_constructor"]):
             raise TypeError("grid_constructor must be callable as grid_constructor(func, y0, t) -> 1-D tensor.")
-        if options.get("interp", "linear") not in ("linear", "cubic"):
-            raise ValueError(f"options['interp'] must be 'linear' or 'cubic', got {options['interp']!r}. (Outputs "
-                             f"land on the grid here, so it only matters for torchdiffeq compatibility.)")
+        if options.get("interp", "linear") not in INTERPOLATIONS:
+            raise ValueError(f"options['interp'] must be one of {', '.join(map(repr, INTERPOLATIONS))}, got "
+                             f"{options['interp']!r}. It says how output times between grid points are served: "
+                             f"'linear' (the default) or 'cubic' interpolation over the step that holds them, or "
+                             f"'exact' (each output time becomes a grid point, at the cost of an extra step).")
         if "perturb" in options and not isinstance(options["perturb"], bool):
             raise TypeError(f"options['perturb'] must be True or False, got {options['perturb']!r}.")
     else:
@@ -145,12 +148,13 @@ def check_t(t: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
             t = torch.as_tensor(t)
         except Exception as exc:  # noqa: BLE001 - re-raised with advice
             raise TypeError(f"t must be a 1-D tensor of times, got {type(t).__name__}.") from exc
-    if t.dim() != 1:
+    if t.dim() != 1 and not (t.dim() == 2 and t.shape[0] > 0):
         raise ValueError(
-            f"t must be a 1-D tensor of output times, got shape {tuple(t.shape)}. "
+            f"t must be a 1-D tensor of output times (or [batch, T], each sample's own, with "
+            f"options={{'per_sample': True}}), got shape {tuple(t.shape)}. "
             f"For a single end time use torch.tensor([t0, t1])."
         )
-    if len(t) == 0:
+    if t.shape[-1] == 0:
         raise ValueError("t is empty; pass at least the initial time, e.g. torch.tensor([0.0, 1.0]).")
     if not torch.is_floating_point(t):
         t = t.to(dtype)
@@ -161,14 +165,30 @@ def check_t(t: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     t = t.to(device)
     if not bool(torch.isfinite(t).all()):
         raise ValueError("t contains NaN or infinite values.")
-    if len(t) > 1:
-        diffs = t[1:] - t[:-1]
+    if t.shape[-1] > 1:
+        diffs = t[..., 1:] - t[..., :-1]
         if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
+            where = "" if t.dim() == 1 else " in every row (all rows in the same direction)"
+            shown = t.tolist() if t.numel() <= 10 else t
             raise ValueError(
-                f"t must be strictly increasing or strictly decreasing, got {t.tolist() if len(t) <= 10 else t}. "
+                f"t must be strictly increasing or strictly decreasing{where}, got {shown}. "
                 f"Sort the times and remove duplicates."
             )
     return t
+
+
+def check_sample_times(t: torch.Tensor, y0: tuple[torch.Tensor, ...], per_sample: bool, method: str) -> None:
+    """Per-sample output times ``[B, T]`` need a per-sample adaptive solve of a batch of ``B``."""
+    if not per_sample:
+        raise ValueError(f"t of shape {tuple(t.shape)} gives each sample its own output times; that needs "
+                         f"options={{'per_sample': True}} (or pass one 1-D t shared by the batch).")
+    if method not in ADAPTIVE_METHODS:
+        raise ValueError(f"Per-sample output times need an adaptive method ({', '.join(ADAPTIVE_METHODS)}), "
+                         f"which serves each sample's times from its own steps; got {method!r}.")
+    batch = y0[0].shape[0] if y0[0].dim() > 0 else None
+    if batch != t.shape[0]:
+        raise ValueError(f"t has {t.shape[0]} rows of output times but the batch (dim 0 of y0) has "
+                         f"{batch if batch is not None else 'no'} samples: give one row per sample.")
 
 
 def check_func_output(f: Any, y0: tuple[torch.Tensor, ...], is_tuple: bool) -> tuple[torch.Tensor, ...]:

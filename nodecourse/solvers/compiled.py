@@ -19,33 +19,6 @@ from typing import Callable
 import torch
 
 
-
-class FlatField:
-    """``func`` seen on the flat ``[B, N]`` state; a plain object so the tracer can inline it.
-
-    ``s`` is the internal time: 0-d (shared step) or ``[B]`` (per sample); a decreasing time span
-    is solved as ``dy/ds = -f(-s, y)``.
-    """
-
-    def __init__(self, func: Callable, shapes: list, widths: list, batch: int, is_tuple: bool,
-                 direction: float):
-        self.func, self.shapes, self.widths, self.batch = func, shapes, widths, batch
-        self.is_tuple, self.direction = is_tuple, direction
-
-    def __call__(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        t = -s if self.direction < 0 else s
-        t = t.to(y.dtype)  # func sees t in the state's dtype
-        if not self.is_tuple:
-            f = self.func(t, y.reshape(self.shapes[0])).reshape(self.batch, -1)
-        else:
-            parts, start = [], 0
-            for shape, width in zip(self.shapes, self.widths):
-                parts.append(y[:, start:start + width].reshape(shape))
-                start += width
-            f = torch.cat([p.reshape(self.batch, -1) for p in self.func(t, tuple(parts))], dim=1)
-        return -f if self.direction < 0 else f
-
-
 class CompiledStep:
     """One solve's step function: compiled for this ``func`` (once, then reused), or eager after a failure.
 

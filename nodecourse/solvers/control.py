@@ -1,6 +1,6 @@
 """Error control: how a trial step's error estimate becomes a ratio to the tolerance, and how the
-ratio becomes accept/reject and the next step size (on the host for a shared step, on the device
-per sample)."""
+ratio becomes accept/reject and the next step size (on the host for a shared step; per sample, on
+the device, in :func:`per_sample.trial_step`)."""
 from __future__ import annotations
 
 from typing import Callable, Union
@@ -38,7 +38,7 @@ class Control:
     def check_steps(self, n: int, problem, t=None) -> None:
         """Stop a solve past ``max_num_steps`` with the likely cause (``t``: where it got to)."""
         if n > self.max_num_steps:
-            t_end = float(problem.t[-1].detach()) * problem.direction
+            t_end = float(problem.t[..., -1].detach().max()) * problem.direction
             where = ""
             if t is not None:
                 reached = float(torch.as_tensor(t).min())  # internal time runs forward: the slowest sample
@@ -60,37 +60,3 @@ def error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch
     scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
     ratio = norm((error / scale).reshape(batch, -1)).detach()  # step sizes are chosen, not differentiated
     return torch.where(torch.isfinite(y1).reshape(batch, -1).all(dim=1), ratio, float("nan"))
-
-
-def trial_times(t: torch.Tensor, dt: torch.Tensor, t_end: Union[float, torch.Tensor], clip_last: bool
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sample: the step sizes and end times ``(dt, t1)`` of the next trial. With ``clip_last`` a
-    step that would pass ``t_end`` is shortened to land on it. Finished samples have ``dt = 0``."""
-    if not clip_last:
-        return dt, t + dt
-    last = dt >= t_end - t
-    return torch.where(last, t_end - t, dt), torch.where(last, t_end, t + dt)
-
-
-def decide(control: Control, ratio: torch.Tensor, t: torch.Tensor, t1: torch.Tensor, dt: torch.Tensor,
-           t_end: Union[float, torch.Tensor], active: torch.Tensor, nonfinite: torch.Tensor, steps: torch.Tensor,
-           accepted: torch.Tensor) -> tuple:
-    """Every sample's decision after a trial step, on the device.
-
-    Returns ``(accept, stalled, nonfinite, running, dt_next, steps, accepted, summary)``: masks
-    ``[B]`` of accepted and stalled (time no longer advances) samples, whether a trial since the last
-    accepted step gave NaN/inf (for the error message), who is still running, the next step sizes
-    (0 for finished samples), the updated step counters, and ``summary = [anyone running, anyone
-    stalled, earliest start and latest end of the accepted steps]``, the one vector the host reads.
-    """
-    small_enough = ratio <= 1
-    accept = small_enough & active
-    stalled = active & (t1 == t)
-    nonfinite = torch.where(accept & ~stalled, False, nonfinite | torch.isnan(ratio))
-    running = active & ~(accept & (t1 >= t_end))
-    factor = control.factor_tensor(ratio, small_enough)
-    dt_next = torch.where(running, dt * (factor if factor.dtype == dt.dtype else factor.to(dt.dtype)), 0.0)
-    flags = torch.stack([running, stalled]).any(dim=1).to(t.dtype)
-    summary = torch.cat([flags, torch.where(accept, t, float("inf")).amin(0, keepdim=True),
-                         torch.where(accept, t1, float("-inf")).amax(0, keepdim=True)])
-    return accept, stalled, nonfinite, running, dt_next, steps + active, accepted + accept, summary

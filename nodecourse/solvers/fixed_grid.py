@@ -1,22 +1,46 @@
-"""Fixed-step integration on a grid that lands on every output time.
+"""Fixed-step integration on a grid, with the output times between grid points interpolated.
 
 The grid is, as in torchdiffeq: the output times themselves when no ``step_size`` is given;
-``t0 + k h`` (last point clipped to the end time) for a ``step_size`` h; or what a user's
-``grid_constructor(func, y0, t)`` returns. Output times that fall between grid points are inserted
-into the grid, so every output is a true solver state rather than an interpolation, and the method
-keeps its order at every output. The grid is built from ``t`` with tensor operations, so gradients
-flow to the output times.
+``t0 + k h`` (last point set to the end time) for a ``step_size`` h; or what a user's
+``grid_constructor(func, y0, t)`` returns. The solver steps on the grid only. An output time
+between two grid points is served, as in torchdiffeq, by interpolating over the step that holds it
+(``options["interp"]``):
+
+- ``"linear"`` (the default): the straight line between the two grid states, second-order accurate;
+- ``"cubic"``: the cubic Hermite polynomial through the two grid states with the field's values
+  there as slopes, fourth-order accurate, so rk4 keeps its order at every output;
+- ``"exact"``: no interpolation: every output time is inserted into the grid as an extra grid point,
+  so every output is a true solver state (each inserted time splits a step in two).
+
+Cost: with ``"linear"`` a solve costs ``steps x stages`` evaluations of ``func`` whatever the number of
+outputs; ``"cubic"`` adds one (the field at the end time; the field at every other grid point is
+the next step's first stage); with ``perturb`` (a field that jumps at grid points) it adds one per
+step holding an output instead, the field just before the step's end. All outputs are interpolated
+at once after the last step, in a few tensor operations. With ``"exact"`` every inserted output adds
+a step. Without ``step_size`` or ``grid_constructor`` the grid is the output times, so nothing is
+interpolated and the three choices give the same result.
+
+The grid is built from ``t`` with tensor operations, so gradients flow to the output times, also
+through the interpolant.
+
+Where this differs from torchdiffeq (on a smooth field the outputs agree to round-off): its ``"cubic"`` evaluates the
+field at a step's end once per output, so its cost grows with the outputs; with ``perturb`` it takes
+that field at the end time itself, here just before it (the side the step integrated). An output
+exactly on a grid point is that grid state in both, but torchdiffeq's ``"linear"`` returns the state
+itself, so that output time gets no gradient; here it gets the interpolant's: the step's slope.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from . import compiled, steps
 from .checks import SolverError
 from .problem import FlatProblem
+from .rk_step import Step, rk_step
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -49,7 +73,7 @@ def merge_outputs(t_out: list[float], base: list[float]) -> tuple[list[float], l
 
 def base_grid(problem: FlatProblem, step_size: Optional[float], grid_constructor: Optional[Callable],
               max_steps: int) -> torch.Tensor:
-    """The grid before the output times are merged in, as increasing internal times ``[G]``."""
+    """The stepping grid (before any output times are inserted), as increasing internal times ``[G + 1]``."""
     t = problem.t
     if grid_constructor is not None:
         return _constructed_grid(problem, grid_constructor)
@@ -83,51 +107,172 @@ def _constructed_grid(problem: FlatProblem, grid_constructor: Callable) -> torch
     return grid
 
 
+@dataclass
+class _Keep:
+    """What the stepping loop keeps: grid states (by grid index), the field at a step's start (its first
+    stage, by step), and the steps at whose end the field is evaluated once more (extra evaluations)."""
+
+    states: set[int]
+    slopes: set[int] = field(default_factory=set)
+    end_slopes: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Marched:
+    """What the stepping loop kept, each ``[B, N]``: grid states by grid index, the field at a step's
+    start by step, the field at a step's end by step (for the steps in ``_Keep.end_slopes``)."""
+
+    states: dict[int, torch.Tensor]
+    slopes: dict[int, torch.Tensor]
+    end_slopes: dict[int, torch.Tensor]
+
+
 def integrate_fixed(problem: FlatProblem, tableau: ButcherTableau, step_size: Optional[float] = None,
                     grid_constructor: Optional[Callable] = None, perturb: bool = False, compile: bool = False,
-                    max_steps: int = MAX_GRID_STEPS) -> tuple[list, SolveStats]:
-    """Solve on the fixed grid; returns the ``[B, N]`` states at the output times and the statistics.
+                    max_steps: int = MAX_GRID_STEPS, interp: str = "linear") -> tuple[torch.Tensor, SolveStats]:
+    """Solve on the fixed grid; returns the states at the ``T`` output times, ``[T, B, N]``, and the statistics.
 
-    ``perturb`` evaluates a step's first stage just after its start time and a stage at its end just
-    before the end (the next representable value), so a field with jumps at grid points sees each
-    side once, as torchdiffeq's ``perturb`` option does. With ``compile``, each step runs as one
-    compiled graph (:mod:`compiled`).
+    ``interp`` says how output times between grid points are served (see the module docstring):
+    ``"linear"``, ``"cubic"`` or ``"exact"``. ``perturb`` evaluates a step's first stage just after
+    its start time and a stage at its end just before the end (the next representable value), so a
+    field with jumps at grid points sees each side once, as torchdiffeq's ``perturb`` option does.
+    With ``compile``, each step runs as one compiled graph (:mod:`compiled`).
     """
-    y = problem.y0
     if len(problem.t) == 1:
-        return [y], SolveStats.zeros(problem)
+        return problem.y0.unsqueeze(0), SolveStats.zeros(problem)
     base = base_grid(problem, step_size, grid_constructor, max_steps)
+    if interp == "exact" or (step_size is None and grid_constructor is None):
+        outputs, n_steps, extra = _solve_inserted(problem, tableau, base, perturb, compile, max_steps)
+    else:
+        _check_grid_size(len(base) - 1, max_steps)
+        outputs, n_steps, extra = _solve_interpolated(problem, tableau, base, interp, perturb, compile)
+    return outputs, SolveStats.fixed(problem, n_steps=n_steps, nfe=n_steps * tableau.n_stages + extra)
+
+
+def _check_grid_size(n_steps: int, max_steps: int) -> None:
+    if n_steps > max_steps:
+        raise SolverError(f"The grid has {n_steps:,} steps, more than max_num_steps={max_steps:,}; "
+                          f"pass options={{'max_num_steps': {n_steps + 1}}} if you mean it.")
+
+
+def _solve_inserted(problem: FlatProblem, tableau: ButcherTableau, base: torch.Tensor, perturb: bool,
+                    compile: bool, max_steps: int) -> tuple[torch.Tensor, int, int]:
+    """``interp="exact"``: every output time becomes a grid point. Returns the outputs ``[T, B, N]``,
+    the number of steps and the number of extra evaluations (none)."""
     grid_values, out_index, source = merge_outputs(problem.t.detach().tolist(), base.detach().tolist())
     grid = torch.cat([base, problem.t])[torch.tensor(source, device=base.device)]
-    if len(grid_values) - 1 > max_steps:
-        raise SolverError(f"The grid has {len(grid_values) - 1:,} steps, more than max_num_steps={max_steps:,}; "
-                          f"pass options={{'max_num_steps': {len(grid_values)}}} if you mean it.")
+    _check_grid_size(len(grid_values) - 1, max_steps)
+    run = _march(problem, tableau, grid, perturb, compile, _Keep(states=set(out_index)))
+    return torch.stack([run.states[g] for g in out_index]), len(grid_values) - 1, 0
+
+
+def _solve_interpolated(problem: FlatProblem, tableau: ButcherTableau, grid: torch.Tensor, interp: str,
+                        perturb: bool, compile: bool) -> tuple[torch.Tensor, int, int]:
+    """Step on ``grid`` (``[G + 1]`` internal times) and interpolate every output time but the first.
+
+    Returns the outputs ``[T, B, N]``, the number of steps ``G`` and the number of extra evaluations.
+    """
+    n_steps = len(grid) - 1
+    s_out = problem.t[1:]                                                               # [W]
+    step_of = (torch.searchsorted(grid.detach(), s_out.detach()) - 1).clamp_(0, n_steps - 1)  # [W]
+    used = sorted(set(step_of.tolist()))  # the steps holding an output (a step (t_g, t_g+1] holds t_g+1)
+    keep = _Keep(states=set(used) | {g + 1 for g in used})
+    if interp == "cubic":
+        keep.slopes = set(used) if perturb else set(used) | {g + 1 for g in used if g + 1 < n_steps}
+        keep.end_slopes = set(used) if perturb else {n_steps - 1}
+    run = _march(problem, tableau, grid, perturb, compile, keep)
+    row = torch.zeros(n_steps, dtype=torch.long, device=grid.device)
+    row[used] = torch.arange(len(used), device=grid.device)
+    rows = row[step_of]                                                                 # [W]
+    start, end = grid[step_of], grid[step_of + 1]
+    x = (s_out - start) / (end - start)                                                 # [W], in [0, 1]
+    ends = _step_ends(run, used, rows)
+    if interp == "linear":
+        ys = linear_interpolant(x, *ends[:2])
+    else:
+        ys = hermite_interpolant(x, end - start, *ends)
+    return torch.cat([problem.y0.unsqueeze(0), ys]), n_steps, len(keep.end_slopes)
+
+
+def _step_ends(run: _Marched, used: list[int], rows: torch.Tensor) -> list[torch.Tensor]:
+    """For each output, what its step's interpolant needs: ``[y_g, y_g+1]`` and, if kept, the field
+    ``[f_g, f_g+1]`` at the step's start and end; each ``[W, B, N]`` (``rows`` ``[W]`` picks the step)."""
+    ends = [torch.stack([run.states[g] for g in used]), torch.stack([run.states[g + 1] for g in used])]
+    if run.slopes:
+        at_end = [run.end_slopes[g] if g in run.end_slopes else run.slopes[g + 1] for g in used]
+        ends += [torch.stack([run.slopes[g] for g in used]), torch.stack(at_end)]
+    return [e[rows] for e in ends]
+
+
+def linear_interpolant(x: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
+    """``y0 + x (y1 - y0)`` for ``x`` ``[W]`` (any float dtype) and ``y0``, ``y1`` ``[W, B, N]``.
+
+    Exactly ``y0`` at ``x = 0`` and ``y1`` at ``x = 1`` (``torch.lerp``), differentiable in ``x``.
+    """
+    return torch.lerp(y0, y1, _column(x, y0))
+
+
+def hermite_interpolant(x: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor,
+                        f0: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
+    """The cubic Hermite polynomial through ``(0, y0)`` and ``(1, y1)`` with slopes ``dt f0``, ``dt f1``,
+    at ``x`` ``[W]``; ``dt`` ``[W]`` the step sizes; states and fields ``[W, B, N]``.
+
+    The basis weights are formed in the time dtype (as torchdiffeq does), then cast to the state's.
+    """
+    h00 = (1 + 2 * x) * (1 - x) * (1 - x)
+    h10 = x * (1 - x) * (1 - x) * dt
+    h01 = x * x * (3 - 2 * x)
+    h11 = x * x * (x - 1) * dt
+    return (_column(h00, y0) * y0 + _column(h10, y0) * f0) + (_column(h01, y0) * y1 + _column(h11, y0) * f1)
+
+
+def _column(w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``[W]`` weights as ``[W, 1, ..., 1]`` in ``like``'s dtype, to scale ``[W, B, N]`` rows."""
+    return w.to(like.dtype).reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+def _march(problem: FlatProblem, tableau: ButcherTableau, grid: torch.Tensor, perturb: bool, compile: bool,
+           keep: _Keep) -> _Marched:
+    """Step along ``grid`` (``[G + 1]`` increasing internal times) from ``problem.y0`` and keep what
+    ``keep`` asks for (see :class:`_Marched`)."""
+    grid_values = grid.detach().tolist()
     stage_times = _stage_times(problem, tableau, grid, perturb)
+    end_times = _end_times(problem, grid, perturb) if keep.end_slopes else None
     differentiable = grid.requires_grad  # then step sizes are tensors, so gradients reach the times
     sizes = _step_sizes(problem, grid) if (compile or differentiable) else None
+    step_fn = _step_with_slope if keep.slopes else steps.fixed_step
     if compile:  # the first step runs eagerly: it checks func's output before anything is traced
-        step = compiled.CompiledStep(steps.fixed_step, problem.func)
-        field = problem.traceable_field()
-    outputs = [y]
-    next_out = 1
-    evaluate, flat_shape = problem, y.shape
+        step = compiled.CompiledStep(step_fn, problem.func)
+        traced = problem.traceable_field()
+    y, evaluate, flat_shape = problem.y0, problem, problem.y0.shape
+    run = _Marched({0: y} if 0 in keep.states else {}, {}, {})
     for g in range(len(grid_values) - 1):
         times = stage_times[g]
         if problem.callbacks:
             problem.callback("callback_step", grid[g], y, grid[g + 1] - grid[g])
         if compile and g > 0:
-            y = step(field, tableau, times[0], sizes[g], y)
+            result = step(traced, tableau, times[0], sizes[g], y)
         else:
             h = sizes[g] if differentiable else grid_values[g + 1] - grid_values[g]
-            y = steps.fixed_step(evaluate, tableau, times[0], h, y, times)
+            result = step_fn(evaluate, tableau, times[0], h, y, times)
+        y, f0 = result if keep.slopes else (result, None)
+        if g in keep.slopes:
+            run.slopes[g] = f0.reshape(flat_shape)
         if g == 0 and not compile and problem.direct() is not None:  # func checked: step in the user's shape
             evaluate, y = problem.direct(), y.reshape(problem.shapes[0])
-        if next_out < len(out_index) and out_index[next_out] == g + 1:
-            outputs.append(y.reshape(flat_shape))
-            next_out += 1
-    n_steps = len(grid_values) - 1
-    stats = SolveStats.fixed(problem, n_steps=n_steps, nfe=n_steps * tableau.n_stages)
-    return outputs, stats
+        if g + 1 in keep.states:
+            run.states[g + 1] = y.reshape(flat_shape)
+        if g in keep.end_slopes:
+            run.end_slopes[g] = evaluate(end_times[g], y).reshape(flat_shape)
+    return run
+
+
+def _step_with_slope(evaluate: Callable, tableau: ButcherTableau, t: torch.Tensor, h: Step, y: torch.Tensor,
+                     stage_times: Optional[Sequence[torch.Tensor]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`steps.fixed_step` that also returns the field at the step's start (its first stage), ``[B, N]``."""
+    f0 = evaluate(t, y)
+    y1, _, _ = rk_step(evaluate, tableau, t, y, f0, h, stage_times)
+    return y1, f0
 
 
 def _step_sizes(problem: FlatProblem, grid: torch.Tensor) -> list[torch.Tensor]:
@@ -154,6 +299,17 @@ def _stage_times(problem: FlatProblem, tableau: ButcherTableau, grid: torch.Tens
     if problem.per_sample:
         times = times.unsqueeze(2).expand(-1, -1, problem.batch)                   # [G, S, B]
     return [list(row.unbind()) for row in times.unbind()]
+
+
+def _end_times(problem: FlatProblem, grid: torch.Tensor, perturb: bool) -> list[torch.Tensor]:
+    """Each step's end time (0-d tensors, or ``[B]`` per sample) in the dtype ``func`` sees; with
+    ``perturb`` just before it, where the step's own last stage looks (the field's left limit)."""
+    times = grid[1:].to(problem.dtype)
+    if perturb:
+        times = _next_after(times, -1)
+    if problem.per_sample:
+        times = times.unsqueeze(1).expand(-1, problem.batch)
+    return list(times.unbind())
 
 
 def _next_after(times: torch.Tensor, direction: int) -> torch.Tensor:

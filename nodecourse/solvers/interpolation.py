@@ -37,3 +37,42 @@ def evaluate(coeffs: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     for c in reversed(coeffs[:-1]):
         total = c + x * total
     return total
+
+
+def dense_weights(tableau) -> list[list[float]]:
+    """The interpolant of :func:`fit` written in the step's stages: ``D`` (``[S', 4]``, Python floats) with
+
+        y(t0 + x dt) = y0 + dt * sum_j (sum_p D[j][p] x^(p+1)) k_j,
+
+    where ``k_j`` are the ``S`` stages and, for a method that is not First-Same-As-Last, ``k_S`` is the
+    field at the step's end (``S' = S + 1``). The same polynomial as :func:`fit`, but evaluated for
+    many output times and samples at once with two matrix products instead of a fit per step.
+    """
+    if "dense" in tableau._cache:
+        return tableau._cache["dense"]
+    from fractions import Fraction
+    s = tableau.n_stages
+    width = s if tableau.fsal else s + 1
+
+    def unit(j):
+        return [Fraction(int(i == j)) for i in range(width)]
+
+    def lin(*terms):  # sum of scalar * vector
+        return [sum((a * v[i] for a, v in terms), Fraction(0)) for i in range(width)]
+
+    slope0 = unit(0)
+    slope1 = unit(s - 1) if tableau.fsal else unit(s)
+    rise = list(tableau.b) + [Fraction(0)] * (width - s)     # (y1 - y0) / dt
+    d = lin((1, rise), (-1, slope0))
+    e = lin((1, slope1), (-1, slope0))
+    if tableau.b_mid is None:
+        cubic = lin((1, e), (-2, d))
+        quartic = [Fraction(0)] * width
+    else:
+        mid = list(tableau.b_mid) + [Fraction(0)] * (width - s)
+        m = lin((1, mid), (Fraction(-1, 2), slope0))
+        quartic = lin((16, m), (-8, d), (2, e))
+        cubic = lin((1, e), (-2, d), (-2, quartic))
+    square = lin((1, d), (-1, cubic), (-1, quartic))
+    tableau._cache["dense"] = [[float(c[j]) for c in (slope0, square, cubic, quartic)] for j in range(width)]
+    return tableau._cache["dense"]

@@ -10,17 +10,49 @@ from typing import Callable, Optional
 
 import torch
 
-from . import compiled
 from .checks import check_func_output
 
 
 CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
 
 
+def split_flat(flat: torch.Tensor, shapes: list, widths: list, lead: tuple[int, ...] = ()) -> tuple[torch.Tensor, ...]:
+    """``[*lead, B, N]`` -> the state's tensors, ``[*lead, *shape]`` each (``widths``: their sizes per sample)."""
+    if len(shapes) == 1:
+        return (flat.reshape((*lead, *shapes[0])),)
+    out, start = [], 0
+    for shape, width in zip(shapes, widths):
+        out.append(flat[..., start:start + width].reshape((*lead, *shape)))
+        start += width
+    return tuple(out)
+
+
+class FlatField:
+    """``func`` seen on the flat ``[B, N]`` state, as a plain object ``torch.compile`` can inline (the
+    compiled steps call this; the eager ones call :class:`FlatProblem`, which also checks and counts).
+
+    ``s`` is the internal time: 0-d (shared step) or ``[B]`` (per sample); a decreasing time span
+    is solved as ``dy/ds = -f(-s, y)``.
+    """
+
+    def __init__(self, func: Callable, shapes: list, widths: list, batch: int, is_tuple: bool, direction: float):
+        self.func, self.shapes, self.widths, self.batch = func, shapes, widths, batch
+        self.is_tuple, self.direction = is_tuple, direction
+
+    def __call__(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        t = (-s if self.direction < 0 else s).to(y.dtype)  # func sees t in the state's dtype
+        if self.is_tuple:
+            f = torch.cat([p.reshape(self.batch, -1)
+                           for p in self.func(t, split_flat(y, self.shapes, self.widths))], dim=1)
+        else:
+            f = self.func(t, y.reshape(self.shapes[0])).reshape(self.batch, -1)
+        return -f if self.direction < 0 else f
+
+
 class FlatProblem:
     """``func(t, y)`` on a ``[B, N]`` view of the state, counting evaluations.
 
-    ``self.y0`` is ``[B, N]``, ``self.t`` the output times ``[T]`` turned increasing.
+    ``self.y0`` is ``[B, N]``, ``self.t`` the output times ``[T]`` (or each sample's, ``[B, T]``) turned increasing.
     ``self(t, y)`` takes ``t`` of shape ``[B]`` (per sample) or ``[1]`` and returns ``[B, N]``.
     """
 
@@ -42,7 +74,8 @@ class FlatProblem:
         else:
             self.batch = 1
         self.widths = [n // self.batch for n in self.numels]
-        self.direction = 1.0 if len(t) < 2 or bool(t[-1] > t[0]) else -1.0
+        first = t.reshape(-1, t.shape[-1])[0]  # [T] (per-sample times [B, T] share one direction)
+        self.direction = 1.0 if len(first) < 2 or bool(first[-1] > first[0]) else -1.0
         self.t = t * self.direction if self.direction < 0 else t
         self.time_dtype = t.dtype
         self.y0 = self.flatten(y0)
@@ -61,13 +94,7 @@ class FlatProblem:
 
     def unflatten(self, flat: torch.Tensor, lead: tuple[int, ...] = ()) -> tuple[torch.Tensor, ...]:
         """``[*lead, B, N]`` -> tuple of ``[*lead, *shape]`` tensors."""
-        if len(self.shapes) == 1:
-            return (flat.reshape((*lead, *self.shapes[0])),)
-        out, start = [], 0
-        for shape, width in zip(self.shapes, self.widths):
-            out.append(flat[..., start:start + width].reshape((*lead, *shape)))
-            start += width
-        return tuple(out)
+        return split_flat(flat, self.shapes, self.widths, lead)
 
     def to_user(self, parts: tuple[torch.Tensor, ...]):
         return parts if self.is_tuple else parts[0]
@@ -114,10 +141,10 @@ class FlatProblem:
         check_func_output(f, self.unflatten(self.y0), self.is_tuple)  # raises with the detailed message
         raise ValueError("func(t, y) returned an output unlike the state.")  # pragma: no cover
 
-    def traceable_field(self) -> "compiled.FlatField":
+    def traceable_field(self) -> "FlatField":
         """The flat field as a plain object ``torch.compile`` can trace (it counts no evaluations:
         the compiled steps add theirs to ``self.nfe``)."""
-        return compiled.FlatField(self.func, self.shapes, self.widths, self.batch, self.is_tuple, self.direction)
+        return FlatField(self.func, self.shapes, self.widths, self.batch, self.is_tuple, self.direction)
 
     def __call__(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.nfe += 1

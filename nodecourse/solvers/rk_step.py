@@ -23,7 +23,7 @@ Weights = Sequence[tuple[int, float]]
 
 def nonzero_weights(tableau: ButcherTableau) -> dict:
     """Each row of the tableau as its ``(j, weight)`` pairs with nonzero weight, Python floats, made once
-    per tableau: ``a`` (one list per stage), ``b``, ``err`` (``b - b_low``) and ``mid``; with ``c`` as
+    per tableau: ``a`` (one list per stage), ``b``, ``err`` (``b - b_embedded``) and ``mid``; with ``c`` as
     floats and the tableau's ``n_stages``, ``fsal`` and ``adaptive`` (properties that cost to recompute)."""
     if "nonzero" not in tableau._cache:
         def pairs(row):
@@ -34,7 +34,7 @@ def nonzero_weights(tableau: ButcherTableau) -> dict:
             "c": [float(c) for c in tableau.c],
             "a": [pairs(row) for row in tableau.a],
             "b": pairs(tableau.b),
-            "err": pairs([b - bl for b, bl in zip(tableau.b, tableau.b_low)]) if tableau.adaptive else None,
+            "err": pairs([b - bl for b, bl in zip(tableau.b, tableau.b_embedded)]) if tableau.adaptive else None,
             "mid": pairs(tableau.b_mid),
         }
     return tableau._cache["nonzero"]
@@ -68,7 +68,7 @@ def combine(y0: torch.Tensor, stages: Sequence[torch.Tensor], weights: Weights, 
 
 
 def error_estimate(stages: Sequence[torch.Tensor], tableau: ButcherTableau, dt: Step) -> torch.Tensor:
-    """The embedded error estimate ``dt * sum_j (b_j - b_low_j) k_j``, ``[B, N]``."""
+    """The embedded error estimate ``dt * sum_j (b_j - b_embedded_j) k_j``, ``[B, N]``."""
     weights = nonzero_weights(tableau)["err"]
     if isinstance(dt, float):
         return weighted_sum(stages, weights, dt)

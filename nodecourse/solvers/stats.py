@@ -38,6 +38,13 @@ class SolveStats:
             return SolveStats(full(nfe), full(n_steps), full(n_steps), full(0), nfe)
         return SolveStats(nfe, n_steps, n_steps, 0, nfe)
 
+    def __add__(self, other: "SolveStats") -> "SolveStats":
+        """The counts of two solves together (e.g. the intervals of an adjoint's reverse solve)."""
+        return SolveStats(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
+
+    def as_tuple(self) -> tuple:
+        return self.nfe, self.n_steps, self.n_accepted, self.n_rejected, self.n_calls
+
     def total(self) -> dict:
         """The counts summed over the batch, as plain ints (the total work done)."""
         return {k: int(v.sum()) if torch.is_tensor(v) else int(v) for k, v in self.as_dict().items()}

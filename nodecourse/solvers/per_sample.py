@@ -1,0 +1,188 @@
+"""Per-sample adaptive stepping: every sample of a batch keeps its own time, step size and decision.
+
+The state is ``[B, N]``: dim 0 is the batch of independent problems. Each iteration takes one trial
+step for every sample still running (finished samples have ``dt = 0``), accepts or rejects it per
+sample, and serves the output times each accepted step passed from its dense output: all of them,
+for all samples, in one batched evaluation, so the cost of outputs grows with their number only
+through the interpolation's arithmetic. Output times may be shared (``[T]``) or each sample's own
+(``[B, T]``). One small vector crosses to the host per iteration.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional, Union
+
+import torch
+
+from .control import Control, Tolerance, error_ratio
+from .interpolation import dense_weights
+from .rk_step import nonzero_weights, rk_step
+from .stats import SolveStats
+from .tableaux import ButcherTableau
+
+
+class Samples(NamedTuple):
+    """The per-sample state between iterations: ``[B]`` vectors and ``[B, N]`` states."""
+
+    t: torch.Tensor            # each sample's time
+    dt: torch.Tensor           # its next trial step (0 once finished)
+    y: torch.Tensor            # its state at t
+    f: torch.Tensor            # the field at (t, y)
+    active: torch.Tensor       # still integrating (bool)
+    nonfinite: torch.Tensor    # a trial since its last accepted step gave NaN/inf (bool, for the error message)
+    n_steps: torch.Tensor      # trial steps taken (long)
+    n_accepted: torch.Tensor   # of which accepted (long)
+    next_out: torch.Tensor     # index of its first output time not yet served (long)
+
+
+class Trial(NamedTuple):
+    """One iteration's trial step, as dense output and the error messages need it (``[B]`` / ``[B, N]``)."""
+
+    t: torch.Tensor            # start of the step
+    dt: torch.Tensor           # its size (0 for finished samples)
+    t1: torch.Tensor           # its end
+    y: torch.Tensor            # state at the start
+    y1: torch.Tensor           # proposed state at the end
+    f1: torch.Tensor           # field at (t1, y1)
+    stages: list               # the S stage derivatives
+    accept: torch.Tensor       # accepted (bool)
+    stalled: torch.Tensor      # time no longer advances (bool)
+    crossed: torch.Tensor      # output times the accepted step passed (long; 0 if rejected)
+
+
+class OutputTimes(NamedTuple):
+    """Output times in the solver's (increasing) time: ``rows`` ``[B, T]`` contiguous, for
+    ``searchsorted``; ``cols`` ``[T, B]``, for gathering; ``end`` ``[B]``, each sample's last time."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    end: torch.Tensor
+
+    @staticmethod
+    def of(s: torch.Tensor, batch: int) -> "OutputTimes":
+        """From shared times ``[T]`` or per-sample times ``[B, T]``."""
+        rows = s.expand(batch, -1).contiguous() if s.dim() == 1 else s.contiguous()
+        return OutputTimes(rows, rows.t(), rows[:, -1].contiguous())
+
+
+def trial_step(evaluate: Callable, tableau: ButcherTableau, norm: Callable, control: Control, clip_last: bool,
+               c: torch.Tensor, now: Samples, times: OutputTimes, rtol: Tolerance, atol: Tolerance
+               ) -> tuple[Samples, Trial, torch.Tensor]:
+    """One trial step per sample and every sample's decision, all on the device.
+
+    ``c`` is the tableau's stage times ``[S, 1]``. Returns the next :class:`Samples`, the
+    :class:`Trial`, and ``summary = [anyone running, anyone stalled, most outputs one step passed]``,
+    the one vector the host reads.
+    """
+    dt = now.dt
+    if clip_last:  # a step that would pass the sample's last time lands on it
+        last = dt >= times.end - now.t
+        dt = torch.where(last, times.end - now.t, dt)
+        t1 = torch.where(last, times.end, now.t + dt)
+    else:
+        t1 = now.t + dt
+    stage_times = list(torch.addcmul(now.t, c, dt).unbind())  # [S, 1] x [B] -> S times [B]
+    y1, error, stages = rk_step(evaluate, tableau, now.t, now.y, now.f, dt, stage_times)
+    f1 = stages[-1] if nonzero_weights(tableau)["fsal"] else evaluate(t1, y1)
+    ratio = error_ratio(norm, error, now.y, y1, rtol, atol, now.y.shape[0])
+
+    small_enough = ratio <= 1
+    accept = small_enough & now.active
+    stalled = now.active & (t1 == now.t)
+    nonfinite = torch.where(accept & ~stalled, False, now.nonfinite | torch.isnan(ratio))
+    running = now.active & ~(accept & (t1 >= times.end))
+    factor = control.factor_tensor(ratio, small_enough)
+    dt_next = torch.where(running, dt * (factor if factor.dtype == dt.dtype else factor.to(dt.dtype)), 0.0)
+    passed = torch.searchsorted(times.rows, t1.unsqueeze(1), right=True).squeeze(1)  # outputs <= t1
+    crossed = torch.where(accept, passed - now.next_out, 0)
+    keep = accept.unsqueeze(1)
+    after = Samples(torch.where(accept, t1, now.t), dt_next, torch.where(keep, y1, now.y), torch.where(keep, f1, now.f),
+                    running, nonfinite, now.n_steps + now.active, now.n_accepted + accept,
+                    torch.where(accept, passed, now.next_out))
+    flags = torch.stack([running, stalled]).any(dim=1)
+    summary = torch.cat([flags.to(crossed.dtype), crossed.amax(0, keepdim=True)])
+    return after, Trial(now.t, dt, t1, now.y, y1, f1, stages, accept, stalled, crossed), summary
+
+
+def dense_values(tableau: ButcherTableau, trial: Trial, first_out: torch.Tensor, times: OutputTimes, width: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The states at the output times the accepted steps passed, from their interpolants at once.
+
+    ``first_out`` ``[B]`` is each sample's first unserved output index, ``width`` the most outputs one
+    sample's step passed (the host knows it from the summary). Returns ``(index, valid, values)``:
+    output indices ``[width, B]``, which of them are real ``[width, B]``, and the states ``[width, B, N]``.
+    """
+    D = _dense_matrix(tableau, trial.y)                                       # [5, S']
+    if width == 1:
+        valid, index = (trial.crossed > 0).unsqueeze(0), first_out.unsqueeze(0)
+    else:
+        offsets = torch.arange(width, device=first_out.device).unsqueeze(1)
+        valid, index = offsets < trial.crossed, first_out + offsets
+    index = index.clamp(max=times.cols.shape[0] - 1)
+    s = times.cols.gather(0, index)                                          # [width, B]
+    x = ((s - trial.t) / trial.dt.masked_fill(trial.dt == 0, 1.0)).to(trial.y.dtype)
+    weights = (torch.linalg.vander(x, N=5) @ D).transpose(0, 1)               # [B, width, S']
+    stages = trial.stages if len(trial.stages) == D.shape[1] else [*trial.stages, trial.f1]
+    increment = torch.bmm(weights, torch.stack(stages, dim=1)).transpose(0, 1)  # [width, B, N]
+    values = torch.addcmul(trial.y, trial.dt.to(trial.y.dtype).unsqueeze(1), increment)
+    return index, valid, values
+
+
+def _dense_matrix(tableau: ButcherTableau, like: torch.Tensor) -> torch.Tensor:
+    """:func:`interpolation.dense_weights` as a ``[5, S']`` tensor (row p multiplies ``x^p``; row 0 is
+    zero), made once per dtype and device."""
+    key = ("dense", like.dtype, like.device)
+    if key not in tableau._cache:
+        weights = torch.tensor(dense_weights(tableau), dtype=like.dtype, device=like.device)  # [S', 4]
+        tableau._cache[key] = torch.cat([torch.zeros_like(weights[:, :1]), weights], dim=1).t().contiguous()
+    return tableau._cache[key]
+
+
+def assemble(y0: torch.Tensor, pieces: list, n_times: int) -> torch.Tensor:
+    """The ``[T, B, N]`` outputs from ``y0`` (output 0) and the ``(index, valid, values)`` pieces of
+    :func:`dense_values`, in one differentiable scatter."""
+    B = y0.shape[0]
+    rows = torch.arange(B, device=y0.device)
+    index = torch.cat([torch.zeros_like(rows)] + [p[0].reshape(-1) for p in pieces])
+    sample = torch.cat([rows] + [rows.expand(p[0].shape[0], B).reshape(-1) for p in pieces])
+    values = torch.cat([y0] + [p[2].reshape(-1, y0.shape[1]) for p in pieces])
+    valid = torch.cat([torch.ones_like(rows, dtype=torch.bool)] + [p[1].reshape(-1) for p in pieces])
+    keep = valid.nonzero().squeeze(1)
+    out = y0.new_zeros(n_times, B, y0.shape[1])
+    return out.index_put((index[keep], sample[keep]), values[keep])
+
+
+def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control, norm: Callable, f0: torch.Tensor,
+                    dt0: torch.Tensor, start_nfe: int, on_stall: Callable) -> tuple[torch.Tensor, SolveStats]:
+    """Integrate every sample to its last output time; returns the ``[T, B, N]`` outputs and per-sample
+    statistics. ``on_stall(trial, nonfinite)`` raises the error for samples whose step underflowed."""
+    from .adaptive import _clips_last_step  # the rule shared with the shared-step loop
+
+    times = OutputTimes.of(problem.t, problem.batch)
+    y0 = problem.y0
+    B = problem.batch
+    zeros = torch.zeros(B, dtype=torch.long, device=y0.device)
+    now = Samples(times.rows[:, 0].clone(), dt0, y0, f0, torch.ones(B, dtype=torch.bool, device=y0.device),
+                  torch.zeros(B, dtype=torch.bool, device=y0.device), zeros, zeros, zeros + 1)
+    c = torch.tensor(nonzero_weights(tableau)["c"], dtype=now.t.dtype, device=now.t.device).unsqueeze(1)
+    clip_last = _clips_last_step(tableau)
+    pieces: list = []
+    n_iter = 0
+    while True:
+        n_iter += 1
+        control.check_steps(n_iter, problem, now.t)
+        after, trial, summary = stepper.step(stepper.evaluate, tableau, norm, control, clip_last, c, now, times,
+                                             stepper.rtol, stepper.atol)
+        if not stepper.counts_itself:
+            problem.nfe += stepper.evals_per_step
+        any_running, any_stalled, width = summary.tolist()  # the one host sync of the iteration
+        if any_stalled:
+            on_stall(trial, after.nonfinite)
+        if width > 0:
+            pieces.append(dense_values(tableau, trial, now.next_out, times, int(width)))
+        now = after
+        if not any_running:
+            break
+    outputs = assemble(y0, pieces, times.rows.shape[1])
+    stats = SolveStats(start_nfe + now.n_steps * stepper.evals_per_step, now.n_steps, now.n_accepted,
+                       now.n_steps - now.n_accepted, problem.nfe)
+    return outputs, stats

@@ -1,0 +1,145 @@
+"""Per-sample solves: each sample's own output times ``t`` of shape ``[B, T]``, outputs served from
+dense output at a cost that does not grow with their number, and the batched interpolant."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchdiffeq
+
+from nodecourse import odeint, solve
+from nodecourse.solvers import interpolation, rk_step
+from nodecourse.solvers.tableaux import TABLEAUX
+
+B = 6
+RATES = torch.linspace(0.3, 2.5, B, dtype=torch.float64)
+
+
+def decay(t, y):
+    """dy/dt = -k_b y + sin(t): each sample its own rate; t is [B] per sample (or 0-d)."""
+    return -RATES.unsqueeze(1) * y + torch.sin(t).reshape(-1, 1)
+
+
+def irregular_times(seed=0, n=7, span=4.0):
+    """Each sample its own increasing times, starting at its own time."""
+    g = torch.Generator().manual_seed(seed)
+    times = torch.sort(torch.rand(B, n, generator=g, dtype=torch.float64) * span, dim=1).values
+    return times + torch.arange(n, dtype=torch.float64) * 1e-3  # strictly increasing
+
+
+Y0 = torch.linspace(-1.0, 1.0, 2 * B, dtype=torch.float64).reshape(B, 2)
+
+
+def solo_reference(b, times):
+    """Sample b alone, solved by torchdiffeq at a tight tolerance (an independent reference)."""
+    def field(t, y):
+        return -RATES[b] * y + torch.sin(t)
+    return torchdiffeq.odeint(field, Y0[b], times, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "rkf45"])
+def test_each_sample_gets_its_own_times(method):
+    times = irregular_times()
+    ys = odeint(decay, Y0, times, rtol=1e-9, atol=1e-11, method=method, options={"per_sample": True})
+    assert ys.shape == (times.shape[1], B, 2)
+    # rkf45 has no midpoint weights: between its steps it interpolates with the third-order cubic Hermite
+    tol = 1e-5 if method == "rkf45" else 1e-7
+    for b in range(B):
+        assert torch.allclose(ys[:, b], solo_reference(b, times[b]), rtol=0, atol=tol), b
+
+
+def test_decreasing_per_sample_times():
+    times = irregular_times(seed=1).flip(1)
+    ys = odeint(decay, Y0, times, rtol=1e-9, atol=1e-11, options={"per_sample": True})
+    for b in range(B):
+        assert torch.allclose(ys[:, b], solo_reference(b, times[b]), rtol=1e-6, atol=1e-7), b
+
+
+def test_each_sample_steps_as_if_alone():
+    """Per-sample statistics: a sample's steps do not depend on the others or on their times."""
+    times = irregular_times(seed=2)
+    together = solve(decay, Y0, times, rtol=1e-8, atol=1e-8, options={"per_sample": True})
+    for b in range(B):
+        def alone_field(t, y, b=b):
+            return -RATES[b] * y + torch.sin(t).reshape(-1, 1)
+        alone = solve(alone_field, Y0[b:b + 1], times[b:b + 1], rtol=1e-8, atol=1e-8, options={"per_sample": True})
+        assert int(together.stats.n_steps[b]) == int(alone.stats.n_steps[0])
+        assert torch.allclose(together.ys[:, b], alone.ys[:, 0], rtol=1e-12, atol=1e-14)
+
+
+def test_rows_that_are_equal_give_the_shared_times_answer():
+    t = torch.linspace(0.0, 3.0, 9, dtype=torch.float64)
+    shared = solve(decay, Y0, t, rtol=1e-8, atol=1e-8, options={"per_sample": True})
+    rows = solve(decay, Y0, t.expand(B, -1), rtol=1e-8, atol=1e-8, options={"per_sample": True})
+    assert torch.equal(shared.ys, rows.ys)
+    assert torch.equal(shared.stats.n_steps, rows.stats.n_steps)
+
+
+@pytest.mark.parametrize("per_sample_times", [False, True])
+def test_the_number_of_outputs_does_not_change_the_steps(per_sample_times):
+    """Outputs come from dense output: 2 or 2,000 output times, the same steps and evaluations."""
+    def times(n):
+        t = torch.linspace(0.0, 5.0, n, dtype=torch.float64)
+        return t.expand(B, -1) * torch.linspace(0.6, 1.0, B, dtype=torch.float64).unsqueeze(1) if per_sample_times \
+            else t
+    few = solve(decay, Y0, times(2), rtol=1e-6, atol=1e-6, options={"per_sample": True})
+    many = solve(decay, Y0, times(2000), rtol=1e-6, atol=1e-6, options={"per_sample": True})
+    assert torch.equal(few.stats.nfe, many.stats.nfe)
+    assert few.stats.n_calls == many.stats.n_calls
+    assert torch.allclose(few.ys[-1], many.ys[-1], rtol=0, atol=1e-14)
+
+
+def test_gradients_through_per_sample_times_match_finite_differences():
+    times = irregular_times(seed=3, n=4).requires_grad_(True)
+    y0 = Y0.clone().requires_grad_(True)
+    weights = torch.randn(4, B, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def loss(y0_, times_):
+        return (odeint(decay, y0_, times_, rtol=1e-11, atol=1e-12, options={"per_sample": True}) * weights).sum()
+
+    loss(y0, times).backward()
+    eps = 1e-6
+    for (b, j) in [(0, 0), (2, 1), (4, 3)]:
+        d = torch.zeros_like(times)
+        d[b, j] = eps
+        with torch.no_grad():
+            numeric = (loss(Y0, times.detach() + d) - loss(Y0, times.detach() - d)) / (2 * eps)
+        assert abs(float(times.grad[b, j]) - float(numeric)) < 1e-5, (b, j)
+    for b in (1, 5):
+        d = torch.zeros_like(Y0)
+        d[b, 0] = eps
+        with torch.no_grad():
+            numeric = (loss(Y0 + d, times.detach()) - loss(Y0 - d, times.detach())) / (2 * eps)
+        assert abs(float(y0.grad[b, 0]) - float(numeric)) < 1e-5, b
+
+
+@pytest.mark.parametrize("t,options,method,match", [
+    (irregular_times(), {}, "dopri5", "per_sample"),
+    (irregular_times()[:3], {"per_sample": True}, "dopri5", "rows of output times"),
+    (irregular_times(), {"per_sample": True, "step_size": 0.1}, "rk4", "adaptive method"),
+    (torch.stack([torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])] * 3).double(), {"per_sample": True}, "dopri5",
+     "same direction"),
+])
+def test_bad_per_sample_times_are_explained(t, options, method, match):
+    with pytest.raises(ValueError, match=match):
+        odeint(decay, Y0, t, method=method, options=options)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "rkf45", "adaptive_heun"])
+def test_the_batched_interpolant_is_the_fitted_one(method):
+    """interpolation.dense_weights writes interpolation.fit's polynomial in the stages: same values."""
+    tableau = TABLEAUX[method]
+    y0 = Y0
+    t0 = torch.zeros(B, dtype=torch.float64)
+    dt = torch.linspace(0.1, 0.4, B, dtype=torch.float64)
+    f0 = decay(t0, y0)
+    y1, _, stages = rk_step.rk_step(decay, tableau, t0, y0, f0, dt)
+    f1 = stages[-1] if tableau.fsal else decay(t0 + dt, y1)
+    y_mid = rk_step.midpoint(tableau, y0, stages, dt)
+    poly = interpolation.fit(y0, y1, f0, f1, dt.unsqueeze(1), y_mid)
+    weights = torch.tensor(interpolation.dense_weights(tableau), dtype=torch.float64)   # [S', 4]
+    ks = torch.stack(stages if tableau.fsal else [*stages, f1], dim=1)                  # [B, S', N]
+    for x in (0.0, 0.3, 0.5, 0.9, 1.0):
+        powers = torch.tensor([x, x ** 2, x ** 3, x ** 4], dtype=torch.float64)
+        batched = y0 + dt.unsqueeze(1) * torch.einsum("s,bsn->bn", weights @ powers, ks)
+        fitted = interpolation.evaluate(poly, torch.full((1, B, 1), x, dtype=torch.float64))[0]
+        assert torch.allclose(batched, fitted, rtol=1e-13, atol=1e-14), x
