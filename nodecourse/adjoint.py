@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .adjoint_per_sample import check_per_sample_adjoint, per_sample_backward
 from .solvers import SolveStats, odeint, solve
 from .solvers.events import with_event_time_gradient
 from .solvers.checks import check_callable, check_method, check_options, check_y0
@@ -67,7 +68,9 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
     ``adjoint_options={"norm": "seminorm"}`` measures its error on ``y`` and ``a`` only, not on the
     parameter-gradient integral, which usually saves steps (Kidger et al. 2021). The reverse solve
     restarts at every output time, where the adjoint jumps by that output's gradient: many output
-    times make it cost more than the forward solve (:func:`solve_adjoint` reports both).
+    times make it cost more than the forward solve (:func:`solve_adjoint` reports both). With
+    ``options={"per_sample": True}``, ``t`` may be ``[batch, T]``, each sample's own times: each
+    sample's reverse solve then stops only at its own times (:mod:`nodecourse.adjoint_per_sample`).
 
     With ``event_fn`` (as in torchdiffeq): solve until ``event_fn(t, y)`` changes sign and return
     ``(t_event, [y0, y(t_event)])``; the state's gradients come from the adjoint, the event time's from
@@ -111,22 +114,22 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
                          "it cannot reuse a compiled step; remove 'compile' from adjoint_options (it may stay in "
                          "options for the forward solve).")
     if "per_sample" in adjoint_options:
-        raise ValueError("The adjoint's reverse solve shares one step size; remove 'per_sample' from "
-                         "adjoint_options (it may stay in options for the forward solve).")
+        raise ValueError("The adjoint's reverse solve shares one step size (per-sample only with per-sample "
+                         "output times t [batch, T]); remove 'per_sample' from adjoint_options (it may stay in "
+                         "options for the forward solve).")
     check_options(adjoint_method, adjoint_options)
+    t = torch.as_tensor(t)
+    param_names = None
+    if t.dim() == 2:
+        param_names = check_per_sample_adjoint(func, params, options, method, adjoint_method, adjoint_options)
     settings = {
         "func": func, "n_parts": len(parts), "is_tuple": is_tuple, "params": params,
         "forward": dict(rtol=rtol, atol=atol, method=method, options=options),
         "backward": dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
                          atol=atol if adjoint_atol is None else adjoint_atol,
                          method=adjoint_method, options=adjoint_options),
-        "seminorm": seminorm, "record": _record,
+        "seminorm": seminorm, "record": _record, "param_names": param_names,
     }
-    t = torch.as_tensor(t)
-    if t.dim() == 2:
-        raise ValueError(f"odeint_adjoint takes one 1-D t shared by the batch, got shape {tuple(t.shape)}: its "
-                         "reverse solve shares one step size. For each sample's own times, backpropagate through "
-                         "odeint(..., options={'per_sample': True}), or pass the sorted union of the times.")
     ys = _AdjointSolve.apply(settings, t, *parts, *params)
     return tuple(ys) if is_tuple else ys[0]
 
@@ -153,6 +156,8 @@ class _AdjointSolve(torch.autograd.Function):
         func, params, n = settings["func"], settings["params"], settings["n_parts"]
         t, *ys = ctx.saved_tensors
         t = t.to(ys[0].dtype) if not torch.is_floating_point(t) else t
+        if settings["param_names"] is not None:  # each sample its own output times
+            return (None, *per_sample_backward(settings, t, tuple(ys), grad_ys))
 
         def augmented(s: torch.Tensor, state: tuple) -> tuple:
             """d/ds of [y, a, g]: [f, -a^T df/dy, -a^T df/dtheta]."""
