@@ -31,9 +31,10 @@ class Control:
 
     def factor_tensor(self, ratio: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
         """The same rule on a ``[B]`` tensor of ratios (``accepted``: ``ratio <= 1``), on the device."""
-        factor = ratio.pow(self.exponent).mul_(self.safety).clamp_(max=self.ifactor)
-        factor = torch.where(accepted, factor.clamp(min=1.0), factor.clamp_(min=self.dfactor))
-        return torch.nan_to_num(factor, nan=self.dfactor)  # a NaN ratio: non-finite trial, shrink
+        factor = ratio.pow(self.exponent).mul_(self.safety)
+        floor = torch.where(accepted, 1.0, self.dfactor)
+        # fmax, unlike clamp, ignores NaN: a NaN ratio (a non-finite trial) shrinks the step by dfactor
+        return torch.fmax(factor, floor).clamp_(max=self.ifactor)
 
     def check_steps(self, n: int, problem, t=None) -> None:
         """Stop a solve past ``max_num_steps`` with the likely cause (``t``: where it got to)."""
@@ -58,5 +59,10 @@ def error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch
     finite. ``batch`` is 1 for a shared step (then the states may have any shape) or ``B`` for
     ``[B, N]`` states with one step per sample."""
     scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
-    ratio = norm((error / scale).reshape(batch, -1)).detach()  # step sizes are chosen, not differentiated
-    return torch.where(torch.isfinite(y1).reshape(batch, -1).all(dim=1), ratio, float("nan"))
+    scaled = error / scale
+    rows = y1.dim() == 2 and y1.shape[0] == batch  # already [batch, N]: no reshapes (each is an operation)
+    ratio = norm(scaled if rows else scaled.reshape(batch, -1))
+    if ratio.requires_grad:
+        ratio = ratio.detach()  # step sizes are chosen, not differentiated
+    finite = y1.isfinite().all(dim=1) if rows else y1.isfinite().reshape(batch, -1).all(dim=1)
+    return torch.where(finite, ratio, float("nan"))

@@ -88,18 +88,16 @@ def trial_step(evaluate: Callable, tableau: ButcherTableau, norm: Callable, cont
     small_enough = ratio <= 1
     accept = small_enough & now.active
     stalled = now.active & (t1 == now.t)
-    nonfinite = torch.where(accept & ~stalled, False, now.nonfinite | torch.isnan(ratio))
+    nonfinite = (now.nonfinite | ratio.isnan()) & ~accept
     running = now.active & ~(accept & (t1 >= times.end))
-    factor = control.factor_tensor(ratio, small_enough)
-    dt_next = torch.where(running, dt * (factor if factor.dtype == dt.dtype else factor.to(dt.dtype)), 0.0)
+    factor = control.factor_tensor(ratio, small_enough).mul_(running)   # finished samples: dt = 0
+    dt_next = dt * (factor if factor.dtype == dt.dtype else factor.to(dt.dtype))
     passed = torch.searchsorted(times.rows, t1.unsqueeze(1), right=True).squeeze(1)  # outputs <= t1
-    crossed = torch.where(accept, passed - now.next_out, 0)
+    crossed = (passed - now.next_out).mul_(accept)
     keep = accept.unsqueeze(1)
     after = Samples(torch.where(accept, t1, now.t), dt_next, torch.where(keep, y1, now.y), torch.where(keep, f1, now.f),
-                    running, nonfinite, now.n_steps + now.active, now.n_accepted + accept,
-                    torch.where(accept, passed, now.next_out))
-    flags = torch.stack([running, stalled]).any(dim=1)
-    summary = torch.cat([flags.to(crossed.dtype), crossed.amax(0, keepdim=True)])
+                    running, nonfinite, now.n_steps + now.active, now.n_accepted + accept, now.next_out + crossed)
+    summary = torch.stack([running.sum(), stalled.sum(), crossed.amax()])
     return after, Trial(now.t, dt, t1, now.y, y1, f1, stages, accept, stalled, crossed), summary
 
 

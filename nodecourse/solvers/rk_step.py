@@ -115,18 +115,17 @@ def midpoint(tableau: ButcherTableau, y0: torch.Tensor, stages: Sequence[torch.T
 
 def _tensor_step(func: Callable, weights: dict, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor,
                  dt: torch.Tensor, stage_times: Optional[Sequence[torch.Tensor]]):
-    """:func:`rk_step` with the step as a tensor (``[B]`` per sample, or 0-d): each stage is scaled by
-    its samples' ``dt`` once (``dk_j = dt * k_j``), so every combination is again a plain add chain
-    ``y0 + sum_j a_ij dk_j``."""
+    """:func:`rk_step` with the step as a tensor (``[B]`` per sample, or 0-d): each combination is the
+    plain weighted sum of the stages, scaled by the samples' ``dt`` as it is added to ``y0``
+    (``torch.addcmul``: one operation), so a stage costs its nonzero weights plus one."""
     dt_col = step_column(dt, y0)
-    stages, scaled = [f0], [f0 * dt_col]
+    stages = [f0]
     y1 = y0
     for i in range(1, weights["n_stages"]):
-        y1 = combine(y0, scaled, weights["a"][i], 1.0)
+        y1 = combine(y0, stages, weights["a"][i], dt_col)
         ti = stage_times[i] if stage_times is not None else t0 + weights["c"][i] * dt
         stages.append(func(ti, y1))
-        scaled.append(stages[-1] * dt_col)
     if not weights["fsal"]:
-        y1 = combine(y0, scaled, weights["b"], 1.0)
-    error = weighted_sum(scaled, weights["err"]) if weights["adaptive"] else None
+        y1 = combine(y0, stages, weights["b"], dt_col)
+    error = weighted_sum(stages, weights["err"]).mul_(dt_col) if weights["adaptive"] else None
     return y1, error, stages
