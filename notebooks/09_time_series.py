@@ -59,6 +59,7 @@ import time
 from torch import nn
 
 from nodecourse import odeint, solve
+from nodecourse.claims import check, claim, report
 from nodecourse.data import irregular_time_series
 from nodecourse.models import MLP, ODEFunc
 from nodecourse.models.latent import (LatentODE, RNNBaseline, masked_mse, own_times, pad_batch, time_gaps,
@@ -101,14 +102,14 @@ keep_fraction = 0.7                        # share of the window's points the en
 data = irregular_time_series(n_series=n_train, n_points=30, t_max=t_max, noise=0.05, seed=0, device=DEVICE)
 print(f"times {tuple(data.times.shape)}, values {tuple(data.values.shape)}, clean {tuple(data.clean.shape)}")
 gaps = data.times.diff(dim=1)
-assert (gaps > 0).all(), "each series' times are strictly increasing"
+check("each series' times are strictly increasing", bool((gaps > 0).all()), detail=f"smallest gap {gaps.min():.2e}")
 n_distinct = torch.unique(data.times).numel()
 print(f"{n_distinct} distinct times among {data.times.numel()} observations")
-assert n_distinct > 0.99 * data.times.numel(), "hardly two observations share a time: no common grid"
+claim("share of distinct times (no common grid)", measured=n_distinct / data.times.numel(), at_least=0.99)
 cv = (gaps.std() / gaps.mean()).item()
 print(f"gaps: mean {gaps.mean():.3f}, smallest {gaps.min():.3f}, largest {gaps.max():.3f}, "
       f"coefficient of variation {cv:.2f} (a regular grid has 0)")
-assert cv > 0.5
+claim("coefficient of variation of the gaps (irregular sampling)", measured=cv, at_least=0.5)
 
 # %% [markdown]
 # The closed form is the ground truth for everything that follows, so we check that it solves the
@@ -116,13 +117,13 @@ assert cv > 0.5
 # difference's $O(h^2)$ error).
 
 # %%
-check = irregular_time_series(n_series=5, n_points=10, seed=3, dtype=torch.float64)
+probe = irregular_time_series(n_series=5, n_points=10, seed=3, dtype=torch.float64)
 t_grid = torch.linspace(0.5, 9.5, 50, dtype=torch.float64)
 h = 1e-4
-derivative = (check.dense(t_grid + h) - check.dense(t_grid - h)) / (2 * h)
-residual = (derivative - check.field(0.0, check.dense(t_grid))).abs().max().item()
+derivative = (probe.dense(t_grid + h) - probe.dense(t_grid - h)) / (2 * h)
+residual = (derivative - probe.field(0.0, probe.dense(t_grid))).abs().max().item()
 print(f"max |d/dt dense(t) - A dense(t)| = {residual:.1e}")
-assert residual < 1e-6
+claim("the closed form solves the ODE: max |d/dt dense - A dense|", measured=residual, at_most=1e-6)
 
 # %% [markdown]
 # Three of the series: the phase plane on the left, the first coordinate against time on the right,
@@ -216,7 +217,7 @@ for it in range(n_iters_spiral):
 fitted_error = error(trajectory, t_inside)
 print(f"{n_iters_spiral} steps in {time.perf_counter() - start:.1f} s: loss {spiral_losses[0]:.3f} -> "
       f"{spiral_losses[-1]:.4f}; MSE against the truth {initial_error:.3f} -> {fitted_error:.4f}")
-assert fitted_error < initial_error / 20, "the fitted trajectory is far closer to the truth"
+claim("MSE against the truth, fitted / initial", measured=fitted_error / initial_error, at_most=1 / 20)
 
 # %% [markdown]
 # **A baseline: regress $y$ on $t$.** The obvious alternative treats the trajectory as a curve and
@@ -244,8 +245,9 @@ errors_spiral = {name: (error(fn, t_inside), error(fn, t_beyond))
 print(f"{'model':12s} {'MSE inside (t <= 10)':>21s} {'MSE beyond (10, 12.5]':>22s}")
 for name, (inside, beyond) in errors_spiral.items():
     print(f"{name:12s} {inside:21.4f} {beyond:22.4f}")
-    assert inside < initial_error / 20, f"{name} fits the data window"
-assert errors_spiral["Neural ODE"][1] < errors_spiral["MLP of t"][1] / 5, "the ODE extrapolates far better"
+    claim(f"{name} fits the data window: MSE inside / initial MSE", measured=inside / initial_error, at_most=1 / 20)
+claim("extrapolation MSE, Neural ODE / MLP of t", measured=errors_spiral["Neural ODE"][1] / errors_spiral["MLP of t"][1],
+      at_most=1 / 5)
 
 
 # %% [markdown]
@@ -269,7 +271,8 @@ far_away = plane[plane.norm(dim=1) > 1.8]
 field_error, far_error = relative_field_error(on_path), relative_field_error(far_away)
 print(f"relative error of the learned field: along the trajectory {field_error:.3f}, "
       f"beyond radius 1.8 {far_error:.3f}")
-assert field_error < 0.25 and far_error > 2 * field_error
+claim("relative error of the learned field along the trajectory", measured=field_error, at_most=0.25)
+claim("far from the data / along the trajectory", measured=far_error / field_error, at_least=2)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
 with torch.no_grad():
@@ -304,8 +307,8 @@ series_t = [data.times[i, :n] for i, n in enumerate(lengths)]
 series_v = [data.values[i, :n] for i, n in enumerate(lengths)]
 times_b, values_b, mask_b = pad_batch(series_t, series_v)
 print("times\n", times_b.cpu().numpy().round(2), "\nmask\n", mask_b.cpu().numpy().astype(int))
-assert times_b.shape == (3, 5) and values_b.shape == (3, 5, 2)
-assert mask_b.sum(1).tolist() == list(lengths)
+check("padded shapes [3, 5] and [3, 5, 2]", times_b.shape == (3, 5) and values_b.shape == (3, 5, 2))
+check("the mask counts each series' observations", mask_b.sum(1).tolist() == list(lengths), detail=str(list(lengths)))
 
 # %% [markdown]
 # Three rules keep padding harmless:
@@ -323,14 +326,16 @@ gaps_b = time_gaps(times_b, mask_b)
 print("gaps\n", gaps_b.cpu().numpy().round(2))
 for b, n in enumerate(lengths):
     expected = torch.diff(series_t[b], prepend=torch.zeros(1, device=DEVICE))
-    assert torch.allclose(gaps_b[b, :n], expected) and (gaps_b[b, n:] == 0).all()
+    check(f"series {b}: gaps between its real times, 0 in its padding",
+          bool(torch.allclose(gaps_b[b, :n], expected) and (gaps_b[b, n:] == 0).all()))
 
 values_nan = values_b.masked_fill(~mask_b.unsqueeze(-1), float("nan"))   # garbage in the padding
 prediction = torch.zeros_like(values_b)
 by_mask = masked_mse(prediction, values_nan, mask_b)
 by_hand = torch.cat([v for v in series_v]).pow(2).mean()
 print(f"masked MSE {by_mask:.6f}; MSE of the real entries concatenated {by_hand:.6f}")
-assert torch.isfinite(by_mask) and torch.allclose(by_mask, by_hand)
+check("masked MSE ignores the NaN padding and equals the MSE of the real entries",
+      bool(torch.isfinite(by_mask) and torch.allclose(by_mask, by_hand)), detail=f"{by_mask:.6f} vs {by_hand:.6f}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. One solve for a whole batch: the union of the query times
@@ -352,8 +357,8 @@ assert torch.isfinite(by_mask) and torch.allclose(by_mask, by_hand)
 # %%
 grid_b, index_b = union_times(times_b, mask_b)
 print(f"{int(mask_b.sum())} real times -> grid of {grid_b.numel()} (t0 = {grid_b[0]:.0f} first)")
-assert grid_b[0] == 0 and (grid_b.diff() > 0).all()
-assert torch.equal(grid_b[index_b][mask_b], times_b[mask_b])
+check("the union grid starts at t0 = 0 and increases", bool(grid_b[0] == 0 and (grid_b.diff() > 0).all()))
+check("grid[index] gives back every real time", torch.equal(grid_b[index_b][mask_b], times_b[mask_b]))
 
 # %% [markdown]
 # Check the trick on a random latent field: one solve on the union, gathered, equals one solve per
@@ -366,14 +371,15 @@ seed_everything(1)
 latent_field = ODEFunc(MLP([4, 32, 4])).double()
 z0 = torch.randn(3, 4, dtype=torch.float64)
 tight = dict(rtol=1e-9, atol=1e-11)
+worst = 0.0
 with torch.no_grad():
     path = odeint(latent_field, z0, grid_b.cpu().double(), **tight)                          # [U, B, L]
     gathered = path.transpose(0, 1).gather(1, index_b.cpu().unsqueeze(-1).expand(-1, -1, 4))  # [B, M, L]
     for b, n in enumerate(lengths):
         its_times = torch.cat([torch.zeros(1), series_t[b].cpu()]).double()
         own = odeint(latent_field, z0[b], its_times, **tight)[1:]
-        assert torch.allclose(gathered[b, :n], own, rtol=0, atol=1e-7)
-print("one solve on the union = one solve per series, to 1e-7")
+        worst = max(worst, (gathered[b, :n] - own).abs().max().item())
+claim("one solve on the union vs one solve per series: largest difference", measured=worst, at_most=1e-7)
 
 # %% [markdown]
 # And the cost: for a training batch of 32 series (960 observation times) the solve on the union
@@ -386,7 +392,8 @@ with torch.no_grad():
     many = solve(latent_field, z0_batch, grid_32, rtol=1e-3, atol=1e-4).stats
     two = solve(latent_field, z0_batch, grid_32[[0, -1]], rtol=1e-3, atol=1e-4).stats
 print(f"{grid_32.numel()} output times: NFE {many.nfe}; 2 output times: NFE {two.nfe}")
-assert many.nfe == two.nfe
+check("dense output: the union grid costs the evaluations of two output times", many.nfe == two.nfe,
+      detail=f"NFE {many.nfe} and {two.nfe}")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Each series its own times
@@ -408,8 +415,7 @@ own_states = per_series.ys[1:].transpose(0, 1)                       # [B, N, L]
 real = mask_b.cpu()
 gap = (own_states[real] - gathered[real]).abs().max().item()
 print(f"rows of own times {tuple(rows_b.shape)}; per-sample steps per series {per_series.stats.n_steps.tolist()}")
-print(f"largest difference from the union solve at the real times: {gap:.1e} (claim: within 1e-7)")
-assert gap < 1e-7
+claim("largest difference from the union solve at the real times", measured=gap, at_most=1e-7)
 
 # %% [markdown]
 # Now the cost of a gradient on the batch of 32, with the adjoint method (notebook 04).
@@ -420,7 +426,6 @@ assert gap < 1e-7
 
 # %%
 from nodecourse import solve_adjoint
-from nodecourse.claims import check, claim
 
 times_32 = data.times[:32].cpu().double()         # 32 series of 30 times each, no padding
 grid_32, _ = union_times(times_32)
@@ -481,7 +486,8 @@ seed_everything(0)
 rnn = RNNBaseline(obs_dim=2, state_dim=16, encoder_hidden=32).to(DEVICE)
 print(latent_ode)
 print(f"parameters: latent ODE {count_parameters(latent_ode):,}, RNN baseline {count_parameters(rnn):,}")
-assert count_parameters(rnn) > count_parameters(latent_ode), "the baseline is not handicapped by size"
+claim("parameters, RNN baseline / latent ODE (the baseline is not handicapped by size)",
+      measured=count_parameters(rnn) / count_parameters(latent_ode), at_least=1)
 
 # %% [markdown]
 # A quick check of what the encoder does with time: observe the same values one time unit later and
@@ -498,7 +504,8 @@ with torch.no_grad():
     z_pad = latent_ode.encode(t_pad, v_pad, m_pad)
 print(f"shifting the times changes z0 by {(z_moved - z_base).abs().max():.2e}; "
       f"padding changes it by {(z_pad - z_base).abs().max():.1e}")
-assert (z_moved - z_base).abs().max() > 1e-3 and torch.equal(z_pad, z_base)
+claim("the encoder reads the times: change of z0 when they shift", measured=(z_moved - z_base).abs().max(), at_least=1e-3)
+check("padding leaves z0 unchanged", torch.equal(z_pad, z_base))
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -545,7 +552,8 @@ losses_rnn, seconds_rnn = fit(rnn)
 for name, losses, seconds in (("latent ODE", losses_ode, seconds_ode), ("RNN", losses_rnn, seconds_rnn)):
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     print(f"{name:10s} loss {first:.4f} -> {last:.4f} in {seconds:.1f} s")
-    assert last < first / 5, f"{name}: the loss falls by a factor of 5 or more"
+    claim(f"{name}: loss of the last 10 / first 10 iterations", measured=last / first, at_most=1 / 5,
+          fast_note="trained for a few iterations only")
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -585,8 +593,9 @@ for name, (inter, extra) in results.items():
 ode_inter, ode_extra = results["latent ODE"]
 rnn_inter, rnn_extra = results["RNN baseline"]
 signal = results["zero"][0]
-assert ode_inter < signal / 10, "the latent ODE interpolates far better than knowing nothing"
-assert ode_extra < extrapolation_ratio * rnn_extra, "the latent ODE extrapolates better than the RNN"
+claim("latent ODE interpolation MSE / predicting zero", measured=ode_inter / signal, at_most=1 / 10)
+claim("extrapolation MSE, latent ODE / RNN", measured=ode_extra / rnn_extra, at_most=extrapolation_ratio,
+      fast_note="both models are under-trained here")
 print(f"latent ODE / RNN: interpolation {ode_inter / rnn_inter:.2f}, extrapolation {ode_extra / rnn_extra:.2f}")
 
 # %% [markdown]
@@ -640,8 +649,10 @@ disagreement = {name: (answers[name, "step 0.05"][:, ::6] - answers[name, "step 
 print("largest difference between the two grids' answers at their common times:")
 for name, value in disagreement.items():
     print(f"  {name:12s} {value:.2e}")
-assert disagreement["latent ODE"] < 1e-5, "the ODE's answer does not depend on the query grid"
-assert disagreement["RNN baseline"] > 10 * disagreement["latent ODE"]
+claim("latent ODE: largest change of its answer between the two query grids", measured=disagreement["latent ODE"],
+      at_most=1e-5)
+claim("RNN: largest change between the two query grids (at least 10x the ODE's)", measured=disagreement["RNN baseline"],
+      at_least=10 * disagreement["latent ODE"])
 
 # %% [markdown]
 # The latent ODE's answers are not just close but identical: the solver's steps do not depend on the
@@ -666,7 +677,8 @@ for model_name in models:
               + "".join(f"{table[model_name, grid_name, r]:11.4f}" for r in regions))
 for grid_name in grids:
     ode_far, rnn_far = (table[name, grid_name, "(10, 15]"] for name in models)
-    assert ode_far < extrapolation_ratio * rnn_far, "beyond the training horizon the ODE is the better guess"
+    claim(f"{grid_name}: MSE beyond the training horizon, latent ODE / RNN", measured=ode_far / rnn_far,
+          at_most=extrapolation_ratio, fast_note="both models are under-trained here")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
@@ -693,7 +705,7 @@ plt.show()
 # %%
 rnn_fine, rnn_coarse = (table["RNN baseline", g, "[0, 5]"] for g in grids)
 print(f"RNN window MSE: fine grid {rnn_fine:.4f}, coarse grid {rnn_coarse:.4f} (x{rnn_fine / rnn_coarse:.0f})")
-assert rnn_fine > 10 * rnn_coarse
+claim("RNN window MSE, fine grid / coarse grid", measured=rnn_fine / rnn_coarse, at_least=10)
 
 # %% [markdown]
 # What this does *not* show: that latent ODEs always win. On long, regularly sampled sequences RNNs
