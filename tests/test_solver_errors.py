@@ -182,3 +182,16 @@ def test_a_field_that_fails_on_the_states_device_gets_the_fix():
 
     with pytest.raises(ValueError, match=r"on the state's device \(cpu\).*func\.to\(y0\.device\)"):
         odeint(field, Y0, T)
+
+
+def test_a_non_finite_trial_state_gives_a_nan_error_ratio():
+    """The error ratio is NaN for a sample whose trial state is inf or NaN, even when its error
+    estimate is finite, so such a step is never accepted (control.error_ratio)."""
+    from nodecourse.solvers.control import error_ratio
+    from nodecourse.solvers.norms import rms_norm
+
+    y0 = torch.ones(3, 2)
+    y1 = torch.tensor([[1.0, 1.0], [float("inf"), 1.0], [1.0, float("nan")]])
+    error = torch.full((3, 2), 1e-9)
+    ratio = error_ratio(rms_norm, error, y0, y1, 1e-6, 1e-6, 3)
+    assert ratio[0] < 1 and torch.isnan(ratio[1:]).all()

@@ -59,10 +59,9 @@ def error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch
     finite. ``batch`` is 1 for a shared step (then the states may have any shape) or ``B`` for
     ``[B, N]`` states with one step per sample."""
     scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
-    scaled = error / scale
-    rows = y1.dim() == 2 and y1.shape[0] == batch  # already [batch, N]: no reshapes (each is an operation)
+    # + 0 * y1: NaN wherever y1 is NaN or infinite (0 * inf = NaN), so such a sample's ratio is NaN even
+    # when the error estimate itself stayed finite; one operation instead of a separate finiteness test
+    scaled = (error / scale).add_(y1.detach(), alpha=0.0)
+    rows = y1.dim() == 2 and y1.shape[0] == batch  # already [batch, N]: no reshape (each is an operation)
     ratio = norm(scaled if rows else scaled.reshape(batch, -1))
-    if ratio.requires_grad:
-        ratio = ratio.detach()  # step sizes are chosen, not differentiated
-    finite = y1.isfinite().all(dim=1) if rows else y1.isfinite().reshape(batch, -1).all(dim=1)
-    return torch.where(finite, ratio, float("nan"))
+    return ratio.detach() if ratio.requires_grad else ratio  # step sizes are chosen, not differentiated

@@ -40,6 +40,14 @@ def nonzero_weights(tableau: ButcherTableau) -> dict:
     return tableau._cache["nonzero"]
 
 
+def stage_fractions(tableau: ButcherTableau, like: torch.Tensor) -> torch.Tensor:
+    """The tableau's ``c`` as a ``[S]`` tensor in ``like``'s dtype and device, made once per tableau."""
+    key = ("c", like.dtype, like.device)
+    if key not in tableau._cache:
+        tableau._cache[key] = torch.tensor([float(c) for c in tableau.c], dtype=like.dtype, device=like.device)
+    return tableau._cache[key]
+
+
 def weighted_sum(stages: Sequence[torch.Tensor], weights: Weights, scale: float = 1.0) -> torch.Tensor:
     """``scale * sum_j w_j k_j`` over the given nonzero ``(j, w_j)``, into a fresh tensor."""
     if not weights:
@@ -89,16 +97,13 @@ def rk_step(func: Callable, tableau: ButcherTableau, t0: torch.Tensor, y0: torch
     weights = nonzero_weights(tableau)
     if not isinstance(dt, float):
         return _tensor_step(func, weights, t0, y0, f0, dt, stage_times)
+    if stage_times is None:  # all stage times in one operation: t0 + c dt
+        stage_times = (t0 + stage_fractions(tableau, t0) * dt).unbind()
     stages = [f0]
     y1 = y0
     for i in range(1, weights["n_stages"]):
-        if stage_times is not None:
-            ti = stage_times[i]
-        else:
-            ci = weights["c"][i]
-            ti = t0 + dt if ci == 1.0 else t0 + ci * dt
         y1 = combine(y0, stages, weights["a"][i], dt)
-        stages.append(func(ti, y1))
+        stages.append(func(stage_times[i], y1))
     if not weights["fsal"]:
         y1 = combine(y0, stages, weights["b"], dt)
     error = error_estimate(stages, tableau, dt) if weights["adaptive"] else None
