@@ -12,10 +12,11 @@ import torch
 from matplotlib.axes import Axes
 from torch import nn
 
-from nodecourse._validation import check_count, is_int, is_real
+from nodecourse._validation import check_count, check_real, is_int, is_real
 from nodecourse.solvers import odeint
 
-__all__ = ["vector_field", "phase_portrait", "trajectories", "convergence_plot", "pca_project", "pca_trajectories"]
+__all__ = ["vector_field", "phase_portrait", "trajectories", "convergence_plot", "pca_project", "pca_trajectories",
+           "resnet_block_vs_euler_step", "adjoint_sweeps"]
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
@@ -290,4 +291,160 @@ def pca_trajectories(
     ax.set_ylabel("PC 2")
     if labels is not None:
         ax.legend()
+    return ax
+
+
+# Concept figures: diagrams of one idea each, drawn in code so they stay true to the formulas.
+
+def resnet_block_vs_euler_step(
+    ax_block: Axes,
+    ax_step: Axes,
+    field: Field,
+    y0: ArrayLike,
+    h: float = 0.5,
+    n_steps: int = 3,
+    t0: float = 0.0,
+) -> tuple[Axes, Axes]:
+    """A ResNet block beside an Euler step (notebook 02): the same update drawn twice.
+
+    ``ax_block``: the residual block as a diagram, the input y_l going through f(., theta_l) while the skip
+    connection carries it to the sum, y_{l+1} = y_l + f(y_l; theta_l). ``ax_step``: ``n_steps`` Euler steps
+    of size ``h`` for dy/dt = field(t, y) from the 2-D state ``y0``, each an arrow h f(t_n, y_n) along the
+    tangent, over the exact solution (dopri5 at a tight tolerance, in grey); the first step's local
+    error is marked. ``field`` is called as ``field(t, y)`` with ``y`` of shape [1, 2] in float64.
+    """
+    n_steps = check_count("n_steps", n_steps)
+    h = check_real("h", h, low=0.0)
+    t0 = check_real("t0", t0)
+    start = torch.as_tensor(_numpy(y0), dtype=torch.float64).reshape(-1)
+    if start.numel() != 2 or not bool(torch.isfinite(start).all()):
+        raise ValueError(f"y0 must be one finite 2-D state (two numbers), got {tuple(_numpy(y0).shape)} values "
+                         f"{_numpy(y0).tolist()}.")
+
+    # left: the block diagram, in axes coordinates
+    ax = ax_block
+    ax.set_axis_off()
+    ax.set(xlim=(0, 1), ylim=(0, 1), title="a ResNet block")
+    arrow = dict(arrowstyle="-|>", color="k", lw=1.2, shrinkA=0, shrinkB=0)
+    ax.text(0.06, 0.55, "$y_l$", ha="center", va="center", fontsize=14)
+    ax.text(0.5, 0.55, r"$f(\,\cdot\,;\theta_l)$", ha="center", va="center", fontsize=13,
+            bbox=dict(boxstyle="round,pad=0.5", fc="#dbe9f6", ec="C0"))
+    ax.text(0.8, 0.55, "+", ha="center", va="center", fontsize=16,
+            bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="k"))
+    ax.text(0.96, 0.55, "$y_{l+1}$", ha="center", va="center", fontsize=14)
+    ax.annotate("", xy=(0.34, 0.55), xytext=(0.11, 0.55), arrowprops=arrow)
+    ax.annotate("", xy=(0.765, 0.55), xytext=(0.66, 0.55), arrowprops=arrow)
+    ax.annotate("", xy=(0.91, 0.55), xytext=(0.835, 0.55), arrowprops=arrow)
+    ax.plot([0.2, 0.2, 0.8], [0.55, 0.85, 0.85], color="C3", lw=1.5)
+    ax.annotate("", xy=(0.8, 0.59), xytext=(0.8, 0.85), arrowprops=dict(arrow, color="C3"))
+    ax.text(0.5, 0.89, "skip connection: the identity", ha="center", va="bottom", color="C3", fontsize=10)
+    ax.text(0.5, 0.27, r"$y_{l+1} = y_l + f(y_l;\, \theta_l)$", ha="center", fontsize=13)
+    ax.text(0.5, 0.1, r"Euler: $y_{n+1} = y_n + h\, f(t_n, y_n)$, with $h = 1$, $t_n = n$", ha="center",
+            fontsize=11, color="0.3")
+
+    # right: the same update as Euler steps on a trajectory
+    ax = ax_step
+    times = torch.linspace(t0, t0 + n_steps * h, 200, dtype=torch.float64)
+    with torch.no_grad():
+        exact = odeint(field, start[None], times, rtol=1e-10, atol=1e-12)[:, 0]
+        states, t = [start[None]], t0
+        for _ in range(n_steps):
+            slope = torch.as_tensor(field(torch.tensor(t, dtype=torch.float64), states[-1]), dtype=torch.float64)
+            states.append(states[-1] + h * slope)  # odeint above has checked the field's output shape
+            t += h
+    exact, path = _numpy(exact), _numpy(torch.cat(states))
+    ax.plot(exact[:, 0], exact[:, 1], color="0.6", lw=4, alpha=0.7, label="exact solution")
+    for n in range(n_steps):
+        ax.annotate("", xy=path[n + 1], xytext=path[n],
+                    arrowprops=dict(arrowstyle="-|>", color="C0", lw=1.5, shrinkA=0, shrinkB=0))
+    ax.plot(path[:, 0], path[:, 1], "o", color="C0", ms=5, label=r"Euler: $y_{n+1} = y_n + h f(t_n, y_n)$")
+    for n, point in enumerate(path):
+        ax.annotate(f"$y_{n}$", point, textcoords="offset points", xytext=(6, 6), color="C0")
+    on_curve = _numpy(odeint(field, start[None], torch.tensor([t0, t0 + h], dtype=torch.float64),
+                             rtol=1e-10, atol=1e-12)[-1, 0])
+    ax.plot(*on_curve, "o", mfc="white", mec="k", ms=6, label=f"exact $y(t_0 + h)$, h = {h:g}")
+    ax.plot([on_curve[0], path[1, 0]], [on_curve[1], path[1, 1]], ":", color="C3", lw=1.5,
+            label="local error of one step")
+    ax.set(xlabel="$y_1$", ylabel="$y_2$", title="the same update: Euler steps", aspect="equal")
+    ax.legend(fontsize=8, loc="best")
+    return ax_block, ax_step
+
+
+def adjoint_sweeps(ax: Axes, output_times: ArrayLike = (0.0, 0.7, 1.2, 2.0)) -> Axes:
+    """The adjoint method's two sweeps on one time axis (notebook 04), as a schematic.
+
+    Top band: the forward solve of h from t_0 to t_N, left to right, keeping only the states at the
+    output times. Lower bands: the backward solve of the augmented state [h, a, g] from t_N to t_0,
+    right to left: h recomputed (and restarted from the stored h(t_i) at every output time), the
+    adjoint a jumping by dl_i/dh(t_i) at each output time, the parameter gradient g accumulating from 0
+    without jumps. The curves are illustrative shapes, not a solution; ``output_times`` (increasing,
+    at least two) places the output times t_0 < ... < t_N.
+    """
+    times = np.asarray(_numpy(output_times), dtype=float).reshape(-1)
+    if times.size < 2 or not np.all(np.isfinite(times)) or not np.all(np.diff(times) > 0):
+        raise ValueError(f"output_times must be at least two finite, strictly increasing times, got "
+                         f"{times.tolist()}.")
+    t0, t1 = times[0], times[-1]
+    span = t1 - t0
+    grid = np.linspace(t0, t1, 300)
+    h_fwd, h_bwd, a_base, jump, g_start, g_gain = 3.05, 2.3, 1.0, 0.22, 0.15, 0.5
+
+    def h_shape(t):  # an illustrative state, within +-0.2 of zero
+        s = (np.asarray(t) - t0) / span
+        return 0.17 * np.sin(2.4 * s + 0.3) - 0.1 * s
+
+    def tip(color, style="-|>"):
+        return dict(arrowstyle=style, color=color, lw=1.5, shrinkA=0, shrinkB=0)
+
+    # forward: h from t_0 to t_N, the output states kept
+    ax.plot(grid, h_fwd + h_shape(grid), color="C0", lw=2)
+    ax.annotate("", xy=(t1, h_fwd + h_shape(t1)), xytext=(t1 - 0.05 * span, h_fwd + h_shape(t1 - 0.05 * span)),
+                arrowprops=tip("C0"))
+    ax.plot(times, h_fwd + h_shape(times), "o", color="C0", ms=7, zorder=3)
+    ax.text(t0 + 0.5 * span, 3.45, r"forward, $t_0 \to t_N$: solve $\dot h = f(h, t, \theta)$, keep only the "
+            r"output states $h(t_i)$ (dots)", ha="center", color="C0", fontsize=10)
+
+    # backward: [h, a, g] from t_N to t_0, interval by interval
+    a_right, g_curve = a_base + 0.3, lambda s: g_start + g_gain * (1 - np.exp(-2 * s)) / (1 - np.exp(-2))
+    ax.plot(t1, a_right, "o", color="C3", ms=6, zorder=3)
+    for i in range(len(times) - 1, 0, -1):
+        seg = np.linspace(times[i], times[i - 1], 60)
+        s_local = (times[i] - seg) / span
+        h_seg = h_bwd + h_shape(seg)
+        a_seg = a_base + (a_right - a_base) * np.exp(-3.0 * s_local) + 0.03 * np.sin(12 * s_local)
+        ax.plot(seg, h_seg, color="C3", lw=1.5, ls="--")
+        ax.plot(seg, a_seg, color="C3", lw=2)
+        ax.annotate("", xy=(seg[-1], h_seg[-1]), xytext=(seg[-5], h_seg[-5]), arrowprops=tip("C3"))
+        ax.annotate("", xy=(seg[-1], a_seg[-1]), xytext=(seg[-5], a_seg[-5]), arrowprops=tip("C3"))
+        ax.annotate("", xy=(times[i], h_bwd + h_shape(times[i]) + 0.03),
+                    xytext=(times[i], h_fwd + h_shape(times[i]) - 0.05), arrowprops=tip("0.55", "->"))
+        a_right = a_seg[-1] + jump
+        ax.annotate("", xy=(times[i - 1], a_right), xytext=(times[i - 1], a_seg[-1]), arrowprops=tip("k"))
+    g_grid = np.linspace(t1, t0, 200)
+    g_values = g_curve((t1 - g_grid) / span)
+    ax.plot(g_grid, g_values, color="C2", lw=2)
+    ax.annotate("", xy=(t0, g_values[-1]), xytext=(g_grid[-6], g_values[-6]), arrowprops=tip("C2"))
+
+    ax.text(t0 + 0.5 * span, 1.82, r"backward, $t_N \to t_0$: solve $[h, a, g]$; $h$ restarts from the stored "
+            r"$h(t_i)$ (grey arrows)", ha="center", color="C3", fontsize=10)
+    ax.text(t1 + 0.02 * span, a_base + 0.3, r"$a(t_N) = \partial \ell_N / \partial h(t_N)$", va="center", fontsize=9)
+    ax.text(0.5 * (times[-2] + times[-1]), a_base + 0.5,
+            r"at each $t_i$: $a \leftarrow a + \partial \ell_i / \partial h(t_i)$", ha="center", fontsize=9)
+    ax.text(t1 + 0.02 * span, g_start, r"$g(t_N) = 0$", va="center", fontsize=9, color="C2")
+    ax.text(t0 - 0.02 * span, a_right, r"$a(t_0) = \partial L / \partial h(t_0)$", ha="right", va="center",
+            fontsize=9, color="C3")
+    ax.text(t0 - 0.02 * span, g_values[-1], r"$g(t_0) = \mathrm{d}L / \mathrm{d}\theta$", ha="right", va="center",
+            fontsize=9, color="C2")
+    ax.text(t0 + 0.5 * span, 0.02, r"$g$ accumulates $\int a\, \partial f / \partial \theta\, \mathrm{d}t$ "
+            r"and never jumps", ha="center", color="C2", fontsize=9)
+    for t in times:
+        ax.axvline(t, color="0.88", lw=0.8, zorder=0)
+    ax.set_xticks(times, [f"$t_{i}$" if i < len(times) - 1 else "$t_N$" for i in range(len(times))])
+    ax.set_yticks([h_fwd, h_bwd, a_base + 0.25, g_start + 0.3], ["h, forward", "h, recomputed", "a", "g"])
+    ax.set_xlim(t0 - 0.3 * span, t1 + 0.3 * span)
+    ax.set_ylim(-0.05, 3.6)
+    ax.set_xlabel("time")
+    ax.set_title("the adjoint method: one sweep forward, one backward (schematic)")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
     return ax

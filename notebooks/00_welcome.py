@@ -10,7 +10,8 @@
 # **Learning objectives**
 # - check that `nodecourse` is installed and which device it will use;
 # - solve a first ODE with `nodecourse.odeint` and compare it with the exact solution;
-# - know what fast mode is and where each notebook's hyperparameters live.
+# - know what fast mode is and where each notebook's hyperparameters live;
+# - read the lines in which a notebook checks its claims.
 #
 # **Estimated time:** 5 minutes.
 
@@ -37,6 +38,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import nodecourse
+from nodecourse.claims import check, claim
 from nodecourse.config import FAST, device, seed_everything
 
 seed_everything(0)
@@ -48,6 +50,11 @@ print(f"nodecourse {nodecourse.__version__}, torch {torch.__version__}, device: 
 # The exponential decay $\dot y = -k y$, $y(0) = y_0$ has the exact solution $y(t) = y_0 e^{-kt}$.
 # `odeint(func, y0, t)` takes the vector field `func(t, y)`, the initial state and the times at
 # which we want the solution, and returns the states stacked along a new first dimension.
+#
+# Every notebook checks what its text claims in the cell that computes it, and prints the claim with
+# the measured value: a line starting with ✓ is a claim that held (a claim that fails stops the
+# notebook with the same line, marked ✗), and a line starting with · is a number shown but not
+# checked, because it depends on your machine, for example a wall-clock time.
 
 # %%
 k = torch.tensor([0.5, 1.0, 2.0], device=DEVICE)
@@ -56,9 +63,8 @@ t = torch.linspace(0, 4, 41, device=DEVICE)
 
 ys = nodecourse.odeint(lambda t, y: -k * y, y0, t, rtol=1e-6, atol=1e-8)
 exact = y0 * torch.exp(-k * t[:, None])
-print("shape:", tuple(ys.shape), " largest error:", (ys - exact).abs().max().item())
-assert ys.shape == (len(t), 3)
-assert (ys - exact).abs().max() < 1e-5  # the solver meets its tolerance
+check("one state per output time", ys.shape == (len(t), 3), detail=f"shape {tuple(ys.shape)}")
+claim("largest error against the exact solution", measured=(ys - exact).abs().max(), at_most=1e-5)
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))
@@ -76,8 +82,8 @@ plt.show()
 
 # %%
 costs = {tol: nodecourse.solve(lambda t, y: -k * y, y0, t, rtol=tol, atol=tol).stats.nfe for tol in (1e-3, 1e-6, 1e-9)}
-print(costs)
-assert costs[1e-3] < costs[1e-6] < costs[1e-9]
+check("a tighter tolerance costs more evaluations", costs[1e-3] < costs[1e-6] < costs[1e-9],
+      detail=", ".join(f"NFE {nfe} at {tol:g}" for tol, nfe in costs.items()))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Hyperparameters
@@ -90,7 +96,8 @@ print("training iterations in this mode:", n_iters)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap
 # - `nodecourse.odeint` is a drop-in for `torchdiffeq.odeint`; `nodecourse.solve` adds statistics.
-# - Fast mode only shrinks loops; every claim is still checked by an `assert`.
+# - Fast mode only shrinks loops; every claim is still checked, and printed with its measured value
+#   (✓ held, · shown but not checked).
 #
 # ## Further reading
 # - R. T. Q. Chen, Y. Rubanova, J. Bettencourt, D. Duvenaud. *Neural Ordinary Differential

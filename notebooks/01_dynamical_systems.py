@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from nodecourse import SolverError, odeint, solve
+from nodecourse.claims import check, claim
 from nodecourse.config import FAST, device, seed_everything
 from nodecourse.data import lotka_volterra, lotka_volterra_field, pendulum, pendulum_field, reflection_1d
 from nodecourse.models import MLP
@@ -130,8 +131,8 @@ for name, (A, T) in systems.items():
     exact = torch.einsum("tij,bj->tbi", torch.linalg.matrix_exp(t[:, None, None] * A), y0_linear)
     rel_err = ((ys - exact).abs().max() / exact.abs().max()).item()
     eig = torch.linalg.eigvals(A)
-    print(f"{name:12s} eigenvalues {eig.cpu().numpy().round(2)}   solver vs matrix exponential: {rel_err:.1e}")
-    assert rel_err < 1e-7  # the solver reproduces e^{tA} y0 to its tolerance
+    print(f"{name:12s} eigenvalues {eig.cpu().numpy().round(2)}")
+    claim(f"{name}: largest relative gap, solver vs matrix exponential e^(tA) y0", measured=rel_err, at_most=1e-7)
     solutions[name] = ys
 
 # %% [markdown]
@@ -143,10 +144,9 @@ for name, (A, T) in systems.items():
 centre, spiral = solutions["centre"], solutions["spiral sink"]
 closing_gap = (centre[-1] - centre[0]).abs().max().item()
 decay = spiral[-1].norm(dim=1) / spiral[0].norm(dim=1)
-print(f"centre: |y(2 pi) - y(0)| = {closing_gap:.1e};  spiral: |y(10)|/|y(0)| = {decay[0]:.6f} "
-      f"vs e^-3 = {math.exp(-3):.6f}")
-assert closing_gap < 1e-8
-assert torch.allclose(decay, torch.full_like(decay, math.exp(-3.0)), rtol=1e-8)
+claim("centre: the orbits close, |y(2 pi) - y(0)|", measured=closing_gap, at_most=1e-8)
+claim("spiral sink: largest relative gap of |y(10)| / |y(0)| to e^-3", at_most=1e-8,
+      measured=(decay / math.exp(-3.0) - 1).abs().max())
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
@@ -195,9 +195,8 @@ h = (t_dense[1] - t_dense[0]).item()
 weights = torch.ones(len(t_dense), dtype=DTYPE, device=DEVICE)
 weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
 integral = (h / 3) * torch.einsum("t,tbi->bi", weights, damped(t_dense, ys))
-gap = (ys[-1] - ys[0] - integral).abs().max().item()
-print(f"y(5) - y(0) vs the integral of f along the solution: {gap:.1e}")
-assert gap < 1e-9
+claim("largest gap, y(5) - y(0) vs the integral of f along the solution", at_most=1e-9,
+      measured=(ys[-1] - ys[0] - integral).abs().max())
 
 # %% [markdown]
 # $\mathrm{ODESolve}(y_0, f, t_0, t_1)$ is one call: `odeint(f, y0, [t0, t1])[-1]`. It agrees with the
@@ -207,10 +206,8 @@ assert gap < 1e-9
 # %%
 y_t1 = odeint(damped, y0_pend, as_tensor([0.0, 5.0]), **TOL)[-1]
 reference = pendulum(y0_pend, t_dense, damping=c)
-print(f"two-point solve vs dense solve: {(y_t1 - ys[-1]).abs().max():.1e};"
-      f"  vs data.pendulum (RK4, h = 0.0025): {(reference - ys).abs().max():.1e}")
-assert (y_t1 - ys[-1]).abs().max() < 1e-8
-assert (reference - ys).abs().max() < 1e-8
+claim("largest gap, two-point solve vs dense solve", measured=(y_t1 - ys[-1]).abs().max(), at_most=1e-8)
+claim("largest gap, odeint vs data.pendulum (RK4, h = 0.0025)", measured=(reference - ys).abs().max(), at_most=1e-8)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Dynamical systems and flows
@@ -236,10 +233,9 @@ s, t_ = 1.3, 2.1
 direct = flow(damped, x, s + t_)
 composed = flow(damped, flow(damped, x, s), t_)
 back = flow(damped, flow(damped, x, s), -s)
-print(f"|Phi(t+s, x) - Phi(t, Phi(s, x))| = {(direct - composed).abs().max():.1e}; "
-      f"|Phi(-s, Phi(s, x)) - x| = {(back - x).abs().max():.1e}")
-assert (direct - composed).abs().max() < 1e-7
-assert (back - x).abs().max() < 1e-7
+claim("flow property: largest |Phi(t+s, x) - Phi(t, Phi(s, x))|", measured=(direct - composed).abs().max(),
+      at_most=1e-7)
+claim("inverse: largest |Phi(-s, Phi(s, x)) - x|", measured=(back - x).abs().max(), at_most=1e-7)
 
 # %% [markdown]
 # For a **non-autonomous** ODE the clock matters: solving $\dot y = t\,y$ for $s$ units and then
@@ -257,10 +253,9 @@ naive_gap = (flow(time_dependent, x1, s + t_) - flow(time_dependent, flow(time_d
 z = as_tensor([[1.0, 0.0]])                                           # (y, tau) with tau(0) = 0
 aug_gap = (flow(augmented, z, s + t_) - flow(augmented, flow(augmented, z, s), t_)).abs().max().item()
 exact_gap = abs(math.exp((s + t_) ** 2 / 2) - math.exp((s**2 + t_**2) / 2))
-print(f"dy/dt = t y, restarting the clock: gap {naive_gap:.4g} (exact {exact_gap:.4g}); "
-      f"with time in the state: {aug_gap:.1e}")
-assert abs(naive_gap - exact_gap) < 1e-6 * exact_gap and naive_gap > 1.0
-assert aug_gap < 1e-6
+claim("dy/dt = t y, restarting the clock: the gap e^((s+t)^2/2) - e^((s^2+t^2)/2)", measured=naive_gap,
+      expected=exact_gap, rel=1e-6, fmt=".6g")
+claim("with time in the state: the gap", measured=aug_gap, at_most=1e-6)
 
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -294,8 +289,8 @@ for ax, damping in zip(axes, (0.0, 0.3)):
     ratio = shoelace_area(blobs) / shoelace_area(blobs[0])
     deviation = (ratio / torch.exp(-damping * t_snap) - 1).abs().max().item()
     print(f"damping {damping}: area ratios {ratio.cpu().numpy().round(4)}, "
-          f"e^(-ct) = {torch.exp(-damping * t_snap).cpu().numpy().round(4)}, largest relative gap {deviation:.1e}")
-    assert deviation < 1e-3
+          f"e^(-ct) = {torch.exp(-damping * t_snap).cpu().numpy().round(4)}")
+    claim(f"damping {damping}: largest relative gap of the area ratio to e^(-ct)", measured=deviation, at_most=1e-3)
     vector_field(ax, field, (-2.5, 2.5), (-2, 2), n=17)
     for k, blob in enumerate(blobs):
         ax.fill(blob[:, 0].cpu(), blob[:, 1].cpu(), alpha=0.5, label=f"t = {t_snap[k].item():g}")
@@ -329,10 +324,10 @@ free = odeint(pendulum_field, y0_phase, t_long, **TOL)
 rubbing = odeint(damped, y0_phase, t_long, **TOL)
 drift = (energy(free) - energy(free[0])).abs().max().item()
 largest_rise = (energy(rubbing)[1:] - energy(rubbing)[:-1]).max().item()
-print(f"frictionless: energies {energy(free[0]).cpu().numpy().round(3)}, largest drift over t in [0, 20] {drift:.1e}")
-print(f"damped: largest energy increase between samples {largest_rise:.1e} (negative: it only falls)")
-assert drift < 1e-6      # E is conserved up to the solver's error
-assert largest_rise < 1e-10  # with friction E never increases (up to solver error)
+print(f"frictionless: energies {energy(free[0]).cpu().numpy().round(3)}")
+claim("frictionless: E is conserved, largest drift over t in [0, 20]", measured=drift, at_most=1e-6)
+claim("damped: E never increases, largest rise between samples (negative: it only falls)", measured=largest_rise,
+      at_most=1e-10)
 
 # %% [markdown]
 # For the Lotka-Volterra predator-prey model (prey $x$, predators $y$)
@@ -358,9 +353,8 @@ t_lv = torch.linspace(0, 10, 501, dtype=DTYPE, device=DEVICE)
 lv = odeint(lotka_volterra_field, y0_lv, t_lv, **TOL)
 lv_drift = (lv_invariant(lv) - lv_invariant(lv[0])).abs().max().item()
 lv_vs_data = (lv - lotka_volterra(y0_lv, t_lv, max_step=0.005)).abs().max().item()
-print(f"Lotka-Volterra: drift of V {lv_drift:.1e}; odeint vs data.lotka_volterra (RK4) {lv_vs_data:.1e}")
-assert lv_drift < 1e-6
-assert lv_vs_data < 1e-6
+claim("Lotka-Volterra: V is conserved, largest drift", measured=lv_drift, at_most=1e-6)
+claim("Lotka-Volterra: largest gap, odeint vs data.lotka_volterra (RK4)", measured=lv_vs_data, at_most=1e-6)
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
@@ -416,11 +410,12 @@ iterates = [Polynomial([1.0])]
 for k in range(8):
     iterates.append(1.0 + iterates[-1].integ(lbnd=0.0))    # (P y)(t) = 1 + int_0^t y(s) ds
 
-for k, p in enumerate(iterates):
-    assert np.allclose(p.coef, [1 / math.factorial(j) for j in range(k + 1)])  # Taylor coefficients
-    error = abs(math.e - p(1.0))
-    assert error <= math.e / math.factorial(k + 1)                             # Taylor remainder bound
-print("error at t = 1 per iteration:", [f"{abs(math.e - p(1.0)):.1e}" for p in iterates])
+check("iterate k is the Taylor polynomial of e^t of degree k", all(
+    np.allclose(p.coef, [1 / math.factorial(j) for j in range(k + 1)]) for k, p in enumerate(iterates)),
+    detail=f"k = 0 ... {len(iterates) - 1}")
+check("error at t = 1 within the Taylor remainder bound e / (k + 1)!",
+      all(abs(math.e - p(1.0)) <= math.e / math.factorial(k + 1) for k, p in enumerate(iterates)),
+      detail="errors " + ", ".join(f"{abs(math.e - p(1.0)):.0e}" for p in iterates))
 
 # %%
 ts = np.linspace(0, 2, 200)
@@ -442,19 +437,21 @@ plt.show()
 # %%
 square = lambda t, y: y**2  # noqa: E731
 t_ends = [0.5, 0.9, 0.99, 0.999, 0.9999]
-nfes = []
+nfes, worst = [], 0.0
 for t_end in t_ends:
     sol = solve(square, as_tensor([1.0]), as_tensor([0.0, t_end]), **TOL)
     nfes.append(sol.stats.nfe)
-    assert abs(sol.ys[-1].item() * (1 - t_end) - 1) < 1e-6  # matches 1 / (1 - t)
-print("NFE to reach t =", dict(zip(t_ends, nfes)))
-assert nfes == sorted(nfes) and nfes[-1] > 3 * nfes[0]
+    worst = max(worst, abs(sol.ys[-1].item() * (1 - t_end) - 1))
+claim("largest relative gap to the exact 1 / (1 - t)", measured=worst, at_most=1e-6)
+check("the NFE climbs toward t = 1", nfes == sorted(nfes) and nfes[-1] > 3 * nfes[0],
+      detail=", ".join(f"{nfe} to t = {t_end}" for t_end, nfe in zip(t_ends, nfes)))
 
 try:
     solve(square, as_tensor([1.0]), as_tensor([0.0, 1.5]), **TOL)
-    raise AssertionError("the solver should not get past the blow-up")
+    stopped = ""
 except SolverError as err:
-    print("past t = 1:", str(err).split(":")[0])
+    stopped = str(err).split(":")[0]
+check("the solver does not get past the blow-up", bool(stopped), detail=stopped)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Without Lipschitz continuity: $\dot y = \sqrt{|y|}$
@@ -466,7 +463,8 @@ except SolverError as err:
 y_small = as_tensor([1e-2, 1e-4, 1e-6, 1e-8])
 ratios = y_small.abs().sqrt() / y_small
 print("|f(y) - f(0)| / |y - 0| =", ratios.cpu().numpy())
-assert (ratios[1:] > ratios[:-1]).all() and ratios[-1] > 1e3  # no constant bounds them
+check("the ratios grow without bound as y -> 0", bool((ratios[1:] > ratios[:-1]).all()) and ratios[-1] > 1e3,
+      detail=f"{ratios[-1].item():.0e} at y = {y_small[-1].item():g}")
 
 # %% [markdown]
 # And uniqueness fails: with $y(0) = 0$, both $y \equiv 0$ and $y = t^2/4$ solve the IVP (since
@@ -482,8 +480,8 @@ candidates.update({f"c = {c_:g}": torch.clamp(t_grid - c_, min=0) ** 2 / 4 for c
 for name, y in candidates.items():
     (dy_dt,) = torch.autograd.grad(y.sum(), t_grid, allow_unused=True, materialize_grads=True)
     residual = (dy_dt - sqrt_field(t_grid, y)).abs().max().item()
-    print(f"{name:8s} starts at y(0) = {y[0].item():g}, residual {residual:.1e}")
-    assert y[0].item() == 0.0 and residual < 1e-12
+    check(f"{name} starts at y(0) = 0 and solves the ODE", y[0].item() == 0.0 and residual < 1e-12,
+          detail=f"residual {residual:.0e}")
 
 # %% [markdown]
 # Which one does a solver pick? From exactly $0$ the field vanishes, so it stays at $0$. From
@@ -497,11 +495,11 @@ from_zero = odeint(sqrt_field, as_tensor([0.0]), t_eval, **TOL)[:, 0]
 eps = 1e-10
 from_eps = odeint(sqrt_field, as_tensor([eps]), t_eval, **TOL)[:, 0]
 amplification = (from_eps[-1] - from_zero[-1]).item() / eps
-print(f"from 0: max |y| = {from_zero.abs().max():.1e};  from 1e-10: y(4) = {from_eps[-1]:.6f};"
-      f"  amplification {amplification:.1e}")
-assert from_zero.abs().max() == 0.0
-assert torch.allclose(from_eps, (math.sqrt(eps) + t_eval / 2) ** 2, rtol=1e-6)
-assert amplification > 1e10
+check("from y0 = 0 the solver stays at 0", bool(from_zero.abs().max() == 0.0))
+exact_eps = (math.sqrt(eps) + t_eval / 2) ** 2
+claim("from y0 = 1e-10: largest gap to (sqrt(1e-10) + t/2)^2, relative to y(4)", at_most=1e-6,
+      measured=(from_eps - exact_eps).abs().max() / exact_eps[-1])
+claim("amplification of the 1e-10 perturbation at t = 4", measured=amplification, at_least=1e10)
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))
@@ -536,8 +534,7 @@ plt.show()
 u = torch.linspace(-6, 6, 12001, dtype=DTYPE, device=DEVICE, requires_grad=True)
 for act, constant in ((torch.tanh, 1.0), (torch.sigmoid, 0.25), (torch.relu, 1.0)):
     (slope,) = torch.autograd.grad(act(u).sum(), u)
-    print(f"{act.__name__:8s} max |derivative| = {slope.abs().max().item():.6f}")
-    assert abs(slope.abs().max().item() - constant) < 1e-6
+    claim(f"{act.__name__}: largest |derivative|", measured=slope.abs().max(), expected=constant, tol=1e-6, fmt=".6f")
 
 
 # %% [markdown]
@@ -561,9 +558,10 @@ W = as_tensor(torch.randn(2, 2))
 sigma_max = torch.linalg.matrix_norm(W, ord=2).item()
 x_a, x_b = as_tensor(torch.randn(n_pairs, 2)), as_tensor(torch.randn(n_pairs, 2))
 lower_linear = pair_lower_bound(lambda v: v @ W.T, x_a, x_b)
-print(f"sigma_max(W) = {sigma_max:.6f}; max ratio over {n_pairs} pairs = {lower_linear:.6f}")
-assert lower_linear <= sigma_max * (1 + 1e-12) and lower_linear > 0.999 * sigma_max
-assert abs(jacobian_lower_bound(lambda v: v @ W.T, x_a[:10]) - sigma_max) < 1e-10
+claim(f"largest ratio over {n_pairs} pairs / sigma_max(W) = {sigma_max:.6f}", measured=lower_linear / sigma_max,
+      at_least=0.999, at_most=1 + 1e-12, fmt=".6f")
+claim("largest Jacobian norm of the linear map - sigma_max(W)", at_most=1e-10,
+      measured=abs(jacobian_lower_bound(lambda v: v @ W.T, x_a[:10]) - sigma_max))
 
 
 # %% [markdown]
@@ -600,9 +598,9 @@ lower_pairs = pair_lower_bound(mlp, x_pairs, x_pairs + 1e-3 * as_tensor(torch.ra
 points = 3 * (2 * as_tensor(torch.rand(n_jacobian_points, 2)) - 1)
 jac_norms = torch.linalg.matrix_norm(torch.func.vmap(torch.func.jacrev(mlp))(points), ord=2)
 lower_jac = jac_norms.max().item()
-print(f"lower bounds: pairs {lower_pairs:.4f}, Jacobians {lower_jac:.4f};  upper bound {upper:.4f}"
-      f"  (gap x{upper / max(lower_pairs, lower_jac):.2f})")
-assert lower_pairs <= upper and lower_jac <= upper
+claim("lower bound from pairs", measured=lower_pairs, at_most=upper, fmt=".4f")
+claim("lower bound from Jacobians", measured=lower_jac, at_most=upper, fmt=".4f")
+print(f"upper bound / best lower bound: {upper / max(lower_pairs, lower_jac):.2f}")
 
 # %% [markdown]
 # The product bound is cheap and always valid, but it is loose, and it gets looser with depth: the
@@ -614,8 +612,8 @@ gaps = []
 for depth in depths:
     net = frozen_mlp([2] + [32] * depth + [2], seed=depth)
     gaps.append(spectral_upper_bound(net) / jacobian_lower_bound(net, points))
-print("upper / lower by depth:", {d: round(g, 1) for d, g in zip(depths, gaps)})
-assert min(gaps) >= 1.0 and gaps == sorted(gaps)  # always valid, and looser with every doubling of depth
+check("upper / lower is at least 1 and grows with every doubling of depth", min(gaps) >= 1.0 and gaps == sorted(gaps),
+      detail=", ".join(f"{g:.1f} at {d} hidden layers" for d, g in zip(depths, gaps)))
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -661,7 +659,8 @@ log_ratio = torch.log(distance / distance[0])
 envelope = upper * t_span[:, None]
 print(f"log distance ratios lie in [{log_ratio.min():.3f}, {log_ratio.max():.3f}]; "
       f"Gronwall allows [-{upper * 2:.2f}, {upper * 2:.2f}] at t = 2")
-assert (log_ratio <= envelope + 1e-9).all() and (log_ratio >= -envelope - 1e-9).all()
+check("every pair stays within Gronwall's envelope +-L t",
+      bool((log_ratio <= envelope + 1e-9).all() and (log_ratio >= -envelope - 1e-9).all()))
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.8))
@@ -687,8 +686,7 @@ x_start = torch.linspace(-2, 2, n_initial_states, dtype=DTYPE, device=DEVICE)[:,
 t_1d = torch.linspace(0, 3, 61, dtype=DTYPE, device=DEVICE)
 paths_1d = odeint(lambda t, y: field_1d(y), x_start, t_1d, **TOL)[..., 0]                # [61, N]
 still_sorted = (paths_1d[:, 1:] > paths_1d[:, :-1]).all().item()
-print(f"{n_initial_states} ordered initial states keep their order at all {len(t_1d)} times: {still_sorted}")
-assert still_sorted
+check(f"{n_initial_states} ordered initial states keep their order at all {len(t_1d)} times", still_sorted)
 
 # %% [markdown]
 # So no flow can map $x \mapsto -x$: that map reverses the order of every pair. On the data set of
@@ -702,8 +700,8 @@ phi_T = odeint(lambda t, y: field_1d(y), x_ref, as_tensor([0.0, 3.0]), **TOL)[-1
 i, j = torch.triu_indices(64, 64, offset=1, device=DEVICE)
 flow_keeps = (torch.sign(phi_T[i] - phi_T[j]) == torch.sign(x_ref[i] - x_ref[j])).float().mean().item()
 target_keeps = (torch.sign(y_ref[i] - y_ref[j]) == torch.sign(x_ref[i] - x_ref[j])).float().mean().item()
-print(f"pairs whose order is kept: by the flow {flow_keeps:.0%}, by the target x -> -x {target_keeps:.0%}")
-assert flow_keeps == 1.0 and target_keeps == 0.0
+claim("share of pairs whose order the flow keeps", measured=flow_keeps, at_least=1.0, fmt=".0%")
+claim("share of pairs whose order the target x -> -x keeps", measured=target_keeps, at_most=0.0, fmt=".0%")
 
 # %% [markdown]
 # A discrete step does not have this protection. One Euler step $x + h f(x)$ with $h = 1$ and
@@ -714,8 +712,8 @@ assert flow_keeps == 1.0 and target_keeps == 0.0
 # %%
 euler_step = x_start + 1.0 * (-2.0 * x_start)
 exact_flow = math.exp(-2.0) * x_start
-assert torch.equal(euler_step, -x_start)                       # the step reverses every pair
-assert (exact_flow[1:] > exact_flow[:-1]).all()                # the flow keeps the order
+check("one Euler step with h L = 2 is the reflection x -> -x", torch.equal(euler_step, -x_start))
+check("the exact flow keeps the order", bool((exact_flow[1:] > exact_flow[:-1]).all()))
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))

@@ -56,6 +56,7 @@ import time
 from torch import nn
 
 from nodecourse import odeint, solve
+from nodecourse.claims import check, claim, report
 from nodecourse.data import cubic_regression
 from nodecourse.models import MLP, ODEBlock, ODEFunc, ResNet
 from nodecourse.solvers import TABLEAUX
@@ -86,9 +87,9 @@ rtol = atol = 1e-3                   # the ODE-Net's solver tolerances (the orig
 # %%
 x, y = cubic_regression(device=DEVICE)
 print("x:", [round(v, 3) for v in x.squeeze(1).tolist()])
-assert x.shape == y.shape == (10, 1)
-assert torch.allclose(x.squeeze(1), torch.linspace(-2, 2, 10, device=DEVICE))
-assert torch.allclose(y, x**3 + 0.1 * x)
+check("ten points x evenly spaced on [-2, 2], y = x^3 + 0.1 x", x.shape == y.shape == (10, 1)
+      and torch.allclose(x.squeeze(1), torch.linspace(-2, 2, 10, device=DEVICE)) and torch.allclose(y, x**3 + 0.1 * x),
+      detail=f"shapes {tuple(x.shape)} and {tuple(y.shape)}")
 
 x_fine = torch.linspace(-3, 3, 121, device=DEVICE).unsqueeze(1)   # the plotting grid, step 0.05
 y_fine = x_fine**3 + 0.1 * x_fine
@@ -153,9 +154,8 @@ mlp = resnet.block(0)
 with torch.no_grad():
     euler_3_steps = odeint(lambda t, state: mlp(state), x, torch.tensor([0.0, 3.0], device=DEVICE),
                            method="euler", options={"step_size": 1.0})[-1]
-    gap = (resnet(x) - euler_3_steps).abs().max().item()
-print(f"largest difference between the ResNet and 3 Euler steps: {gap:.1e}")
-assert gap < 1e-6
+    gap = (resnet(x) - euler_3_steps).abs().max()
+claim("largest difference between the ResNet and 3 Euler steps", measured=gap, at_most=1e-6)
 
 
 # %% [markdown]
@@ -173,10 +173,11 @@ def linear_params(sizes: list[int]) -> int:
 
 n_resnet, n_odenet = count_parameters(make_resnet()), count_parameters(make_odenet())
 n_unshared = count_parameters(ResNet(MLP([1, 25, 1]), depth=3, shared=False))
-print(f"ResNet (shared): {n_resnet}   ResNet (one MLP per layer): {n_unshared}   ODE-Net: {n_odenet}")
-assert n_resnet == linear_params([1, 25, 1]) == 76
-assert n_unshared == 3 * 76
-assert n_odenet == linear_params([2, 25, 1]) == 101
+check("ResNet (shared): 76 parameters, a*b + b for [1, 25, 1]", n_resnet == linear_params([1, 25, 1]) == 76,
+      detail=f"{n_resnet}")
+check("ResNet (one MLP per layer): 3 x 76 parameters", n_unshared == 3 * 76, detail=f"{n_unshared}")
+check("ODE-Net: 101 parameters, a*b + b for [2, 25, 1]", n_odenet == linear_params([2, 25, 1]) == 101,
+      detail=f"{n_odenet}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Experiment 1: the original settings
@@ -204,7 +205,7 @@ run("ResNet, SGD", make_resnet(), "sgd")
 run("ODE-Net, SGD", make_odenet(), "sgd")
 for name in ("ResNet, SGD", "ODE-Net, SGD"):
     loss = runs[name][1].loss
-    assert loss[-1] < loss[0] / 4, f"{name}: the loss should fall by a clear factor"
+    claim(f"{name}: the loss falls by a clear factor, first / last", measured=loss[0] / loss[-1], at_least=4, fmt=".0f")
 
 
 # %% [markdown]
@@ -250,11 +251,12 @@ target_variance = y.var(unbiased=False).item()
 for name in ("ResNet, SGD", "ODE-Net, SGD"):
     loss = runs[name][1].loss
     jump = max(after / before for before, after in zip(loss[:-1], loss[1:]))
-    print(f"{name:14s} final MSE {loss[-1]:.3f} (R^2 = {1 - loss[-1] / target_variance:.3f}, target variance "
-          f"{target_variance:.1f});  largest one-step rise of the loss: x{jump:.2f}")
-    assert loss[-1] > fit_bar, "the original settings do not reach the fit bar"
+    print(f"{name:14s} R^2 = {1 - loss[-1] / target_variance:.3f} (target variance {target_variance:.1f}); "
+          f"largest one-step rise of the loss: x{jump:.2f}")
+    claim(f"{name}: the original settings miss the fit bar, final MSE", measured=loss[-1], at_least=fit_bar)
 resnet_loss = runs["ResNet, SGD"][1].loss
-assert max(b / a for a, b in zip(resnet_loss[:-1], resnet_loss[1:])) > 2, "SGD overshoots on the ResNet"
+claim("SGD overshoots on the ResNet: the largest one-step rise of the loss", at_least=2, fmt=".2f",
+      measured=max(b / a for a, b in zip(resnet_loss[:-1], resnet_loss[1:])))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Experiment 2: one change, Adam
@@ -269,8 +271,10 @@ run("ODE-Net, Adam", make_odenet(), "adam")
 for name in ("ResNet, Adam", "ODE-Net, Adam"):
     final = runs[name][1].loss[-1]
     sgd_final = runs[name.replace("Adam", "SGD")][1].loss[-1]
-    assert final < fit_bar, f"{name} fits the ten points (MSE {final:.4f} < {fit_bar})"
-    assert final < sgd_final / 3, "Adam ends far below SGD"
+    claim(f"{name} fits the ten points: final MSE", measured=final, at_most=fit_bar,
+          fast_note=f"{n_iters} iterations, so the bar is {fit_bar} instead of 0.01")
+    claim(f"{name} ends far below SGD: final MSE with SGD / with Adam", measured=sgd_final / final, at_least=3,
+          fmt=".0f")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -310,10 +314,10 @@ resnet_adam, odenet_adam = runs["ResNet, Adam"][0], runs["ODE-Net, Adam"][0]
 B_res, B_ode = output_bound(resnet_adam.block(0)), output_bound(odenet_adam.func.net)
 shift_res = (predict(resnet_adam, far) - far.cpu()).abs().max().item()
 shift_ode = (predict(odenet_adam, far) - far.cpu()).abs().max().item()
-print(f"ResNet : max |model(x) - x| = {shift_res:.2f} <= 3B = {3 * B_res:.2f}")
-print(f"ODE-Net: max |model(x) - x| = {shift_ode:.2f} <=  B = {B_ode:.2f}")
-assert shift_res <= 3 * B_res + 1e-4
-assert shift_ode <= B_ode * (1 + 1e-2)   # the exact flow obeys <= B; the solver is within its tolerance
+claim("ResNet: max |model(x) - x| on [-100, 100], at most 3B", measured=shift_res, at_most=3 * B_res + 1e-4, fmt=".2f")
+# the exact flow obeys <= B; the solver is within its tolerance, hence 1% of room
+claim("ODE-Net: max |model(x) - x| on [-100, 100], at most B", measured=shift_ode, at_most=B_ode * (1 + 1e-2),
+      fmt=".2f")
 
 
 # %% [markdown]
@@ -331,8 +335,9 @@ def split_errors(model: nn.Module) -> tuple[float, float]:
 
 for name in ("ResNet, Adam", "ODE-Net, Adam"):
     err_in, err_out = split_errors(runs[name][0])
-    print(f"{name:14s} MSE inside [-2, 2]: {err_in:.4f}   outside: {err_out:.2f}   ratio {err_out / err_in:.0f}")
-    assert err_out > 10 * err_in, "extrapolation is far worse than interpolation"
+    print(f"{name:14s} MSE inside [-2, 2]: {err_in:.4f}   outside: {err_out:.2f}")
+    claim(f"{name}: extrapolation is far worse, MSE outside / inside", measured=err_out / err_in, at_least=10,
+          fmt=".0f")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. What the ODE-Net costs: NFE during training
@@ -355,9 +360,10 @@ with torch.no_grad():
     stats = solve(odenet_adam.func, x, torch.tensor([0.0, 1.0], device=DEVICE),
                   rtol=rtol, atol=atol, method="dopri5").stats
 fsal_evals = TABLEAUX["dopri5"].n_stages - 1
-print(f"ODEBlock.nfe_forward = {odenet_adam.nfe_forward};  solve: {stats.n_steps} steps "
-      f"({stats.n_accepted} accepted, {stats.n_rejected} rejected), nfe = {stats.nfe}")
-assert odenet_adam.nfe_forward == stats.nfe == 2 + fsal_evals * stats.n_steps
+check("NFE = 2 + 6 x steps, the same in ODEBlock.nfe_forward and in solve's stats",
+      odenet_adam.nfe_forward == stats.nfe == 2 + fsal_evals * stats.n_steps,
+      detail=f"{odenet_adam.nfe_forward} = 2 + {fsal_evals} x {stats.n_steps} "
+             f"({stats.n_accepted} accepted, {stats.n_rejected} rejected)")
 
 # %% [markdown]
 # Now over training. Two things to see: the forward NFE is not constant, it **grew** as the model
@@ -368,15 +374,16 @@ assert odenet_adam.nfe_forward == stats.nfe == 2 + fsal_evals * stats.n_steps
 
 # %%
 hist = runs["ODE-Net, Adam"][1]
-print(f"forward NFE: first iteration {hist.nfe_forward[0]}, last {hist.nfe_forward[-1]}, "
-      f"max {max(hist.nfe_forward)};  backward NFE: max {max(hist.nfe_backward)}")
-assert hist.nfe_forward[-1] > hist.nfe_forward[0], "the trained dynamics cost more to integrate"
+print(f"forward NFE: first iteration {hist.nfe_forward[0]}, last {hist.nfe_forward[-1]}, max {max(hist.nfe_forward)}")
+check("the trained dynamics cost more to integrate", hist.nfe_forward[-1] > hist.nfe_forward[0],
+      detail=f"forward NFE {hist.nfe_forward[0]} -> {hist.nfe_forward[-1]}")
 with torch.no_grad():   # the size of the vector field at the data, t = 0, before and after training
     t0 = torch.zeros((), device=DEVICE)
     speed_init, speed_trained = (func(t0, x).abs().mean().item() for func in (odefunc_init, odenet_adam.func))
-print(f"mean |f(0, x_i)| over the data: initial {speed_init:.2f}, trained {speed_trained:.2f}")
-assert speed_trained > 3 * speed_init, "training made the vector field much stronger"
-assert max(hist.nfe_backward) == 0, "backprop through the solver makes no new evaluations"
+claim("training made the field stronger: mean |f(0, x_i)| trained / initial", measured=speed_trained / speed_init,
+      at_least=3, fmt=".1f")
+check("backprop through the solver makes no new evaluations", max(hist.nfe_backward) == 0,
+      detail=f"largest backward NFE {max(hist.nfe_backward)}")
 
 # %% [markdown]
 # The adjoint method (notebook 04) computes the gradient with a second solve, backwards in time, so
@@ -386,10 +393,11 @@ assert max(hist.nfe_backward) == 0, "backprop through the solver makes no new ev
 # %%
 run("ODE-Net, Adam, adjoint", make_odenet(adjoint=True), "adam")
 hist_adj = runs["ODE-Net, Adam, adjoint"][1]
-print(f"adjoint run: forward NFE {hist_adj.nfe_forward[0]} -> {hist_adj.nfe_forward[-1]}, "
-      f"backward NFE {hist_adj.nfe_backward[0]} -> {hist_adj.nfe_backward[-1]}")
-assert min(hist_adj.nfe_backward) > 0, "the adjoint's reverse solve evaluates f at every iteration"
-assert hist_adj.loss[-1] < fit_bar, "trained with the adjoint, the ODE-Net fits the points too"
+print(f"adjoint run: forward NFE {hist_adj.nfe_forward[0]} -> {hist_adj.nfe_forward[-1]}")
+claim("the adjoint's reverse solve evaluates f at every iteration: smallest backward NFE",
+      measured=min(hist_adj.nfe_backward), at_least=1, fmt=".0f")
+claim("trained with the adjoint, the ODE-Net fits the points too: final MSE", measured=hist_adj.loss[-1],
+      at_most=fit_bar, fast_note=f"{n_iters} iterations, so the bar is {fit_bar} instead of 0.01")
 
 fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(hist.nfe_forward, label="backprop: forward")
@@ -424,9 +432,8 @@ for tol, dtype in ((1e-3, torch.float32), (1e-9, torch.float64)):
     adjoint = copy.deepcopy(backprop)
     adjoint.adjoint = True
     g_bp, g_adj = gradient(backprop, dtype), gradient(adjoint, dtype)
-    rel = ((g_bp - g_adj).norm() / g_bp.norm()).item()
-    print(f"rtol = atol = {tol:g} ({dtype}): relative gradient difference {rel:.1e}")
-    assert rel < (1e-6 if tol < 1e-6 else 1e-2)
+    claim(f"rtol = atol = {tol:g} ({dtype}): relative gradient difference, backprop vs adjoint",
+          measured=(g_bp - g_adj).norm() / g_bp.norm(), at_most=1e-6 if tol < 1e-6 else 1e-2)
 
 
 # %% [markdown]
@@ -457,8 +464,11 @@ bytes_adj = [saved_bytes(make_odenet("euler", 1 / n, adjoint=True)) for n in n_s
 for n, b, a in zip(n_steps, bytes_bp, bytes_adj):
     print(f"{n:3d} Euler steps: backprop saves {b:7,d} bytes, adjoint {a:4d} bytes")
 per_step = (bytes_bp[-1] - bytes_bp[0]) / (n_steps[-1] - n_steps[0])
-assert all(abs(b - bytes_bp[0] - per_step * (n - n_steps[0])) < 0.01 * b for n, b in zip(n_steps, bytes_bp))
-assert len(set(bytes_adj)) == 1 and bytes_adj[0] < bytes_bp[0], "the adjoint's memory does not grow"
+claim(f"backprop: linear in the steps ({per_step:,.0f} bytes per step), largest relative gap to the line",
+      measured=max(abs(b - bytes_bp[0] - per_step * (n - n_steps[0])) / b for n, b in zip(n_steps, bytes_bp)),
+      at_most=0.01)
+check("the adjoint's memory does not grow, and is below backprop's at 2 steps",
+      len(set(bytes_adj)) == 1 and bytes_adj[0] < bytes_bp[0], detail=f"{bytes_adj[0]} bytes at every step count")
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(n_steps, bytes_bp, "o-", label="backprop through the solver")
@@ -477,9 +487,11 @@ plt.show()
 # %%
 work_bp = sum(hist.nfe_forward) + sum(hist.nfe_backward)
 work_adj = sum(hist_adj.nfe_forward) + sum(hist_adj.nfe_backward)
-print(f"{n_iters} iterations: backprop {work_bp} evaluations of f in {runs['ODE-Net, Adam'][2]:.1f} s, "
-      f"adjoint {work_adj} evaluations in {runs['ODE-Net, Adam, adjoint'][2]:.1f} s")
-assert work_adj > 2 * work_bp, "the adjoint's reverse solves more than double the evaluations"
+print(f"{n_iters} iterations: backprop {work_bp} evaluations of f, adjoint {work_adj}")
+claim("the adjoint's reverse solves more than double the evaluations: adjoint / backprop",
+      measured=work_adj / work_bp, at_least=2, fmt=".2f")
+report("training time, adjoint / backprop", runs["ODE-Net, Adam, adjoint"][2] / runs["ODE-Net, Adam"][2], fmt=".2f",
+       why="a ratio of wall-clock times: it depends on the machine and its load")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Euler or Dopri5: the solver is a hyperparameter
@@ -494,8 +506,9 @@ for name, (method, h) in solver_runs.items():
     run(f"ODE-Net, {name}", make_odenet(method, h), "adam")
     nfe = runs[f"ODE-Net, {name}"][1].nfe_forward
     expected = TABLEAUX[method].n_stages * round(1 / h)
-    assert set(nfe) == {expected}, f"{name}: NFE is {expected} at every iteration"
-    assert runs[f"ODE-Net, {name}"][1].loss[-1] < fit_bar, f"{name} fits the ten points"
+    check(f"{name}: NFE is {expected} at every iteration", set(nfe) == {expected})
+    claim(f"{name} fits the ten points: final MSE", measured=runs[f"ODE-Net, {name}"][1].loss[-1], at_most=fit_bar,
+          fast_note=f"{n_iters} iterations, so the bar is {fit_bar} instead of 0.01")
 solver_runs["Dopri5"] = ("dopri5", None)
 runs["ODE-Net, Dopri5"] = runs["ODE-Net, Adam"]
 
@@ -520,10 +533,13 @@ for name in solver_runs:
     exact = mse(predict(resolved(model), x), y.cpu()).item()
     table[name] = (history.nfe_forward[-1], own, exact)
     print(f"{name:14s} {history.nfe_forward[-1]:11d} {own:10.4f} {exact:15.4f}")
-assert table["Euler h=1"][2] > 10 * table["Euler h=1"][1], "trained with one Euler step: not an ODE"
-assert table["Euler h=1/4"][2] > 3 * table["Euler h=1/4"][1], "four Euler steps: still far from the ODE"
-for name in ("RK4 h=1/2", "Dopri5"):
-    assert table[name][2] < 2 * table[name][1] + 1e-3, f"{name}: the trained model is (close to) its ODE"
+claim("trained with one Euler step, not an ODE: MSE re-solved / as trained",
+      measured=table["Euler h=1"][2] / table["Euler h=1"][1], at_least=10, fmt=".0f")
+claim("four Euler steps, still far from the ODE: MSE re-solved / as trained",
+      measured=table["Euler h=1/4"][2] / table["Euler h=1/4"][1], at_least=3, fmt=".0f")
+for name in ("RK4 h=1/2", "Dopri5"):  # (the 1e-3 leaves room where the trained MSE is tiny)
+    claim(f"{name}, (close to) its ODE: MSE re-solved", measured=table[name][2], at_most=2 * table[name][1] + 1e-3,
+          fmt=".4f")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))

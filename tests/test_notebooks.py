@@ -16,7 +16,9 @@ import make_exercises  # noqa: E402
 import update_links  # noqa: E402
 
 LECTURES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-COURSE_LECTURES = [p for p in LECTURES if not p.name.startswith("00_")]
+# appendices are optional reading: no exercises (so no solutions and no badges of their own)
+APPENDICES = [p for p in LECTURES if "_appendix_" in p.name]
+COURSE_LECTURES = [p for p in LECTURES if not p.name.startswith("00_") and p not in APPENDICES]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*_exercises.ipynb"))
 EXERCISES = sorted((ROOT / "exercises").glob("*_exercises.ipynb"))
 
@@ -33,15 +35,17 @@ def _ids(paths):
     return [p.name for p in paths]
 
 
-@pytest.mark.parametrize("path", COURSE_LECTURES + SOLUTIONS, ids=_ids(COURSE_LECTURES + SOLUTIONS))
+@pytest.mark.parametrize("path", COURSE_LECTURES + APPENDICES + SOLUTIONS, ids=_ids(COURSE_LECTURES + APPENDICES + SOLUTIONS))
 def test_skeleton(path):
-    """Badge cell, title, objectives, time, one setup cell, hyperparameters, recap, further reading."""
+    """Badge cell, title, objectives, time, one setup cell, hyperparameters, recap, further reading; a
+    lecture shows its claims checked (nodecourse.claims), never as a bare assert."""
     cells = _read(path).cells
     stem = path.stem.removesuffix("_exercises")
     home = update_links.course_home()
-    badge = cells[0]
-    assert badge.cell_type == "markdown", "the first cell holds the Colab badges"
-    assert badge.source == update_links.badge_source(home, stem), "badge cell not generated (run tools/update_links.py)"
+    if path not in APPENDICES:
+        badge = cells[0]
+        assert badge.cell_type == "markdown", "the first cell holds the Colab badges"
+        assert badge.source == update_links.badge_source(home, stem), "badge cell not generated (run tools/update_links.py)"
     markdown = _text(c for c in cells if c.cell_type == "markdown")
     number = stem[:2]
     assert re.search(rf"^# {number}\b", markdown, re.MULTILINE), f"no title starting '# {number}'"
@@ -55,7 +59,10 @@ def test_skeleton(path):
     assert update_links.with_home_line(setup[0].source, home, path.name) == setup[0].source
     code = _text(c for c in cells if c.cell_type == "code")
     assert re.search(r"=\s*\S+\s+if FAST else\s+\S+", code), "no visible fast-mode hyperparameter cell"
-    assert "assert " in code, "a lecture checks its claims with assert"
+    if path.parent.name == "notebooks":
+        asserts = re.findall(r"^\s*assert\b.*$", code, re.MULTILINE)
+        assert not asserts, f"bare asserts print nothing when they hold; use nodecourse.claims: {asserts[:3]}"
+        assert "claim(" in code or "check(" in code, "a lecture shows its claims checked (nodecourse.claims)"
     assert "import nodecourse" in code or "from nodecourse" in code
 
 
