@@ -105,10 +105,11 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
         adjoint_options = {k: v for k, v in options.items() if same and k not in ("per_sample", "norm", "compile")}
     adjoint_options = dict(adjoint_options)
     seminorm = adjoint_options.get("norm") == "seminorm"
+    user_norm = adjoint_options.get("norm") if callable(adjoint_options.get("norm")) else None
     if seminorm:
         del adjoint_options["norm"]
-    elif callable(adjoint_options.get("norm")):
-        adjoint_options["norm"] = _TorchdiffeqAdjointNorm(adjoint_options["norm"])
+    elif user_norm is not None:
+        adjoint_options["norm"] = _TorchdiffeqAdjointNorm(user_norm)
     if adjoint_options.get("compile"):
         raise ValueError("The adjoint's reverse solve builds a new augmented field for every backward pass, so "
                          "it cannot reuse a compiled step; remove 'compile' from adjoint_options (it may stay in "
@@ -128,7 +129,7 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
         "backward": dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
                          atol=atol if adjoint_atol is None else adjoint_atol,
                          method=adjoint_method, options=adjoint_options),
-        "seminorm": seminorm, "record": _record, "param_names": param_names,
+        "seminorm": seminorm, "user_norm": user_norm, "record": _record, "param_names": param_names,
     }
     ys = _AdjointSolve.apply(settings, t, *parts, *params)
     return tuple(ys) if is_tuple else ys[0]
@@ -147,6 +148,10 @@ class _AdjointSolve(torch.autograd.Function):
             settings["record"].stats = solution.stats
         ys = tuple(solution.ys) if settings["is_tuple"] else (solution.ys,)
         ctx.settings = settings
+        # As in torchdiffeq, the reverse solve's norm is readable (and replaceable) on the output's grad_fn:
+        # ys.grad_fn.adjoint_options["norm"], called on (t, *y, *a, *param_grads) (t's part is 0 here).
+        n_measured = 2 * settings["n_parts"] if settings["seminorm"] else None
+        ctx.adjoint_options = {"norm": settings["user_norm"] or _DefaultAdjointNorm(n_measured)}
         ctx.save_for_backward(t, *ys)
         return ys
 
@@ -182,7 +187,10 @@ class _AdjointSolve(torch.autograd.Function):
             if callable(adjoint_callback):
                 setattr(augmented, name, adjoint_callback)
         backward_settings = dict(settings["backward"])
-        if settings["seminorm"]:
+        norm = ctx.adjoint_options.get("norm")
+        if not isinstance(norm, _DefaultAdjointNorm):  # the user's, or one put on grad_fn since the forward
+            backward_settings["options"] = {**backward_settings["options"], "norm": _TorchdiffeqAdjointNorm(norm)}
+        elif settings["seminorm"]:
             backward_settings["options"] = {**backward_settings["options"], "norm": _seminorm(2 * n)}
 
         a = tuple(g[-1] for g in grad_ys)
@@ -232,6 +240,20 @@ class _TorchdiffeqAdjointNorm:
 
     def __call__(self, parts: tuple) -> torch.Tensor:
         return self.norm((parts[0].new_zeros(()), *parts))
+
+
+class _DefaultAdjointNorm:
+    """The reverse solve's default norm in torchdiffeq's layout ``(t, *y, *a, *param_grads)``: the largest
+    RMS over the parts (over ``y`` and ``a`` only, the first ``n_measured``, for the seminorm). The solve
+    itself uses the equivalent built-in norm unless this object is replaced on ``grad_fn``."""
+
+    def __init__(self, n_measured: Optional[int]):
+        self.n_measured = n_measured
+
+    def __call__(self, parts: tuple) -> torch.Tensor:
+        t, rest = parts[0], parts[1:]
+        measured = rest if self.n_measured is None else rest[:self.n_measured]
+        return torch.stack([t.abs().reshape(())] + [p.pow(2).mean().sqrt() for p in measured]).amax()
 
 
 def _seminorm(n_measured: int) -> Callable:

@@ -226,3 +226,27 @@ def test_adjoint_refuses_per_sample_times_with_advice():
     with pytest.raises(ValueError, match="per_sample"):
         odeint_adjoint(lambda t, y: field(y), torch.zeros(3, 2), torch.rand(3, 4).cumsum(1),
                        adjoint_params=tuple(field.parameters()))
+
+
+@pytest.mark.parametrize("seminorm", [False, True])
+def test_the_reverse_norm_sits_on_grad_fn_as_in_torchdiffeq(seminorm):
+    """ys.grad_fn.adjoint_options["norm"] is the reverse solve's norm in torchdiffeq's layout
+    (t, y, a, *param_grads); replacing it there changes the norm the backward pass uses."""
+    weight = torch.tensor([0.3, -0.2], requires_grad=True)
+    y0 = torch.tensor([1.0, 2.0])
+    options = {"norm": "seminorm"} if seminorm else None
+    ys = odeint_adjoint(lambda t, y: -y * weight, y0, torch.tensor([0.0, 1.0]), adjoint_params=(weight,),
+                        adjoint_options=options)
+    default = ys.grad_fn.adjoint_options["norm"]
+    parts = (torch.tensor(0.0), torch.tensor([3.0, 4.0]), torch.tensor([0.0, 0.0]), torch.tensor([10.0, 10.0]))
+    rms_y = (12.5) ** 0.5
+    assert float(default(parts)) == pytest.approx(rms_y if seminorm else 10.0)
+    seen = []
+
+    def spy(parts):
+        seen.append(tuple(p.shape for p in parts))
+        return default(parts)
+
+    ys.grad_fn.adjoint_options["norm"] = spy
+    ys.sum().backward()
+    assert seen and seen[0] == ((), (2,), (2,), (2,))
