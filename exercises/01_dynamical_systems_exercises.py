@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-8c4ac0ac954a3047"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-62e5f59ee4f92952"]
 # > **This notebook is generated** from `solutions/01_dynamical_systems_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -11,12 +11,14 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 01 · Dynamical systems: exercises
 #
-# Four exercises on notebook 01, from a vector field to the two sides of a network's Lipschitz
-# constant. Each asks for one function. In the exercise notebook its body is
-# `raise NotImplementedError`: replace that with your code and run the cell. The checker call below
-# it compares your function with a reference on several cases and prints what passed, what failed
-# and a hint; until your version passes, the notebook goes on with the reference, so every later
-# cell still runs.
+# Six exercises on notebook 01, from a vector field to the two sides of a network's Lipschitz
+# constant. Exercises 1-4 ask for one function each: in the exercise notebook its body is
+# `raise NotImplementedError`; replace that with your code and run the cell. Exercise 5 hands you a
+# function with a bug to find and repair, exercise 6 asks you to predict a number before a cell
+# measures it. The checker call below each compares your answer with a reference on labelled cases.
+# Hints come in stages: the first failure says which property failed, later failures nudge more
+# specifically, and the answer appears only when you ask for it with `ex01.show_answer(n)`. Until an
+# exercise passes, the notebook goes on with the reference, and the cells after it say so.
 #
 # **Learning objectives**
 # - write a vector field as a batched function `f(t, y)` of states `[B, 2]`;
@@ -235,6 +237,57 @@ for name, model, x2 in (("Linear(2, 2)", linear, torch.randn(n_pairs, 2, dtype=D
     assert lower <= upper * (1 + 1e-12)
     if model is linear:
         assert lower > 0.999 * upper  # a linear map attains its spectral norm
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 5: find the bug in "time as part of the state"
+# A non-autonomous ODE $\dot y = f(t, y)$ has no flow in the state alone; appending time to the state,
+# $z = (y, s)$ with $\dot s = 1$, makes it autonomous: $\dot z = g(z) = (f(s, y), 1)$. A colleague's
+# `autonomous_field(f)` below returns such a `g(t, z)` (time as the last entry of `z`, `[..., N + 1]`).
+# Their test solved from $t_0 = 0$ with $s_0 = 0$ and matched the original ODE. Run the checker, find
+# why it fails elsewhere, and repair it: `g` must not depend on its argument `t` at all.
+
+# %%
+def autonomous_field(f):
+    """The field g(t, z) = [f(s, y), 1] on z = [y, s]: time is the last entry of the state."""
+    def g(t, z):
+        y, s = z[..., :-1], z[..., -1:]
+        return torch.cat([f(t, y), torch.ones_like(s)], dim=-1)
+    return g
+
+
+autonomous_field = ex01.check_autonomous_field(autonomous_field)
+
+# %% [markdown]
+# With the repaired field, starting the clock in the state at $s_0 = 2$ while the solver runs on $[0, 1]$
+# gives the original ODE's solution on $[2, 3]$:
+
+# %%
+from nodecourse.exercises.checking import who
+
+
+def forced(t, y):
+    return -y + torch.sin(3 * torch.as_tensor(t, dtype=y.dtype))
+
+
+z_end = odeint(autonomous_field(forced), torch.tensor([1.0, 2.0], dtype=torch.float64),
+               torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=1e-10, atol=1e-12)[-1]
+y_end = odeint(forced, torch.tensor([1.0], dtype=torch.float64), torch.tensor([2.0, 3.0], dtype=torch.float64),
+               rtol=1e-10, atol=1e-12)[-1]
+print(f"with {who(autonomous_field)} autonomous_field: y(3) = {z_end[0]:.6f}, s = {z_end[1]:.6f}; "
+      f"original ODE: y(3) = {y_end[0]:.6f}")
+assert torch.allclose(z_end[:1], y_end, atol=1e-8), "the autonomous field does not reproduce the original ODE"
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: predict, then check
+# The damped pendulum ($g/l = 1$, damping $c = 0.5$) moves a small patch of the phase plane around
+# $(\theta, \omega) = (1, 0.3)$ for $t = 2$. By what factor does the patch's **area** change? Write your
+# prediction into `predicted_factor` before you run the cell; the checker measures the determinant of the
+# flow map's Jacobian (5% either way passes).
+
+# %%
+predicted_factor = None  # your prediction: a number
+measured_factor = ex01.check_area_factor_prediction(predicted_factor)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

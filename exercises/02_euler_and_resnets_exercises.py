@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-2fc17381cb3df512"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-5a6551ad4c6b383c"]
 # > **This notebook is generated** from `solutions/02_euler_and_resnets_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -14,9 +14,13 @@
 # You build Euler's method from one step to a whole trajectory, write a ResNet's forward pass,
 # show with `nodecourse.odeint` that it is Euler's method with h = 1, and measure how a ResNet
 # approaches its continuous limit, the ODE, as its depth grows.
-# Each exercise is a function: replace `raise NotImplementedError` with your code and run the cell.
-# The checker below it runs your function against a reference on several cases and prints what
-# passed, what failed and a hint; until it passes, the notebook goes on with the reference.
+# Exercises 1-5 ask for a function: replace `raise NotImplementedError` with your code and run the cell.
+# Exercise 6 hands you a solver with a bug to find and repair; exercise 7 asks you to predict a number
+# before a cell measures it. The checker below each runs your answer on labelled cases and prints what
+# passed and what failed.
+# Hints come in stages: the first failure says which property failed, later failures nudge more
+# specifically, and the answer appears only when you ask for it with `ex02.show_answer(n)`. Until an
+# exercise passes, the notebook goes on with the reference, and the cells after it say so.
 #
 # **Learning objectives**
 # - write an Euler step and an Euler solver on any time grid, forwards or backwards in time;
@@ -59,6 +63,7 @@ import numpy as np
 
 from nodecourse import odeint
 from nodecourse.exercises import ex02
+from nodecourse.exercises.checking import who
 from nodecourse.models import MLP, ODEFunc, ResNet
 from nodecourse.plotting import convergence_plot
 
@@ -120,7 +125,7 @@ y0 = torch.tensor([[1.0, 0.0], [0.3, -0.8]], **F64)
 grid = torch.linspace(0.0, 3.0, 31, **F64)
 gap = (euler_trajectory(oscillator, y0, grid)
        - odeint(oscillator, y0, grid, method="euler", options={"step_size": 0.1})).abs().max().item()
-print(f"your Euler vs nodecourse.odeint(method='euler'): {gap:.1e}")
+print(f"{who(euler_trajectory)} Euler vs nodecourse.odeint(method='euler'): {gap:.1e}")
 assert gap < 1e-12
 
 
@@ -244,6 +249,35 @@ ax.plot([T / L for L in depths], gaps.tolist(), "s-", label="ResNet (h = T/L) vs
 ax.set_title("two first-order convergences")
 ax.legend()
 plt.show()
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: find the bug in an Euler solve
+# `euler_solve(f, y0, t0, t1, n_steps)` below should take `n_steps` Euler steps of equal size from
+# $(t_0, y_0)$ and return the state at $t_1$. Its author checked it on $\dot y = -y/2$ against
+# $e^{-t/2}$ and was happy. Run the checker, find the bug, and repair the function.
+
+# %%
+def euler_solve(f, y0, t0, t1, n_steps):
+    """n_steps Euler steps of size (t1 - t0) / n_steps from (t0, y0); returns the state at t1."""
+    h = (t1 - t0) / n_steps
+    y = y0
+    for k in range(n_steps):
+        y = y + h * f(t0, y)
+    return y
+
+
+euler_solve = ex02.check_euler_solve(euler_solve)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 7: predict, then check
+# Solve the logistic equation $\dot y = y(1 - y)$, $y(0) = 0.1$, to $t = 2$ with Euler's method, once with
+# 20 steps and once with 80. **Before running the cell**, write into `predicted_ratio` the ratio of the
+# two global errors, error(20 steps) / error(80 steps). The checker measures it (15% either way passes).
+
+# %%
+predicted_ratio = None  # your prediction: a number
+measured_ratio = ex02.check_error_ratio_prediction(predicted_ratio)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

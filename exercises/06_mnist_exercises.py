@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-837424c7c67ffb60"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-66fb122ce7f381bb"]
 # > **This notebook is generated** from `solutions/06_mnist_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -11,7 +11,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 06 · MNIST: exercises
 #
-# Five exercises on notebook 06. Along the way you rebuild a classic picture: an MLP and a Neural
+# Seven exercises on notebook 06. Along the way you rebuild a classic picture: an MLP and a Neural
 # ODE whose dynamics are a small MLP, both trained on MNIST, and the first two principal components
 # of their hidden states for one digit: a few points that jump for the MLP, a smooth path for the
 # ODE. Each exercise asks for one function. In the exercise notebook its body is
@@ -19,6 +19,12 @@
 # it compares your function with a reference on several cases and prints what passed, what failed
 # and a hint; until your version passes, the notebook goes on with the reference, so every later
 # cell still runs.
+#
+# Exercises 6 and 7 are of two other kinds: exercise 6 hands you a function with a bug to find and
+# repair, exercise 7 asks you to predict a number before a cell measures it. Hints come in stages: the
+# first failure says which property failed, later failures nudge more specifically, and the answer
+# appears only when you ask for it with `ex06.show_answer(k)`. Until an exercise passes, the notebook
+# goes on with the reference.
 #
 # **Learning objectives**
 # - compute a classifier's accuracy in batches, correctly;
@@ -281,6 +287,32 @@ mlp_angles, ode_angles = turning_angles(mlp_path), turning_angles(ode_path)
 print(f"MLP:        max turning angle {mlp_angles.max():6.1f} deg over {len(mlp_angles)} corners")
 print(f"Neural ODE: max turning angle {ode_angles.max():6.1f} deg over {len(ode_angles)} corners")
 assert ode_angles.max() < 20.0 and ode_angles.max() < mlp_angles.max()
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: find the bug in a confusion matrix
+# `confusion_counts(pred, y, n_classes)` should count, for every true class `i` and predicted class `j`,
+# the test digits of class `i` that the model labels `j` (a `[n_classes, n_classes]` integer tensor whose
+# entries add up to the number of digits). It looked right on the three digits its author tried. Run
+# the checker, find the bug, and repair it.
+
+# %%
+def confusion_counts(pred, y, n_classes=10):
+    """counts[i, j]: how many samples of true class i were predicted as class j."""
+    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    counts[y, pred] += 1
+    return counts
+
+confusion_counts = ex06.check_confusion_counts(confusion_counts)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 7: predict, then check
+# The MLP classifier of the lecture, `MLP([784, 100, 10])`: how many parameters (weights and biases) does
+# it have? Write your prediction into `predicted_parameters` before you run the cell; it must be exact.
+
+# %%
+predicted_parameters = None  # your prediction: a number
+measured_parameters = ex06.check_mlp_parameters_prediction(predicted_parameters)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

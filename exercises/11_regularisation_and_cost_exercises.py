@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-146571b02a3c4bb1"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-2f10bb62dfba080a"]
 # > **This notebook is generated** from `solutions/11_regularisation_and_cost_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -11,7 +11,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 11 · Regularisation and cost: exercises
 #
-# Five exercises in two halves. The first three build the regularised dynamics of Finlay et al.
+# Seven exercises in two halves. The first three build the regularised dynamics of Finlay et al.
 # (2020) piece by piece (the kinetic-energy integrand, the Frobenius norm from one Gaussian probe,
 # the augmented state) and then train with them. The last two are about stiffness: the largest
 # stable step of explicit Euler on a linear system, and the stability limit of any explicit
@@ -19,6 +19,12 @@
 # Each exercise is a function; the checker below it runs your function against a reference on
 # several cases and tells you what passed. Until an exercise passes, the notebook goes on with the
 # reference, so you can do them in any order.
+#
+# Exercises 6 and 7 are of two other kinds: exercise 6 hands you a function with a bug to find and
+# repair, exercise 7 asks you to predict a number before a cell measures it. Hints come in stages: the
+# first failure says which property failed, later failures nudge more specifically, and the answer
+# appears only when you ask for it with `ex11.show_answer(k)`. Until an exercise passes, the notebook
+# goes on with the reference.
 #
 # **Learning objectives**
 # - compute the kinetic-energy integrand $\|f\|^2$ for a batch;
@@ -334,6 +340,31 @@ try:
 except SolverError as err:
     print(err)
     assert "NaN/inf" in str(err) and "stability limit" in str(err)
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: find the bug in a stiffness ratio
+# `stiffness_ratio(A)` should measure how stiff $\dot y = A y$ is (all eigenvalues with negative real
+# part): the fastest decay rate over the slowest. Its author tried it on diagonal matrices. Run the
+# checker, find the bug, and repair it.
+
+# %%
+def stiffness_ratio(A):
+    """The fastest decay rate of dy/dt = A y over the slowest, as a float."""
+    rates = torch.linalg.eigvals(A.to(torch.float64)).abs()
+    return float(rates.max() / rates.min())
+
+stiffness_ratio = ex11.check_stiffness_ratio(stiffness_ratio)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 7: predict, then check
+# Explicit Euler on $\dot y = -50 y$: what is the largest step $h$ for which the iterates do not grow?
+# The cell finds it by running 200 steps for each $h$ on a grid. Write your prediction into
+# `predicted_limit` before you run it (0.002 either way passes).
+
+# %%
+predicted_limit = None  # your prediction: a number
+measured_limit = ex11.check_euler_limit_prediction(predicted_limit)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

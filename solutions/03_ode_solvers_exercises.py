@@ -4,11 +4,15 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 · ODE solvers: exercises (solutions)
 #
-# Five exercises that rebuild the solver of the lecture piece by piece, ending with the batched
-# adaptive RKF45 that keeps one step size per sample and masks out the samples that are done.
-# Each exercise is a function; the checker below it runs your function against a reference on
-# several cases and tells you what passed. Until an exercise passes, the notebook goes on with the
-# reference, so you can do them in any order.
+# Seven exercises on the solvers of the lecture: five rebuild it piece by piece, up to the batched
+# adaptive RKF45 that keeps one step size per sample and masks out the samples that are done; then a
+# bug hunt in an adaptive solve and an open task on accuracy against cost.
+# Exercises 1-5 ask you to implement a function, exercise 6 to find and repair a bug, exercise 7 is an
+# open task with a measurable target. The checker below each one runs your answer on several labelled
+# cases and tells you what passed. Hints come in stages: the first failure says which property failed,
+# later failures nudge more specifically; the answer appears only if you ask for it with
+# `ex03.show_answer(n)`. Until an exercise passes, the notebook goes on with the reference (and says so),
+# so you can do them in any order.
 #
 # **Learning objectives**
 # - measure a convergence order from errors at several step sizes;
@@ -238,20 +242,21 @@ mask_update = ex03.check_mask_update(mask_update)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercise 5: a batched adaptive RKF45
 # Put the pieces together: `batched_rkf45(f, y0, t_end, rtol, atol, first_step)` solves
-# $\dot y = f(t, y)$ from $t = 0$ to `t_end` for a batch `y0` of shape `[B, N]`, with one step size per
-# sample, and returns `(y_end, n_steps)`: the states at `t_end` `[B, N]` and the number of attempted
-# steps of each sample (a `[B]` integer tensor). `f` is called with `t` of shape `[B]`.
+# $\dot y = f(t, y)$ from $t = 0$ to `t_end` for a batch `y0` of shape `[B, N]` with RKF45
+# (`TABLEAUX["rkf45"]`) and returns `(y_end, n_steps)`. What it must do (each sentence is one check):
 #
-# 1. Start with `t = 0`, `h = first_step` and every sample active (all `[B]` tensors).
-# 2. While any sample is active:
-#    - `h_try`: `min(h, t_end - t)` for active samples, `0` for finished ones;
-#    - `(y1, err) = rk_step(f, t, y, h_try, TABLEAUX["rkf45"])`;
-#    - per sample, `ratio` = RMS over the `N` entries of `err / (atol + rtol * max(|y|, |y1|))`;
-#    - count one attempted step for every active sample;
-#    - `h = next_step_size(h_try, ratio, tableau.error_order)`;
-#    - `(t, y, active) = mask_update(t, y, y1, h_try, t_end, ratio <= 1, active)`.
+# - every sample has its own step size, `first_step` at the start, and `f` is called with `t` of shape `[B]`;
+# - no trial step goes past `t_end`;
+# - a sample's step is accepted when the RMS, over that sample's own `N` entries, of
+#   `err / (atol + rtol * max(|y|, |y1|))` is at most 1;
+# - after every trial step, accepted or rejected, the sample's next step size comes from your controller
+#   (exercise 3, with the tableau's `error_order`);
+# - samples move and finish by the rules of exercise 4; the solve returns once every sample has finished;
+# - `y_end` is `[B, N]` like `y0`; `n_steps` is a `[B]` integer tensor counting each sample's
+#   **attempted** steps, rejected ones included.
 #
-# Use your functions from exercises 2 to 4 (or the references the notebook goes on with).
+# How you organise the loop is up to you; the functions of exercises 2 to 4 (yours or the references
+# the notebook goes on with) do most of the work.
 
 # %%
 def batched_rkf45(f, y0, t_end, rtol, atol, first_step):
@@ -287,6 +292,8 @@ batched_rkf45 = ex03.check_batched_rkf45(batched_rkf45)
 # - on average a sample needs far fewer steps than the shared step size makes it take.
 
 # %%
+from nodecourse.exercises.checking import who
+
 rates = torch.logspace(0, 2, n_batch, **F64)
 
 
@@ -304,22 +311,86 @@ per_sample = solve(decay, start, span, rtol=tol, atol=tol, method="rkf45",
 shared = solve(decay, start, span, rtol=tol, atol=tol, method="rkf45", options={"first_step": 0.01})
 
 error_ratio = ((y_mine - exact_end).abs() / (tol + tol * exact_end.abs())).squeeze(1)
-print("steps (mine):   ", steps_mine.tolist())
+whose = who(batched_rkf45)  # "yours" once your solver passed, else "the reference"
+print(f"steps ({whose}):", steps_mine.tolist())
 print("steps (package):", per_sample.stats.n_steps.tolist())
-print(f"shared step: {shared.stats.n_steps} steps for every sample; mine: mean {steps_mine.double().mean():.1f}")
-print(f"worst error of mine: {error_ratio.max():.2f} x tolerance")
-assert bool(((steps_mine - per_sample.stats.n_steps).abs() <= (0.05 * per_sample.stats.n_steps).clamp(min=2)).all())
-assert bool((error_ratio < 10).all())
-assert steps_mine.double().mean() < 0.5 * shared.stats.n_steps
+print(f"shared step: {shared.stats.n_steps} steps for every sample; {whose}: mean {steps_mine.double().mean():.1f}")
+print(f"worst error of {whose}: {error_ratio.max():.2f} x tolerance")
+assert bool(((steps_mine - per_sample.stats.n_steps).abs() <= (0.05 * per_sample.stats.n_steps).clamp(min=2)).all()), \
+    "the step counts differ from the package's per-sample counts by more than 5% (or 2): count attempted steps"
+assert bool((error_ratio < 10).all()), "some sample misses its tolerance at t_end by more than 10x"
+assert steps_mine.double().mean() < 0.5 * shared.stats.n_steps, "per-sample steps should save at least half"
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.5))
-ax.semilogx(rates.cpu(), steps_mine.cpu(), "o", label="batched_rkf45 (yours)")
+ax.semilogx(rates.cpu(), steps_mine.cpu(), "o", label=f"batched_rkf45 ({whose})")
 ax.semilogx(rates.cpu(), per_sample.stats.n_steps.cpu(), "x", label="nodecourse, per_sample=True")
 ax.axhline(shared.stats.n_steps, color="C3", label="shared step size")
 ax.set(xlabel="decay rate k", ylabel="attempted steps", title="one step size per sample")
 ax.legend()
 plt.show()
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: find the bug in an adaptive solve
+# A colleague wrote the single-state adaptive RKF45 below. It passes their quick test (a smooth problem,
+# a loose tolerance, a small first step), but on harder problems its answers are far off, although the
+# step-size controller and `rk_step` are the course's own. Run the checker to see where it fails, find
+# the bug, and repair the function in place. The statement it should meet: `adaptive_solve(f, y0, t_end,
+# rtol, atol, first_step)` integrates one state `y0` (`[N]`) from $t = 0$ to `t_end` and returns
+# `(y_end, accepted, rejected)`, the numbers of accepted and rejected trial steps.
+
+# %%
+def adaptive_solve(f, y0, t_end, rtol=1e-6, atol=1e-6, first_step=0.1):
+    tableau = TABLEAUX["rkf45"]
+    t, y, h = 0.0, y0, float(first_step)
+    accepted = rejected = 0
+    while t < t_end:
+        h = min(h, t_end - t)
+        y1, err = rk_step(f, t, y, h, tableau)
+        ratio = (err / (atol + rtol * torch.maximum(y.abs(), y1.abs()))).pow(2).mean().sqrt()
+        ### BEGIN SOLUTION
+        t_next = t_end if h >= t_end - t else t + h
+        if ratio <= 1:
+            t, y = t_next, y1
+        ### EXERCISE
+        # t_next, y = (t_end if h >= t_end - t else t + h), y1
+        # if ratio <= 1:
+        #     t = t_next
+        ### END SOLUTION
+            accepted += 1
+        else:
+            rejected += 1
+        h = float(next_step_size(torch.tensor([h], dtype=y0.dtype), ratio.reshape(1), tableau.error_order))
+    return y, accepted, rejected
+
+
+adaptive_solve = ex03.check_adaptive_solve(adaptive_solve)
+
+
+# %% [markdown]
+# Stuck after the hints? `ex03.show_answer(6)` prints the repaired function (try the hints first).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 7 (open task): an accurate solve on a budget
+# The damped rotation $\dot y = A y$, $A = \begin{pmatrix}-0.1 & -2\\ 2 & -0.1\end{pmatrix}$,
+# $y_0 = (1, 0.5)$, solved to $T = 10$: `nodecourse.solve` with its defaults is accurate enough but
+# spends over 1000 evaluations of $f$. Find settings that reach an error $\|y(T) - e^{AT}y_0\| \le 10^{-6}$
+# with **at most 500** function evaluations. `solver_settings()` returns the keyword arguments you would
+# pass to `nodecourse.solve` (any of `method`, `rtol`, `atol`, `options`); the checker solves the problem
+# with them and reports the error and the NFE it measured. Try a few settings in the cell first:
+# `solve(...).stats.nfe` is the cost.
+
+# %%
+def solver_settings():
+    """Keyword arguments for nodecourse.solve that meet both targets."""
+    ### BEGIN SOLUTION
+    return {"method": "dopri8", "rtol": 1e-7, "atol": 1e-8}
+    ### END SOLUTION
+
+
+solver_settings = ex03.check_solver_settings(solver_settings)
+print(f"the notebook goes on with {who(solver_settings)} settings: {solver_settings()}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

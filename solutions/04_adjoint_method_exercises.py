@@ -4,12 +4,16 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 04 · The adjoint method: exercises (solutions)
 #
-# Four exercises that rebuild the adjoint method of lecture 04 piece by piece: the adjoint of a
+# Five exercises that rebuild the adjoint method of lecture 04 piece by piece: the adjoint of a
 # linear ODE in closed form, the augmented dynamics by vector-Jacobian products, a meter for the memory
-# autograd keeps, and a complete adjoint gradient by one reverse solve, which you then train with.
-# Each exercise is a function; the checker after it runs your function against a reference on several
-# cases, prints what passed and what failed with a hint, and hands back the function the notebook goes
-# on with (yours once it passes, the reference until then).
+# autograd keeps (and a prediction of what it measures), and a complete adjoint gradient by one
+# reverse solve, which you then train with.
+# Exercises 1, 3 and 5 ask you to implement a function, exercise 2 to find and repair a bug, exercise 4
+# to predict a measurement before you see it. The checker after each runs your answer on labelled cases
+# and prints what passed and what failed. Hints come in stages (the first failure names the property,
+# later ones nudge more specifically); the answer appears only when you ask, with `ex04.show_answer(n)`.
+# The notebook goes on with your function once it passes and with the reference until then, and the
+# cells after it say whose function they ran.
 #
 # **Learning objectives**
 # - compute $\partial L / \partial h(t_0)$ for a linear ODE from the adjoint equation in closed form;
@@ -45,6 +49,7 @@ from torch import nn
 from nodecourse import odeint, odeint_adjoint
 from nodecourse.config import FAST, device, seed_everything
 from nodecourse.exercises import ex04
+from nodecourse.exercises.checking import who
 from nodecourse.models import MLP, ODEFunc
 
 seed_everything(0)
@@ -64,7 +69,7 @@ F64 = dict(dtype=torch.float64, device=DEV64)
 
 # %%
 memory_steps = [10, 100] if FAST else [10, 100, 1000]  # rk4 steps for the memory comparison
-n_iters = 15 if FAST else 150                          # training iterations in Exercise 4
+n_iters = 15 if FAST else 150                          # training iterations after Exercise 5
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -102,42 +107,39 @@ h_start = torch.randn(5, 2, **F64, requires_grad=True)
 c = torch.randn(5, 2, **F64)
 h_end = odeint(lambda t, h: h @ A.T, h_start, torch.tensor([0.0, 2.0], **F64), rtol=1e-10, atol=1e-12)[-1]
 (autograd_grad,) = torch.autograd.grad((c * h_end).sum(), h_start)
-print("largest difference:", (adjoint_linear(A, c, 0.0, 2.0) - autograd_grad).abs().max().item())
+print(f"largest difference ({who(adjoint_linear)} adjoint_linear):", (adjoint_linear(A, c, 0.0, 2.0) - autograd_grad).abs().max().item())
 assert torch.allclose(adjoint_linear(A, c, 0.0, 2.0), autograd_grad, rtol=1e-7, atol=1e-9)
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## Exercise 2: the augmented dynamics
+# ## Exercise 2: find the bug in the augmented dynamics
 #
 # The reverse solve of the adjoint method integrates the augmented state $(h, a, g)$ with the vector
-# field
-# $$ \big(f(t, h),\ -a\, \tfrac{\partial f}{\partial h},\ -a\, \tfrac{\partial f}{\partial \theta}\big). $$
-# Write `augmented_dynamics(func, t, h, a)` for a vector field `func` (an `nn.Module` called as
-# `func(t, h)`) that returns the tuple
-# `(f, a_dot, g_dot)`:
-# - `f = func(t, h)`, detached, shaped like `h`;
-# - `a_dot` $= -a\, \partial f / \partial h$, shaped like `h` (for a batch: per sample);
-# - `g_dot`: a tuple with one tensor per entry of `tuple(func.parameters())`, in that order, each
-#   $-a\, \partial f / \partial \theta_i$ shaped like the parameter (summed over the batch); **zeros** for a
-#   parameter that `f` does not use.
+# field $\big(f(t, h),\ -a\, \partial f / \partial h,\ -a\, \partial f / \partial \theta\big)$.
+# A colleague's `augmented_dynamics(func, t, h, a)` below returns `(f, a_dot, g_dot)` with one
+# vector-Jacobian product, and its numbers are right when you call it from a cell. It must also satisfy
+# the rest of its contract:
+# - `f` comes back detached, `a_dot` shaped like `h`, `g_dot` a tuple with one tensor per entry of
+#   `tuple(func.parameters())`, **zeros** for a parameter `f` does not use;
+# - it must not touch the parameters' `.grad`;
+# - it is called by `odeint_adjoint`'s backward pass, inside a `torch.autograd.Function`, where autograd
+#   is switched off.
 #
-# Compute both products with **one** call to `torch.autograd.grad` (a vector-Jacobian product with
-# `grad_outputs=-a`); never build a Jacobian. `h` arrives without `requires_grad`, and the function
-# may be called while autograd is disabled (inside a backward pass), so use `torch.enable_grad()`.
-# Do not call `.backward()`: it would accumulate into the parameters' `.grad`.
+# Run the checker, find what breaks, and repair the function (the smallest change will do).
 
 # %%
+### BEGIN SOLUTION
+@torch.enable_grad()
+### EXERCISE
+### END SOLUTION
 def augmented_dynamics(func: nn.Module, t: torch.Tensor, h: torch.Tensor, a: torch.Tensor):
     """(f, -a df/dh, tuple of -a df/dtheta_i) at one time; zeros for unused parameters."""
-    ### BEGIN SOLUTION
     params = tuple(func.parameters())
-    with torch.enable_grad():
-        h = h.detach().requires_grad_(True)
-        f = func(t, h)
-        vjps = torch.autograd.grad(f, (h, *params), grad_outputs=-a, allow_unused=True)
-    vjps = [torch.zeros_like(x) if v is None else v for x, v in zip((h, *params), vjps)]
-    return f.detach(), vjps[0], tuple(vjps[1:])
-    ### END SOLUTION
+    h = h.detach().requires_grad_(True)
+    f = func(t, h)
+    vjps = torch.autograd.grad(f, (h, *params), grad_outputs=-a, allow_unused=True)
+    vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip((h, *params), vjps))
+    return f.detach(), vjps[0], vjps[1:]
 
 
 augmented_dynamics = ex04.check_augmented_dynamics(augmented_dynamics)
@@ -189,6 +191,21 @@ def saved_bytes(fn) -> int:
 
 saved_bytes = ex04.check_saved_bytes(saved_bytes)
 
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 4: predict, then measure
+# The next cell measures, with the meter of exercise 3, the bytes autograd keeps while backpropagation
+# runs through a fixed-step RK4 solve of a small MLP field, once with 10 steps and once with 100.
+# **Before you run it**, write into `predicted_ratio` the ratio you expect: bytes kept with 100 steps
+# divided by bytes kept with 10. The checker compares it with the measured ratio (15% either way passes).
+
+# %%
+### BEGIN SOLUTION
+predicted_ratio = 10.0  # every step keeps its stages' activations
+### EXERCISE
+# predicted_ratio = None  # your prediction: a number
+### END SOLUTION
+measured_ratio = ex04.check_memory_ratio_prediction(predicted_ratio)
+
 # %% [markdown]
 # With your meter: backpropagation through RK4 keeps memory in proportion to the step count, the
 # adjoint keeps the same few hundred bytes at every step count.
@@ -209,21 +226,17 @@ assert len(set(kept["adjoint"])) == 1  # constant
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## Exercise 4: a complete adjoint gradient
+# ## Exercise 5: a complete adjoint gradient
 #
-# Put the pieces together for one interval. Write
-# `adjoint_gradients(func, h0, t0, t1, grad_h1, rtol=1e-9, atol=1e-10)` that returns
-# `(grad_h0, grad_params)`: the gradient $\partial L / \partial h_0$ (shaped like `h0`) and a tuple of
-# $\mathrm dL / \mathrm d\theta_i$ (one per entry of `tuple(func.parameters())`), for a loss whose gradient
-# at the end is `grad_h1` $= \partial L / \partial h(t_1)$. Steps:
-# 1. solve $h$ from `t0` to `t1` with `nodecourse.odeint` (default method `dopri5`, the given
-#    tolerances) under `torch.no_grad()`: no graph is kept;
-# 2. solve the augmented state, the tuple `(h1, grad_h1, zeros_like(theta_1), ...)`, with `odeint`
-#    from `t1` back to `t0` (times `[t1, t0]`, same tolerances); its vector field returns the flat
-#    tuple `(f, a_dot, *g_dot)` from your `augmented_dynamics`;
-# 3. return $a(t_0)$ and the tuple of $g(t_0)$: the last entries of the solution's parts.
-#
-# Build the time tensor on `h0`'s device and dtype. `t1 < t0` must work too.
+# Put the pieces together for one interval: `adjoint_gradients(func, h0, t0, t1, grad_h1, rtol=1e-9,
+# atol=1e-10)` returns `(grad_h0, grad_params)`, the gradient $\partial L / \partial h_0$ (shaped like `h0`)
+# and a tuple of $\mathrm dL / \mathrm d\theta_i$ (one per entry of `tuple(func.parameters())`), for a loss
+# whose gradient at the end is `grad_h1` $= \partial L / \partial h(t_1)$. Requirements:
+# - it uses the adjoint method: no graph through the forward solve is kept (run it without autograd), and
+#   one reverse solve with `nodecourse.odeint` (dopri5, the given tolerances) of the augmented state gives
+#   every gradient;
+# - time-dependent fields, a single state without a batch dimension, and `t1 < t0` all work;
+# - the times it builds live on `h0`'s device and dtype.
 
 # %%
 def adjoint_gradients(func: nn.Module, h0: torch.Tensor, t0: float, t1: float, grad_h1: torch.Tensor,
@@ -258,7 +271,7 @@ backprop = torch.autograd.grad(x_end.pow(2).sum(), (x_start, *check_field.parame
 ours_h0, ours_params = adjoint_gradients(check_field, x_start.detach(), 0.0, 1.5, 2 * x_end.detach(),
                                          rtol=1e-10, atol=1e-12)
 worst = max(((o - r).norm() / r.norm()).item() for o, r in zip((ours_h0, *ours_params), backprop))
-print(f"largest relative difference from backprop: {worst:.1e}")
+print(f"largest relative difference of {who(adjoint_gradients)} adjoint_gradients from backprop: {worst:.1e}")
 assert worst < 1e-6
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -292,7 +305,7 @@ with torch.no_grad():
     path = odeint(model, ring, torch.linspace(0, 1, 20, **F64), rtol=1e-6, atol=1e-8).cpu()
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
 axes[0].plot(losses)
-axes[0].set(xlabel="iteration", ylabel="loss", yscale="log", title="training with your adjoint")
+axes[0].set(xlabel="iteration", ylabel="loss", yscale="log", title=f"training with {who(adjoint_gradients)} adjoint")
 axes[1].plot(path[:, :, 0], path[:, :, 1], color="0.75", lw=0.8)
 axes[1].scatter(ring[:, 0].cpu(), ring[:, 1].cpu(), s=10, label="$h_0$")
 axes[1].scatter(target[:, 0].cpu(), target[:, 1].cpu(), s=25, marker="x", label="target")

@@ -4,11 +4,17 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 05 · Regression: a ResNet against an ODE-Net: exercises (solutions)
 #
-# Four exercises on the regression example of notebook 05: build the ODE-Net from `nodecourse`
+# Six exercises on the regression example of notebook 05: build the ODE-Net from `nodecourse`
 # parts, write the training step, measure interpolation against extrapolation, and train the
 # ODE-Net with other solvers. Each exercise is a function; the checker below it runs your function
 # against a reference on several cases, prints what passed and what failed with a hint, and hands
 # back the function the rest of the notebook goes on with.
+#
+# Exercises 5 and 6 are of two other kinds: exercise 5 hands you a function with a bug to find and
+# repair, exercise 6 asks you to predict a number before a cell measures it. Hints come in stages: the
+# first failure says which property failed, later failures nudge more specifically, and the answer
+# appears only when you ask for it with `ex05.show_answer(k)`. Until an exercise passes, the notebook
+# goes on with the reference.
 #
 # **Learning objectives**
 # - assemble an ODE-Net (`MLP`, `ODEFunc`, `ODEBlock`) with the right sizes, solver and tolerances;
@@ -237,11 +243,45 @@ ax.set(xlabel="NFE per forward pass", ylabel="final training MSE", yscale="log",
        title="cost against fit, by training solver")
 plt.show()
 
+
 # %% [markdown]
 # A low training loss with a cheap solver is not the whole story: notebook 05 shows that an ODE-Net
 # trained with coarse Euler steps breaks when it is solved accurately. Try it: re-solve the
 # `("euler", 0.5)` model with `ODEBlock(model.func, method="dopri5", rtol=1e-6, atol=1e-6)`.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 5: find the bug in a regression loss
+# `regression_loss(pred, y)` should be the mean squared error between the ODE-Net's predictions `pred`
+# (`[N, 1]`) and the targets `y`, which may come as `[N, 1]` or as a plain vector `[N]`, and return a
+# scalar. Its author trained with `[N, 1]` targets and the loss fell as it should. Run the checker, find
+# the bug, and repair it.
+
+# %%
+def regression_loss(pred, y):
+    """Mean squared error between pred [N, 1] and targets y ([N] or [N, 1]): a 0-d tensor."""
+    ### BEGIN SOLUTION
+    return ((pred - y.reshape(pred.shape)) ** 2).mean()
+    ### EXERCISE
+    # return ((pred - y) ** 2).mean()
+    ### END SOLUTION
+
+regression_loss = ex05.check_regression_loss(regression_loss)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: predict, then check
+# One forward pass of an ODE-Net whose field is a small MLP, solved on $[0, 1]$ with fixed-step RK4 and
+# `step_size=0.1`: how many times is the vector field evaluated (the NFE)? Write your prediction into
+# `predicted_nfe` before you run the cell; the checker counts (it must be exact).
+
+# %%
+### BEGIN SOLUTION
+predicted_nfe = 40  # 10 steps x 4 stages
+### EXERCISE
+# predicted_nfe = None  # your prediction: a number
+### END SOLUTION
+measured_nfe = ex05.check_rk4_nfe_prediction(predicted_nfe)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap
 # - The ODE-Net of the regression example is `ODEBlock(ODEFunc(MLP([2, 25, 1]), time_dependent=True))`
 #   on $[0, 1]$ with Dopri5 at `rtol = atol = 1e-3`: 101 parameters.

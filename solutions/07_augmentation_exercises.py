@@ -4,12 +4,18 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 07 · Augmentation: exercises (solutions)
 #
-# Four exercises on notebook 07: write the zero augmentation of a batch and build an ANODE with it,
+# Six exercises on notebook 07: write the zero augmentation of a batch and build an ANODE with it,
 # turn a second-order equation into a first-order field, decide from samples whether a map of the line
 # can be the flow of a 1-D ODE, and construct a linear flow that reflects the line through extra
 # dimensions. Each exercise is a function; the checker below it runs your function against a
 # reference on several cases, prints what passed and what failed with a hint, and hands back the
 # function the rest of the notebook goes on with.
+#
+# Exercises 5 and 6 are of two other kinds: exercise 5 hands you a function with a bug to find and
+# repair, exercise 6 asks you to predict a number before a cell measures it. Hints come in stages: the
+# first failure says which property failed, later failures nudge more specifically, and the answer
+# appears only when you ask for it with `ex07.show_answer(k)`. Until an exercise passes, the notebook
+# goes on with the reference.
 #
 # **Learning objectives**
 # - augment a batch with zeros on its own device and dtype, and assemble an ANODE classifier from
@@ -269,10 +275,43 @@ ax.set(aspect="equal", title="the shadow of the paths on the input plane")
 ax.legend(fontsize=8, loc="lower right")
 plt.show()
 
+
 # %% [markdown]
 # With the rotation answer, each point's shadow $x(t) = \cos(\pi t / T)\,x$ runs straight through the
 # origin, and all shadows pass through it at $t = T/2$: on the input plane the paths meet, in
 # $\mathbb R^{2d}$ they do not, because there the extra coordinates $a(t) = \sin(\pi t/T)\,x$ differ.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 5: find the bug in dropping the augmented dimensions
+# After an ANODE solve, `drop_augmentation(z, d)` should keep the first `d` entries of the **last**
+# dimension of an augmented state: `[B, d + p] -> [B, d]`, a solver's trajectory `[T, B, d + p] -> [T, B, d]`,
+# one state `[d + p] -> [d]`. It worked on the final states its author looked at. Run the checker, find the
+# bug, and repair it.
+
+# %%
+def drop_augmentation(z, d):
+    """The first d entries of the last dimension of an augmented state z [..., d + p]."""
+    ### BEGIN SOLUTION
+    return z[..., :d]
+    ### EXERCISE
+    # return z[:, :d]
+    ### END SOLUTION
+
+drop_augmentation = ex07.check_drop_augmentation(drop_augmentation)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: predict, then check
+# The linear flow $\dot z = A z$ in 2-D with $A = \pi \begin{pmatrix}0 & -1\\ 1 & 0\end{pmatrix}$: after which
+# time $T > 0$ does it first map every $(x, 0)$ to $(-x, 0)$, the reflection no 1-D flow can do? Write your
+# prediction into `predicted_time` before you run the cell (0.02 either way passes).
+
+# %%
+### BEGIN SOLUTION
+predicted_time = 1.0  # a rotation by pi T: half a turn
+### EXERCISE
+# predicted_time = None  # your prediction: a number
+### END SOLUTION
+measured_time = ex07.check_reflection_time_prediction(predicted_time)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

@@ -4,13 +4,19 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 08 · Depth variance and data control: exercises (solutions)
 #
-# Five exercises that rebuild the pieces of lecture 08: the Fourier basis and a Galerkin layer whose
+# Seven exercises that rebuild the pieces of lecture 08: the Fourier basis and a Galerkin layer whose
 # weights are series in depth, the field of a data-controlled Neural ODE, the augmented dynamics of an
 # integral loss, and the depth rescaling behind adaptive depth. After each, the notebook uses your
 # function: to fit a depth-variant task, to learn the reflection $x \mapsto -x$, to check the
 # generalised adjoint against backpropagation, and to train an adaptive-depth model. Each checker runs
 # your function against a reference on several cases, prints what passed and what failed with a hint,
 # and hands back the function the notebook goes on with (yours once it passes, the reference until then).
+#
+# Exercises 6 and 7 are of two other kinds: exercise 6 hands you a function with a bug to find and
+# repair, exercise 7 asks you to predict a number before a cell measures it. Hints come in stages: the
+# first failure says which property failed, later failures nudge more specifically, and the answer
+# appears only when you ask for it with `ex08.show_answer(k)`. Until an exercise passes, the notebook
+# goes on with the reference.
 #
 # **Learning objectives**
 # - evaluate a truncated Fourier basis in depth and assemble a Galerkin layer $W(s)x + b(s)$ from it;
@@ -357,6 +363,40 @@ for it in range(n_iters):
 print(f"adaptive depth + depth-variant field on the reflection: loss {loss.item():.5f} (plain floor {floor:.4f}); "
       f"depths in [{T.min().item():.2f}, {T.max().item():.2f}]")
 assert loss.item() < floor / 30
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: find the bug in a Galerkin weight
+# `depth_weight(s, weight_coeffs, period)` should return the weight $W(s) = \sum_k A_k \varphi_k(s)$ of a
+# Galerkin layer at one depth `s`, for coefficients `weight_coeffs` of shape `[K, out, in]` (each $A_k$ laid
+# out like `nn.Linear`'s weight) and the Fourier basis of exercise 1 with $K = 2n + 1$ terms. On its
+# author's square test layer it agreed with `GalerkinLinear`. Run the checker, find the bug, and repair it.
+
+# %%
+def depth_weight(s, weight_coeffs, period=1.0):
+    """W(s) = sum_k A_k phi_k(s): [out, in] from weight_coeffs [K, out, in]."""
+    phi = fourier_basis(s, (weight_coeffs.shape[0] - 1) // 2, period)
+    ### BEGIN SOLUTION
+    return torch.einsum("k,koi->oi", phi, weight_coeffs)
+    ### EXERCISE
+    # return torch.einsum("k,kio->oi", phi, weight_coeffs)
+    ### END SOLUTION
+
+depth_weight = ex08.check_depth_weight(depth_weight)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 7: predict, then check
+# Depth variance costs parameters. How many does `GalerkinLinear(2, 2, basis="fourier", order=2)` have
+# (a 2 -> 2 layer whose weight and bias vary with depth through 2 Fourier harmonics)? Write your prediction
+# into `predicted_parameters` before you run the cell; it must be exact.
+
+# %%
+### BEGIN SOLUTION
+predicted_parameters = 30  # (2 * 2 + 2) * (2 * 2 + 1)
+### EXERCISE
+# predicted_parameters = None  # your prediction: a number
+### END SOLUTION
+measured_parameters = ex08.check_galerkin_parameters_prediction(predicted_parameters)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

@@ -4,12 +4,18 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 09 · Time series: exercises (solutions)
 #
-# Four exercises that build the plumbing of a latent ODE for irregularly sampled series (notebook
+# Six exercises that build the plumbing of a latent ODE for irregularly sampled series (notebook
 # 09): pad series of different lengths into a batch, average a loss over real observations only,
 # find the union of a batch's query times, and predict every series at its own times from one ODE
 # solve. At the end your four functions train a latent ODE. Each exercise is a function; the checker
 # below it runs your function against a reference on several cases, prints what passed and what
 # failed with a hint, and hands back the function the rest of the notebook goes on with.
+#
+# Exercises 5 and 6 are of two other kinds: exercise 5 hands you a function with a bug to find and
+# repair, exercise 6 asks you to predict a number before a cell measures it. Hints come in stages: the
+# first failure says which property failed, later failures nudge more specifically, and the answer
+# appears only when you ask for it with `ex09.show_answer(k)`. Until an exercise passes, the notebook
+# goes on with the reference.
 #
 # **Learning objectives**
 # - turn a list of irregular series into padded tensors with a mask;
@@ -252,6 +258,40 @@ axes[1].plot(series_times[b].cpu(), series_values[b][:, 0].cpu(), "o", color="k"
 axes[1].set(xlabel="t", ylabel="$y_1$", title="series 0 (the encoder sees the grey window)")
 axes[1].legend(fontsize=8)
 plt.show()
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 5: find the bug in "the last observation"
+# The encoder of a latent ODE starts from each series' last real observation. `last_observed(values, mask)`
+# should return it, `[B, D]`, from a padded batch `values` (`[B, L, D]`, real entries first, padding after)
+# and its `mask` (`[B, L]`, True at real entries; every series has at least one). It worked on a batch of
+# equally long series. Run the checker, find the bug, and repair it.
+
+# %%
+def last_observed(values, mask):
+    """Each series' last real observation: [B, L, D] and mask [B, L] -> [B, D]."""
+    last = mask.long().sum(dim=1) - 1
+    ### BEGIN SOLUTION
+    return values[torch.arange(values.shape[0], device=values.device), last]
+    ### EXERCISE
+    # return values[:, -1]
+    ### END SOLUTION
+
+last_observed = ex09.check_last_observed(last_observed)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: predict, then check
+# Eight series, each observed at 5 random times drawn uniformly from $[0, 10]$. How many output times does
+# the union grid of exercise 3 (with $t_0 = 0$) hold, that is, how many times must one solve of the whole
+# batch return? Write your prediction into `predicted_length` before you run the cell; it must be exact.
+
+# %%
+### BEGIN SOLUTION
+predicted_length = 41  # 40 distinct times and t0
+### EXERCISE
+# predicted_length = None  # your prediction: a number
+### END SOLUTION
+measured_length = ex09.check_union_size_prediction(predicted_length)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

@@ -4,13 +4,19 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 10 · Continuous normalizing flows: exercises (solutions)
 #
-# Five exercises that build a continuous normalizing flow from its parts: the base log-density, the
+# Seven exercises that build a continuous normalizing flow from its parts: the base log-density, the
 # exact trace of the Jacobian, Hutchinson's estimator, the augmented dynamics of the state and its
 # log-density, and the log-likelihood by one solve. With your functions you then train a CNF on a
 # mixture of four Gaussians and sample from it. Each exercise is a function; the checker after it
 # runs your function against a reference on several cases, prints what passed and what failed with a
 # hint, and hands back the function the notebook goes on with (yours once it passes, the reference
 # until then).
+#
+# Exercises 6 and 7 are of two other kinds: exercise 6 hands you a function with a bug to find and
+# repair, exercise 7 asks you to predict a number before a cell measures it. Hints come in stages: the
+# first failure says which property failed, later failures nudge more specifically, and the answer
+# appears only when you ask for it with `ex10.show_answer(k)`. Until an exercise passes, the notebook
+# goes on with the reference.
 #
 # **Learning objectives**
 # - write the log-density of a standard Gaussian and convert a negative log-likelihood to bits per dimension;
@@ -349,6 +355,39 @@ axes[1].set(title="log p(x) of the trained flow")
 axes[2].scatter(*samples.cpu().T, s=2, color="tab:purple")
 axes[2].set(title="samples", xlim=(-2.5, 2.5), ylim=(-2.5, 2.5), aspect="equal")
 plt.show()
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 6: find the bug in a Gaussian log-density
+# A CNF whose base is a Gaussian with a learned mean and standard deviation needs
+# `diag_gaussian_log_prob(z, mean, std)`: $\log \mathcal N(z; \mu, \mathrm{diag}(\sigma^2))$, summed over
+# the last dimension (`[B, D] -> [B]`). Its author checked it against exercise 1 at $\mu = 0, \sigma = 1$.
+# Run the checker, find the bug, and repair it.
+
+# %%
+def diag_gaussian_log_prob(z, mean, std):
+    """log N(z; mean, diag(std^2)) summed over the last dimension: [B, D] -> [B]."""
+    ### BEGIN SOLUTION
+    per_dim = -0.5 * ((z - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)
+    ### EXERCISE
+    # per_dim = -0.5 * ((z - mean) / std) ** 2 - torch.log(std ** 2) - 0.5 * math.log(2 * math.pi)
+    ### END SOLUTION
+    return per_dim.sum(dim=-1)
+
+diag_gaussian_log_prob = ex10.check_diag_gaussian_log_prob(diag_gaussian_log_prob)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercise 7: predict, then check
+# What is $\log p(z)$ of the 2-D standard normal at its peak, $z = (0, 0)$? Write your prediction into
+# `predicted_log_density` before you run the cell (0.01 either way passes).
+
+# %%
+### BEGIN SOLUTION
+predicted_log_density = -1.838  # -log(2 pi)
+### EXERCISE
+# predicted_log_density = None  # your prediction: a number
+### END SOLUTION
+measured_log_density = ex10.check_origin_log_density_prediction(predicted_log_density)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

@@ -9,8 +9,18 @@ import torch
 from torch import nn
 
 from nodecourse.exercises import ex01
+from nodecourse.exercises import checking
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,3 +202,46 @@ def test_upper_bound_rejects_unknown_layers_and_non_sequential_models():
         ex01.lipschitz_upper_bound(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)))
     with pytest.raises(TypeError, match="must be an nn.Sequential"):
         ex01.lipschitz_upper_bound(nn.Linear(2, 2))
+
+
+# --- exercise 5 (find the bug) and exercise 6 (predict) -------------------------------------------
+
+
+def test_the_shipped_autonomous_field_bug_passes_only_where_t_equals_s(capsys):
+    assert ex01.check_autonomous_field(ex01.buggy_autonomous_field) is ex01.autonomous_field
+    out = capsys.readouterr().out
+    assert "ok    the solver's t equals the state's time" in out
+    assert "wrong g ignores the solver's t" in out and "last entry of the state" in out
+
+
+def test_an_autonomous_field_that_reads_t_from_the_state_another_way_passes(capsys):
+    def other(f):
+        def g(t, z):
+            s = z.narrow(-1, z.shape[-1] - 1, 1)
+            dy = f(s, z[..., : z.shape[-1] - 1])
+            return torch.cat([dy, s * 0 + 1], -1)
+        return g
+
+    assert ex01.check_autonomous_field(other) is other
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_an_autonomous_field_with_time_derivative_zero_fails(capsys):
+    def frozen_clock(f):
+        def g(t, z):
+            y, s = z[..., :-1], z[..., -1:]
+            return torch.cat([f(s, y), torch.zeros_like(s)], dim=-1)
+        return g
+
+    assert ex01.check_autonomous_field(frozen_clock) is ex01.autonomous_field
+    assert "wrong an autonomous f: the time entry's derivative is 1" in capsys.readouterr().out
+
+
+def test_area_prediction(capsys):
+    truth = ex01.check_area_factor_prediction(None, verbose=False)
+    assert truth == pytest.approx(math.exp(-1.0), rel=1e-3)
+    ex01.check_area_factor_prediction(1.0)  # "the flow preserves area": true only without damping
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "exp(-c t)" in out
+    ex01.check_area_factor_prediction(0.37)
+    assert "passed" in capsys.readouterr().out

@@ -10,9 +10,19 @@ import torch
 
 from nodecourse import odeint
 from nodecourse.exercises import ex02
+from nodecourse.exercises import checking
 from nodecourse.models import MLP, ODEFunc, ResNet
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 def _mlp(sizes, seed=0, dtype=F64):
@@ -243,3 +253,47 @@ def test_gaps_as_a_list_of_floats_are_accepted(capsys):
 
     assert ex02.check_continuous_limit_gaps(as_list) is not ex02.continuous_limit_gaps
     assert "passed 5/5" in capsys.readouterr().out
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict) -------------------------------------------
+
+
+def test_the_shipped_euler_solve_bug_fails_on_time_dependent_fields(capsys):
+    assert ex02.check_euler_solve(ex02.buggy_euler_solve) is ex02.euler_solve
+    out = capsys.readouterr().out
+    assert "ok    an autonomous field" in out and "wrong a time-dependent field" in out
+    assert "t0 + k h" in out
+
+
+def test_an_euler_solve_that_carries_its_own_clock_passes(capsys):
+    def own_clock(f, y0, t0, t1, n_steps):
+        t, y = t0, y0
+        h = (t1 - t0) / n_steps
+        for _ in range(n_steps):
+            y, t = y + h * f(t, y), t + h
+        return y
+
+    assert ex02.check_euler_solve(own_clock) is own_clock
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_an_euler_solve_with_one_step_too_few_fails(capsys):
+    def short(f, y0, t0, t1, n_steps):
+        h = (t1 - t0) / n_steps
+        y = y0
+        for k in range(n_steps - 1):
+            y = y + h * f(t0 + k * h, y)
+        return y
+
+    assert ex02.check_euler_solve(short) is ex02.euler_solve
+    assert "wrong one step: exactly y0 + h f(t0, y0)" in capsys.readouterr().out
+
+
+def test_error_ratio_prediction(capsys):
+    truth = ex02.check_error_ratio_prediction(None, verbose=False)
+    assert 3.5 < truth < 4.5
+    ex02.check_error_ratio_prediction(16.0)  # a second-order guess
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "first order" in out
+    ex02.check_error_ratio_prediction(4)
+    assert "passed" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 input gets a clear error."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -11,9 +12,19 @@ import torch
 
 from nodecourse import solve
 from nodecourse.exercises import ex03
+from nodecourse.exercises import checking
 from nodecourse.solvers import TABLEAUX
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -155,6 +166,7 @@ def test_end_point_slope_fails_the_noisy_case(capsys):
     assert ex03.check_convergence_order(end_points) is ex03.convergence_order
     out = capsys.readouterr().out
     assert "wrong noisy" in out and "ok    exact power law e = 3 h^2" in out and "least squares" in out
+    assert "[stage 2 of 2]" in out and "x_centred" not in out  # a nudge, never the answer
 
 
 def test_rk_step_that_ignores_stage_times_fails_on_time_dependent_fields(capsys):
@@ -202,7 +214,7 @@ def test_masking_that_ignores_the_active_mask_fails(capsys):
 
     assert ex03.check_mask_update(ignores_active) is ex03.mask_update
     out = capsys.readouterr().out
-    assert "wrong nobody active: nothing moves" in out and "move = accept & active" in out
+    assert "wrong nobody active: nothing moves" in out and "combine the two masks" in out
 
 
 def test_solver_that_never_rejects_fails(capsys):
@@ -221,4 +233,137 @@ def test_solver_that_never_rejects_fails(capsys):
 
     assert ex03.check_batched_rkf45(never_rejects) is ex03.batched_rkf45
     out = capsys.readouterr().out
-    assert "FAILED" in out and "y_end" in out and "next_step_size" in out
+    assert "FAILED" in out and "y_end" in out and "rejected" in out
+
+
+# --------------------------------------------------------------------------------------------------
+# the wrong answers a learner found passing, and answers written differently that must pass
+# --------------------------------------------------------------------------------------------------
+
+
+def _rkf45_counting(count_accepted_only: bool):
+    def solver(f, y0, t_end, rtol, atol, first_step):
+        t = torch.zeros(y0.shape[0], dtype=y0.dtype)
+        h, y = torch.full_like(t, first_step), y0
+        active = torch.ones(y0.shape[0], dtype=torch.bool)
+        n = torch.zeros(y0.shape[0], dtype=torch.long)
+        while bool(active.any()):
+            h_try = torch.where(active, torch.minimum(h, t_end - t), torch.zeros_like(h))
+            y1, err = ex03.rk_step(f, t, y, h_try, TABLEAUX["rkf45"])
+            ratio = (err / (atol + rtol * torch.maximum(y.abs(), y1.abs()))).pow(2).mean(dim=1).sqrt()
+            n += (active & (ratio <= 1)).long() if count_accepted_only else active.long()
+            h = ex03.next_step_size(h_try, ratio, TABLEAUX["rkf45"].error_order)
+            t, y, active = ex03.mask_update(t, y, y1, h_try, t_end, ratio <= 1, active)
+        return y, n
+    return solver
+
+
+def test_counting_accepted_instead_of_attempted_steps_fails_and_says_so(capsys):
+    assert ex03.check_batched_rkf45(_rkf45_counting(True)) is ex03.batched_rkf45
+    out = capsys.readouterr().out
+    assert "wrong square-wave forcing" in out and "are the ACCEPTED steps" in out
+
+
+def test_a_differently_written_batched_rkf45_passes(capsys):
+    """Per-sample loop bookkeeping with Python ints and an infinity-norm-free RMS written with norm()."""
+    def other(f, y0, t_end, rtol, atol, first_step):
+        b, n = y0.shape
+        t = torch.zeros(b, dtype=y0.dtype)
+        h = first_step * torch.ones(b, dtype=y0.dtype)
+        y, done = y0.clone(), torch.zeros(b, dtype=torch.bool)
+        steps = torch.zeros(b, dtype=torch.int64)
+        while not bool(done.all()):
+            h_try = (t_end - t).clamp(max=h).masked_fill(done, 0.0)
+            y1, err = ex03.rk_step(f, t, y, h_try, TABLEAUX["rkf45"])
+            ratio = torch.linalg.vector_norm(err / (atol + rtol * torch.maximum(y.abs(), y1.abs())), dim=1) / n**0.5
+            steps[~done] += 1
+            h = ex03.next_step_size(h_try, ratio, TABLEAUX["rkf45"].error_order)
+            t, y, active = ex03.mask_update(t, y, y1, h_try, t_end, ratio <= 1, ~done)
+            done = ~active
+        return y, steps
+
+    assert ex03.check_batched_rkf45(other) is other
+    assert "passed 6/6" in capsys.readouterr().out
+
+
+def test_masking_that_does_not_snap_to_t_end_fails_on_its_case(capsys):
+    def no_snap(t, y, y_prop, h, t_end, accept, active):
+        move = accept & active
+        finishes = move & (h >= t_end - t)
+        return torch.where(move, t + h, t), torch.where(move[:, None], y_prop, y), active & ~finishes
+
+    assert ex03.check_mask_update(no_snap) is ex03.mask_update
+    out = capsys.readouterr().out
+    assert "wrong finishing time exactly t_end although t + h rounds" in out
+    assert "must be exactly t_end = 0.3, got 0.30000000000000004" in out
+
+
+def test_masking_written_with_arithmetic_masks_passes(capsys):
+    def arithmetic(t, y, y_prop, h, t_end, accept, active):
+        move = torch.logical_and(accept, active)
+        finishes = torch.logical_and(move, t_end - t <= h)
+        m = move.to(y.dtype)
+        t_new = torch.where(finishes, torch.as_tensor(t_end, dtype=t.dtype), t + m * h)
+        return t_new, y + m[:, None] * (y_prop - y), torch.logical_and(active, torch.logical_not(finishes))
+
+    assert ex03.check_mask_update(arithmetic) is arithmetic
+    assert "passed 7/7" in capsys.readouterr().out
+
+
+def test_the_shipped_adaptive_solve_bug_fails_only_where_steps_are_rejected(capsys):
+    _, accepted, rejected = ex03.adaptive_solve(ex03._rotation, torch.tensor([1.0, 0.5], dtype=F64), 1.0, 1e-3, 1e-3,
+                                                0.05)
+    assert rejected == 0 and accepted > 0  # the case labelled "no step is rejected" really has none
+    assert ex03.check_adaptive_solve(ex03.buggy_adaptive_solve) is ex03.adaptive_solve
+    out = capsys.readouterr().out
+    assert "ok    loose tolerance, small first step: no step is rejected" in out
+    assert "wrong first step far too large: rejected steps must leave the state alone: y_end" in out
+    assert "the state y" in out  # the last hint stage names the variable
+
+
+def test_an_adaptive_solve_repaired_differently_passes(capsys):
+    def repaired(f, y0, t_end, rtol=1e-6, atol=1e-6, first_step=0.1):
+        tab = TABLEAUX["rkf45"]
+        t, y, h, acc, rej = 0.0, y0, float(first_step), 0, 0
+        while t < t_end:
+            h = min(h, t_end - t)
+            y1, err = ex03.rk_step(f, t, y, h, tab)
+            ratio = torch.sqrt(torch.mean((err / (atol + rtol * torch.maximum(y.abs(), y1.abs()))) ** 2))
+            if ratio > 1:
+                rej += 1
+            else:
+                t, y, acc = (t_end if h >= t_end - t else t + h), y1, acc + 1
+            h = ex03.next_step_size(torch.tensor([h], dtype=y0.dtype), ratio.reshape(1), tab.error_order).item()
+        return y, acc, rej
+
+    assert ex03.check_adaptive_solve(repaired) is repaired
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_solver_settings_open_task_measures_both_targets(capsys):
+    assert ex03.check_solver_settings(lambda: {}) is ex03.solver_settings  # the defaults cost too many NFE
+    out = capsys.readouterr().out
+    assert "ok    error at T at most 1e-06" in out and "wrong at most 500 function evaluations: nfe =" in out
+    assert ex03.check_solver_settings(lambda: {"method": "dopri5", "rtol": 1e-6, "atol": 1e-6}) is ex03.solver_settings
+    assert "wrong error at T at most 1e-06: error =" in capsys.readouterr().out
+    assert ex03.check_solver_settings(lambda: {"method": "rk4", "step_size": 0.1}) is ex03.solver_settings
+    assert "wrong only method, rtol, atol and options are set" in capsys.readouterr().out
+    assert ex03.check_solver_settings(lambda: [("method", "dopri8")]) is ex03.solver_settings
+    assert "return a dict" in capsys.readouterr().out
+
+
+def test_other_settings_that_meet_the_targets_pass(capsys):
+    other = functools.partial(dict, method="dopri8", rtol=1e-8, atol=1e-9)
+    assert ex03.check_solver_settings(other) is other
+    assert "passed 3/3" in capsys.readouterr().out
+
+
+def test_staged_hints_on_a_wrong_mask_update(capsys):
+    checking.reset_hints(already_failed=0)
+    bad = lambda t, y, yp, h, te, acc, act: (t, y, act)  # noqa: E731 - nobody ever moves
+    for stage in (1, 2):
+        ex03.check_mask_update(bad)
+        out = capsys.readouterr().out
+        assert f"[stage {stage} of 2]" in out and "torch.where(move" not in out
+    ex03.show_answer(4)
+    assert "def mask_update" in capsys.readouterr().out

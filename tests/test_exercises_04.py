@@ -8,9 +8,19 @@ import torch
 
 from nodecourse import odeint
 from nodecourse.exercises import ex04
+from nodecourse.exercises import checking
 from nodecourse.models import MLP, ODEFunc
 
 from helpers import assert_checker_rejects as _fails
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 def _field(sizes, seed=0, time_dependent=False):
@@ -118,7 +128,7 @@ def test_augmented_dynamics_without_the_minus_sign_fails(capsys):
     def plus_sign(func, t, h, a):
         f, a_dot, g_dot = ex04.augmented_dynamics(func, t, h, a)
         return f, -a_dot, tuple(-g for g in g_dot)
-    _fails(ex04.check_augmented_dynamics, plus_sign, capsys, "values differ", "grad_outputs=-a")
+    _fails(ex04.check_augmented_dynamics, plus_sign, capsys, "a_dot has the opposite sign", "-a df/dh")
 
 
 def test_augmented_dynamics_with_none_for_unused_parameters_fails(capsys):
@@ -169,7 +179,7 @@ def test_adjoint_gradients_without_the_backward_solve_fails(capsys):
         t = torch.tensor([t0, t1], dtype=h0.dtype)
         out = odeint(dynamics, (h0, grad_h1, *[torch.zeros_like(p) for p in params]), t, rtol=rtol, atol=atol)
         return out[1][-1], tuple(o[-1] for o in out[2:])
-    _fails(ex04.check_adjoint_gradients, forward_in_time, capsys, "values differ", "back to t0")
+    _fails(ex04.check_adjoint_gradients, forward_in_time, capsys, "values differ", "runs to t0")
 
 
 def test_a_learner_exception_is_reported_not_raised(capsys):
@@ -196,3 +206,58 @@ def test_checker_hands_back_the_reference_and_notebook_can_go_on(capsys):
     capsys.readouterr()
     out = adjoint_linear(torch.zeros(2, 2), torch.ones(2), 0.0, 1.0)
     assert torch.equal(out, torch.ones(2))  # A = 0: the adjoint does not move
+
+
+# --------------------------------------------------------------------------------------------------
+# the wrong answers a learner found passing, the shipped bug, answers written differently
+# --------------------------------------------------------------------------------------------------
+
+
+def test_augmented_dynamics_without_enable_grad_fails_and_says_so(capsys):
+    assert ex04.check_augmented_dynamics(ex04.buggy_augmented_dynamics) is ex04.augmented_dynamics
+    out = capsys.readouterr().out
+    assert "ok    MLP 2-16-2, float32, batch 5" in out  # right numbers when called from a cell
+    assert "wrong called with autograd disabled" in out and "torch.enable_grad()" in out
+
+
+def test_augmented_dynamics_returning_f_attached_fails_and_says_so(capsys):
+    @torch.enable_grad()
+    def attached(func, t, h, a):
+        params = tuple(func.parameters())
+        h = h.detach().requires_grad_(True)
+        f = func(t, h)
+        vjps = torch.autograd.grad(f, (h, *params), grad_outputs=-a, allow_unused=True, retain_graph=True)
+        vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip((h, *params), vjps))
+        return f, vjps[0], vjps[1:]
+
+    assert ex04.check_augmented_dynamics(attached) is ex04.augmented_dynamics
+    out = capsys.readouterr().out
+    assert "wrong f is returned detached" in out and "f is still attached to the graph" in out
+
+
+def test_augmented_dynamics_written_differently_passes(capsys):
+    """A with-block, separate products for the state and the parameters, and the sign applied afterwards."""
+    def other(func, t, h, a):
+        params = list(func.parameters())
+        with torch.enable_grad():
+            x = h.clone().detach().requires_grad_()
+            out = func(t, x)
+            grads = torch.autograd.grad(out, [x] + params, grad_outputs=a, allow_unused=True)
+        grads = [-(g if g is not None else torch.zeros_like(p)) for g, p in zip(grads, [x] + params)]
+        return out.detach(), grads[0], tuple(grads[1:])
+
+    assert ex04.check_augmented_dynamics(other) is other
+    assert "passed 6/6" in capsys.readouterr().out
+
+
+def test_memory_prediction_passes_near_ten_and_fails_far_from_it(capsys):
+    truth = ex04.check_memory_ratio_prediction(None, verbose=False)
+    assert 9.0 < truth < 11.0
+    ex04.check_memory_ratio_prediction(1.0)  # "the same memory": what the adjoint does, not backprop
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "you predicted 1, measured" in out and "in proportion to the number of steps" in out
+    ex04.check_memory_ratio_prediction(10)
+    out = capsys.readouterr().out
+    assert "passed" in out and "your first was 1" in out
+    with pytest.raises(TypeError, match="predicted_ratio must be a number"):
+        ex04.check_memory_ratio_prediction("ten")

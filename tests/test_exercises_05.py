@@ -12,8 +12,18 @@ from torch import nn
 from nodecourse.config import seed_everything
 from nodecourse.data import cubic_regression
 from nodecourse.exercises import ex05
+from nodecourse.exercises import checking
 from nodecourse.models import MLP, ODEBlock, ODEFunc, ResNet
 from nodecourse.train import train
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,3 +269,38 @@ def test_an_undertrained_model_fails_with_the_bar(capsys):
 def test_checker_returns_pairs_only(capsys):
     ex05.check_train_with_solver(lambda *args, **kwargs: 0.01)
     assert "expected a pair (final_loss, nfe), got float" in capsys.readouterr().out
+
+
+# --- exercise 5 (find the bug) and exercise 6 (predict) -------------------------------------------
+
+
+def test_the_shipped_regression_loss_bug_fails_on_vector_targets(capsys):
+    assert ex05.check_regression_loss(ex05.buggy_regression_loss) is ex05.regression_loss
+    out = capsys.readouterr().out
+    assert "ok    targets [N, 1], like the predictions" in out and "wrong targets [N] (a plain vector" in out
+    assert "broadcasts to [N, N]" in out
+
+
+def test_a_regression_loss_written_with_mse_loss_passes(capsys):
+    def other(pred, y):
+        return torch.nn.functional.mse_loss(pred.squeeze(-1), y.reshape(-1))
+
+    assert ex05.check_regression_loss(other) is other
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_a_regression_loss_that_sums_fails(capsys):
+    def summed(pred, y):
+        return ((pred - y.reshape(pred.shape)) ** 2).sum()
+
+    assert ex05.check_regression_loss(summed) is ex05.regression_loss
+    assert "wrong targets [N, 1], like the predictions: values differ" in capsys.readouterr().out
+
+
+def test_rk4_nfe_prediction(capsys):
+    assert ex05.check_rk4_nfe_prediction(None, verbose=False) == 40
+    ex05.check_rk4_nfe_prediction(10)  # one evaluation per step: Euler's count
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "4 stages" in out
+    ex05.check_rk4_nfe_prediction(40)
+    assert "passed" in capsys.readouterr().out

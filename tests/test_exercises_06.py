@@ -11,9 +11,19 @@ from torch import nn
 
 from nodecourse import solve
 from nodecourse.exercises import ex06
+from nodecourse.exercises import checking
 from nodecourse.models import MLP, ODEBlock, ODEFunc
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 def _small_ode_net(seed: int = 0, tol: float = 1e-3) -> nn.Sequential:
@@ -330,3 +340,39 @@ def test_turning_angle_checker_catches_common_mistakes(capsys):
     _assert_fails("check_turning_angles", _angles_in_radians, capsys, "all 90", "degrees")
     _assert_fails("check_turning_angles", _signed_angles, capsys, "both positive")
     _assert_fails("check_turning_angles", _angles_of_points, capsys, "segments d = path[1:] - path[:-1]")
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict) -------------------------------------------
+
+
+def test_the_shipped_confusion_counts_bug_fails_on_repeated_pairs(capsys):
+    assert ex06.check_confusion_counts(ex06.buggy_confusion_counts) is ex06.confusion_counts
+    out = capsys.readouterr().out
+    assert "ok    every (true, predicted) pair occurs once" in out
+    assert "wrong a pair that occurs twice counts twice: the counts add up to 2, not to the 3 samples" in out
+    assert "accumulate" in out
+
+
+def test_confusion_counts_with_bincount_passes(capsys):
+    def other(pred, y, n_classes=10):
+        return torch.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+    assert ex06.check_confusion_counts(other) is other
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_confusion_counts_transposed_fails(capsys):
+    def transposed(pred, y, n_classes=10):
+        return ex06.confusion_counts(y, pred, n_classes)
+
+    assert ex06.check_confusion_counts(transposed) is ex06.confusion_counts
+    assert "wrong every (true, predicted) pair occurs once: some counts differ" in capsys.readouterr().out
+
+
+def test_parameter_count_prediction(capsys):
+    assert ex06.check_mlp_parameters_prediction(None, verbose=False) == 79510
+    ex06.check_mlp_parameters_prediction(79400)  # weights only, biases forgotten
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "m biases" in out
+    ex06.check_mlp_parameters_prediction(79510)
+    assert "passed" in capsys.readouterr().out

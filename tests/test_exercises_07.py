@@ -11,6 +11,16 @@ import torch
 
 from nodecourse import odeint
 from nodecourse.exercises import ex07
+from nodecourse.exercises import checking
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,3 +247,38 @@ def test_a_contraction_fails_and_a_small_matrix_is_reported(capsys):
     assert "FAILED 0/4" in capsys.readouterr().out
     ex07.check_reflection_matrix(lambda T, d=1: -torch.eye(d, dtype=torch.float64))
     assert "expected shape (2, 2) (the state [x, a] has d = 1 inputs" in capsys.readouterr().out
+
+
+# --- exercise 5 (find the bug) and exercise 6 (predict) -------------------------------------------
+
+
+def test_the_shipped_drop_augmentation_bug_fails_on_trajectories(capsys):
+    assert ex07.check_drop_augmentation(ex07.buggy_drop_augmentation) is ex07.drop_augmentation
+    out = capsys.readouterr().out
+    assert "ok    a batch of states" in out and "wrong a trajectory [T, B, d + p]" in out
+    assert "LAST dimension" in out
+
+
+def test_drop_augmentation_with_narrow_passes(capsys):
+    def other(z, d):
+        return z.narrow(-1, 0, d)
+
+    assert ex07.check_drop_augmentation(other) is other
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_drop_augmentation_keeping_the_wrong_end_fails(capsys):
+    def last_entries(z, d):
+        return z[..., -d:]
+
+    assert ex07.check_drop_augmentation(last_entries) is ex07.drop_augmentation
+    assert "wrong a batch of states [B, d + p]: values differ" in capsys.readouterr().out
+
+
+def test_reflection_time_prediction(capsys):
+    assert ex07.check_reflection_time_prediction(None, verbose=False) == pytest.approx(1.0, abs=0.005)
+    ex07.check_reflection_time_prediction(0.5)  # a quarter turn
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "half a turn" in out
+    ex07.check_reflection_time_prediction(1)
+    assert "passed" in capsys.readouterr().out

@@ -10,6 +10,7 @@ import torch
 
 from nodecourse import odeint
 from nodecourse.exercises import ex08
+from nodecourse.exercises import checking
 from nodecourse.models import MLP, ODEFunc
 from nodecourse.models.controlled import DataControlledField, RescaledField
 from nodecourse.models.depth_variant import GalerkinLinear
@@ -17,6 +18,15 @@ from nodecourse.models.depth_variant import GalerkinLinear
 from helpers import assert_checker_rejects as _fails
 
 DT = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 def _not_attempted(*args, **kwargs):
@@ -213,3 +223,39 @@ def test_checker_hands_back_the_reference_and_notebook_can_go_on(capsys):
     capsys.readouterr()
     expected = torch.tensor([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0]])   # s = 0 and half a period
     torch.testing.assert_close(fourier_basis(torch.tensor([0.0, 0.5]), 1), expected, rtol=0, atol=1e-6)
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict) -------------------------------------------
+
+
+def test_the_shipped_depth_weight_bug_fails_on_non_symmetric_coefficients(capsys):
+    assert ex08.check_depth_weight(ex08.buggy_depth_weight) is ex08.depth_weight
+    out = capsys.readouterr().out
+    assert "ok    symmetric coefficient matrices" in out
+    assert "expected W(s) of shape [out, in] = [2, 3], got [3, 2]" in out and "einsum subscripts" in out
+
+
+def test_depth_weight_as_a_tensordot_passes(capsys):
+    def other(s, weight_coeffs, period=1.0):
+        phi = ex08.fourier_basis(s, (weight_coeffs.shape[0] - 1) // 2, period)
+        return (phi[:, None, None] * weight_coeffs).sum(dim=0)
+
+    assert ex08.check_depth_weight(other) is other
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_depth_weight_ignoring_the_period_fails(capsys):
+    def no_period(s, weight_coeffs, period=1.0):
+        return ex08.depth_weight(s, weight_coeffs)
+
+    assert ex08.check_depth_weight(no_period) is ex08.depth_weight
+    assert "wrong period 2" in capsys.readouterr().out
+
+
+def test_galerkin_parameter_prediction(capsys):
+    assert ex08.check_galerkin_parameters_prediction(None, verbose=False) == 30
+    ex08.check_galerkin_parameters_prediction(6)  # nn.Linear(2, 2)
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "five times" in out
+    ex08.check_galerkin_parameters_prediction(30)
+    assert "passed" in capsys.readouterr().out

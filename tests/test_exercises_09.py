@@ -10,7 +10,17 @@ from torch import nn
 
 from nodecourse import odeint
 from nodecourse.exercises import ex09
+from nodecourse.exercises import checking
 from nodecourse.models import MLP, ODEFunc
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -186,3 +196,40 @@ def test_predict_learner_exception_is_reported(capsys):
         return odeint(dynamics, z0, query)  # 2-D times
 
     _fails_with(ex09.check_predict_at_times, broken, capsys, "raised ValueError")
+
+
+# --- exercise 5 (find the bug) and exercise 6 (predict) -------------------------------------------
+
+
+def test_the_shipped_last_observed_bug_fails_on_padded_series(capsys):
+    assert ex09.check_last_observed(ex09.buggy_last_observed) is ex09.last_observed
+    out = capsys.readouterr().out
+    assert "ok    series of equal length" in out and "wrong series of lengths 4, 2 and 1" in out
+    assert "position n - 1" in out
+
+
+def test_last_observed_with_gather_passes(capsys):
+    def other(values, mask):
+        idx = (mask.sum(1) - 1).view(-1, 1, 1).expand(-1, 1, values.shape[-1])
+        return values.gather(1, idx).squeeze(1)
+
+    assert ex09.check_last_observed(other) is other
+    assert "passed 3/3" in capsys.readouterr().out
+
+
+def test_last_observed_off_by_one_fails(capsys):
+    def off_by_one(values, mask):
+        n = mask.long().sum(dim=1).clamp(max=values.shape[1] - 1)
+        return values[torch.arange(values.shape[0]), n]
+
+    assert ex09.check_last_observed(off_by_one) is ex09.last_observed
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_union_size_prediction(capsys):
+    assert ex09.check_union_size_prediction(None, verbose=False) == 41
+    ex09.check_union_size_prediction(5)  # the times of one series
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "8 x 5 = 40" in out
+    ex09.check_union_size_prediction(41)
+    assert "passed" in capsys.readouterr().out

@@ -10,11 +10,21 @@ import torch
 
 from nodecourse import odeint
 from nodecourse.exercises import ex10
+from nodecourse.exercises import checking
 from nodecourse.models.flows import CNF, CNFField
 
 from helpers import assert_checker_rejects as _fails
 
 DT = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 def _field(dim, seed=0, hidden=16):
@@ -191,3 +201,38 @@ def test_log_prob_ignoring_t1_in_the_step_fails_only_where_it_matters(capsys):
 
     out = _fails(ex10.check_cnf_log_prob, wrong, capsys, "wrong MLP field, D = 2, float32, [0, 2]")
     assert "ok    linear field z A^T on [0, 1]" in out
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict) -------------------------------------------
+
+
+def test_the_shipped_gaussian_bug_fails_where_std_is_not_one(capsys):
+    assert ex10.check_diag_gaussian_log_prob(ex10.buggy_diag_gaussian_log_prob) is ex10.diag_gaussian_log_prob
+    out = capsys.readouterr().out
+    assert "ok    standard normal" in out and "wrong std 0.5 and 3: the normaliser" in out
+    assert "log std once" in out
+
+
+def test_gaussian_log_prob_from_torch_distributions_passes(capsys):
+    def other(z, mean, std):
+        return torch.distributions.Normal(mean, std).log_prob(z).sum(-1)
+
+    assert ex10.check_diag_gaussian_log_prob(other) is other
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_gaussian_log_prob_without_the_sum_fails(capsys):
+    def per_dim(z, mean, std):
+        return torch.distributions.Normal(mean, std).log_prob(z)
+
+    assert ex10.check_diag_gaussian_log_prob(per_dim) is ex10.diag_gaussian_log_prob
+    assert "expected shape (5,), got (5, 2)" in capsys.readouterr().out
+
+
+def test_origin_log_density_prediction(capsys):
+    assert ex10.check_origin_log_density_prediction(None, verbose=False) == pytest.approx(-math.log(2 * math.pi), abs=1e-4)
+    ex10.check_origin_log_density_prediction(0.0)
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "normaliser" in out
+    ex10.check_origin_log_density_prediction(-1.84)
+    assert "passed" in capsys.readouterr().out

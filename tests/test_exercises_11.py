@@ -11,11 +11,21 @@ from torch import nn
 
 from nodecourse import solve
 from nodecourse.exercises import ex11
+from nodecourse.exercises import checking
 from nodecourse.models import MLP
 from nodecourse.models.regularised import RegularisedODEFunc
 from nodecourse.solvers import TABLEAUX
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _last_hint_stage():
+    """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
+    itself is tested in test_checker_contract.py."""
+    checking.reset_hints(already_failed=10)
+    yield
+    checking.reset_hints(already_failed=0)
 
 
 def _not_attempted(*args, **kwargs):
@@ -257,3 +267,41 @@ def test_checkers_return_the_learners_function_for_use_in_the_notebook():
     net = nn.Linear(2, 2).double()
     z = torch.randn(3, 2, dtype=F64, requires_grad=True)
     assert mine(net(z), z, torch.ones(3, 2, dtype=F64)).shape == (3,)
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict) -------------------------------------------
+
+
+def test_the_shipped_stiffness_bug_fails_on_complex_eigenvalues(capsys):
+    assert ex11.check_stiffness_ratio(ex11.buggy_stiffness_ratio) is ex11.stiffness_ratio
+    out = capsys.readouterr().out
+    assert "ok    diagonal A" in out and "wrong a lightly damped fast rotation" in out
+    assert "real parts" in out
+
+
+def test_stiffness_ratio_from_numpy_passes(capsys):
+    def other(A):
+        import numpy as np
+
+        re = np.abs(np.linalg.eigvals(A.double().numpy()).real)
+        return re.max() / re.min()
+
+    assert ex11.check_stiffness_ratio(other) is other
+    assert "passed 4/4" in capsys.readouterr().out
+
+
+def test_stiffness_ratio_upside_down_fails(capsys):
+    def inverted(A):
+        return 1 / ex11.stiffness_ratio(A)
+
+    assert ex11.check_stiffness_ratio(inverted) is ex11.stiffness_ratio
+    assert "wrong diagonal A = diag(-1, -100)" in capsys.readouterr().out
+
+
+def test_euler_limit_prediction(capsys):
+    assert ex11.check_euler_limit_prediction(None, verbose=False) == pytest.approx(0.04, abs=1e-4)
+    ex11.check_euler_limit_prediction(0.02)  # 1 / 50: where the iterates stop alternating, not where they grow
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "2 / 50" in out
+    ex11.check_euler_limit_prediction(0.04)
+    assert "passed" in capsys.readouterr().out

@@ -3,6 +3,9 @@
 In a code cell of ``solutions/NN_topic_exercises.ipynb`` the answer sits between ``### BEGIN SOLUTION``
 and ``### END SOLUTION``; it is replaced by ``raise NotImplementedError("Exercise N")`` at the
 indentation of the BEGIN marker, where N is the number of the closest "Exercise N" heading above.
+A region may end with an exercise version: the lines after a ``### EXERCISE`` line, commented out in the
+solution (so they do not run there), replace the region uncommented instead of the ``raise``. A
+find-the-bug exercise uses it to put the broken line back, a predict-then-check to leave ``guess = None``.
 Outputs are stripped, a note at the top says the notebook is generated and where to edit, and each
 generated notebook gets its py:percent pair. An exercise notebook that holds edits the generator did
 not make (a learner's answers) is never overwritten without ``--force``.
@@ -25,24 +28,33 @@ import notebook_io as io  # noqa: E402
 
 ROOT = io.ROOT
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+EXERCISE_VERSION = "### EXERCISE"
 EXERCISE_HEADING = re.compile(r"^#+\s*Exercise\s+(\d+)", re.MULTILINE)
 
 
 def blank_out(source: str, exercise: str, where: str) -> str:
-    """Replace every BEGIN/END SOLUTION region of one cell's source."""
-    out, inside = [], False
+    """Replace every BEGIN/END SOLUTION region of one cell's source (by its exercise version, if it has one)."""
+    out, inside, version = [], False, None
     for number, line in enumerate(source.splitlines(), 1):
         stripped = line.strip()
         if stripped == BEGIN:
             if inside:
                 raise ValueError(f"{where}, line {number}: nested {BEGIN}")
-            inside = True
+            inside, version = True, None
             indent = line[: len(line) - len(line.lstrip())]
-            out.append(f'{indent}raise NotImplementedError("{exercise}")')
+        elif stripped == EXERCISE_VERSION and inside:
+            version = []
         elif stripped == END:
             if not inside:
                 raise ValueError(f"{where}, line {number}: {END} without {BEGIN}")
             inside = False
+            out.extend(version if version is not None else [f'{indent}raise NotImplementedError("{exercise}")'])
+        elif inside and version is not None:
+            body = line.lstrip()
+            if body and not body.startswith("#"):
+                raise ValueError(f"{where}, line {number}: the lines after {EXERCISE_VERSION} must be commented out")
+            lead = line[: len(line) - len(body)]
+            version.append(lead + (body[2:] if body.startswith("# ") else body[1:]))
         elif not inside:
             out.append(line)
     if inside:

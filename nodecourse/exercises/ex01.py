@@ -15,8 +15,9 @@ from torch import nn
 from nodecourse.data import pendulum_field
 
 from .checking import Case, check_function, close, require_callable
+from .checking import answers_for, check_prediction, keep_random_state, one_thread, prediction
 
-__all__ = [
+__all__ = ["show_answer", "autonomous_field", "buggy_autonomous_field", "check_autonomous_field", "check_area_factor_prediction", 
     "damped_pendulum",
     "picard_iteration",
     "lipschitz_lower_bound",
@@ -300,3 +301,88 @@ def check_lipschitz_upper_bound(fn: Callable[[nn.Sequential], float],
     result, _ = check_function("Exercise 4 (Lipschitz upper bound)", fn, lipschitz_upper_bound, cases, hint=hint,
                                compare=compare, verbose=verbose)
     return result
+
+
+# --- exercise 5 (find the bug) and exercise 6 (predict, then check) ------------------------------
+
+def autonomous_field(f: Field) -> Field:
+    """Turn ``dy/dt = f(t, y)`` into an autonomous field on ``z = [y, s]`` (time as the last entry):
+    ``g(t, z) = [f(s, y), 1]``; ``g`` ignores its own ``t``, which is what makes it autonomous."""
+    def g(t, z):
+        y, s = z[..., :-1], z[..., -1:]
+        return torch.cat([f(s, y), torch.ones_like(s)], dim=-1)
+    return g
+
+
+def buggy_autonomous_field(f: Field) -> Field:
+    """Exercise 5 ships this broken :func:`autonomous_field` for the learner to repair."""
+    def g(t, z):
+        y, s = z[..., :-1], z[..., -1:]
+        return torch.cat([f(t, y), torch.ones_like(s)], dim=-1)
+    return g
+
+
+def _forced(s: Any, y: torch.Tensor) -> torch.Tensor:
+    return -y + torch.sin(3 * torch.as_tensor(s, dtype=y.dtype))
+
+
+def _spin(s: Any, y: torch.Tensor) -> torch.Tensor:
+    return torch.stack([-y[..., 1], y[..., 0]], dim=-1)
+
+
+def check_autonomous_field(fn: Callable[[Field], Field], verbose: bool = True) -> Callable[[Field], Field]:
+    """Exercise 5 (find the bug): the repaired :func:`buggy_autonomous_field`."""
+    require_callable("check_autonomous_field", fn)
+    f64 = torch.float64
+    z_batch = torch.tensor([[1.0, 0.0], [0.5, 2.0], [-1.0, 3.5]], dtype=f64)
+    cases = [
+        Case("the solver's t equals the state's time (a solve started at t0 = s0 = 0)",
+             (_forced, torch.tensor(0.7, dtype=f64), torch.tensor([1.5, 0.7], dtype=f64))),
+        Case("an autonomous f: the time entry's derivative is 1", (_spin, 0.0, torch.tensor([1.0, 2.0, 5.0], dtype=f64))),
+        Case("g ignores the solver's t: time comes from the state (s0 = 2 while t = 0)",
+             (_forced, torch.tensor(0.0, dtype=f64), torch.tensor([1.5, 2.0], dtype=f64))),
+        Case("a batch [3, 2], each sample at its own time s", (_forced, torch.tensor(1.0, dtype=f64), z_batch)),
+    ]
+    hint = ["the field is right when the solver's t happens to equal the time stored in the state, and wrong "
+            "otherwise: which of the two does the field read?",
+            "an autonomous field may not depend on its t argument at all; the time the original f needs is the "
+            "last entry of the state z."]
+
+    def evaluate(make: Callable[[Field], Field]) -> Callable:
+        def run(f: Field, t: Any, z: torch.Tensor) -> torch.Tensor:
+            g = make(f)
+            if not callable(g):
+                raise TypeError(f"autonomous_field must return a function g(t, z), got {type(g).__name__}")
+            return g(t, z)
+        return run
+
+    _, report = check_function("Exercise 5 (find the bug: time as a state)", evaluate(fn), evaluate(autonomous_field),
+                               cases, hint=hint, compare=lambda e, g: close(e, g, rtol=1e-10, atol=1e-12),
+                               verbose=verbose, answer=autonomous_field)
+    return fn if report.ok else autonomous_field
+
+
+@prediction
+@keep_random_state()
+def check_area_factor_prediction(guess: Optional[float], verbose: bool = True) -> float:
+    """Exercise 6 (predict, then check): by what factor the damped pendulum's flow (c = 0.5) scales areas
+    of the phase plane after t = 2, measured as the determinant of the flow map's Jacobian at one point."""
+    from nodecourse.solvers import odeint
+
+    with one_thread():
+        y0 = torch.tensor([1.0, 0.3], dtype=torch.float64)
+        span = torch.tensor([0.0, 2.0], dtype=torch.float64)
+
+        def flow(y: torch.Tensor) -> torch.Tensor:
+            return odeint(lambda t, x: damped_pendulum(t, x, 1.0, 0.5), y, span, rtol=1e-10, atol=1e-12)[-1]
+
+        jac = torch.autograd.functional.jacobian(flow, y0)
+    truth = round(float(torch.linalg.det(jac)), 4)
+    check_prediction("Exercise 6 (predict: how areas shrink)", guess, truth, notebook="01", variable="predicted_factor",
+                     rtol=0.05, explanation="the divergence of the damped pendulum's field is -c everywhere, so by "
+                     "Liouville's formula every area shrinks by exp(-c t) = exp(-1), about 0.368, whatever the point.",
+                     verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("01")

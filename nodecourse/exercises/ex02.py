@@ -18,8 +18,9 @@ from nodecourse.models import MLP, ODEFunc
 from nodecourse.solvers import odeint
 
 from .checking import Case, check_function, close, require_callable
+from .checking import answers_for, check_prediction, keep_random_state, one_thread, prediction
 
-__all__ = [
+__all__ = ["show_answer", "euler_solve", "buggy_euler_solve", "check_euler_solve", "check_error_ratio_prediction", 
     "euler_step",
     "euler_trajectory",
     "resnet_forward",
@@ -291,3 +292,74 @@ def check_continuous_limit_gaps(fn: Callable[..., torch.Tensor], verbose: bool =
     result, _ = check_function("Exercise 5 (the continuous limit)", fn, continuous_limit_gaps, cases, hint=hint,
                                compare=_gaps_compare, verbose=verbose)
     return result
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict, then check) ------------------------------
+
+def euler_solve(f: Field, y0: torch.Tensor, t0: float, t1: float, n_steps: int) -> torch.Tensor:
+    """``n_steps`` Euler steps of size ``(t1 - t0) / n_steps`` from ``(t0, y0)``: the state at ``t1``."""
+    h = (t1 - t0) / n_steps
+    y = y0
+    for k in range(n_steps):
+        y = y + h * f(t0 + k * h, y)
+    return y
+
+
+def buggy_euler_solve(f: Field, y0: torch.Tensor, t0: float, t1: float, n_steps: int) -> torch.Tensor:
+    """Exercise 6 ships this broken :func:`euler_solve` for the learner to repair."""
+    h = (t1 - t0) / n_steps
+    y = y0
+    for k in range(n_steps):
+        y = y + h * f(t0, y)
+    return y
+
+
+def _decay_field(t: Any, y: torch.Tensor) -> torch.Tensor:
+    return -0.5 * y
+
+
+def _time_field(t: Any, y: torch.Tensor) -> torch.Tensor:
+    return torch.cos(torch.as_tensor(t, dtype=y.dtype)) - 0.3 * y
+
+
+def check_euler_solve(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
+    """Exercise 6 (find the bug): the repaired :func:`buggy_euler_solve`."""
+    require_callable("check_euler_solve", fn)
+    f64 = torch.float64
+    cases = [
+        Case("an autonomous field y' = -y/2 (the quick test)", (_decay_field, torch.tensor([1.0, -2.0], dtype=f64),
+                                                              0.0, 2.0, 20)),
+        Case("a time-dependent field y' = cos t - 0.3 y from t0 = 0", (_time_field, torch.tensor([0.5], dtype=f64),
+                                                                     0.0, 3.0, 30)),
+        Case("the same field from t0 = 1 to t1 = 2.5", (_time_field, torch.tensor([0.5, 1.0], dtype=f64), 1.0, 2.5, 7)),
+        Case("one step: exactly y0 + h f(t0, y0)", (_time_field, torch.tensor([2.0], dtype=f64), 0.5, 0.75, 1)),
+    ]
+    hint = ["it is right for fields that do not depend on time and wrong for those that do (except for a "
+            "single step): look at the time each step evaluates f at.",
+            "step k starts at time t0 + k h, and that is where f must be evaluated; the loop never updates the time."]
+    return check_function("Exercise 6 (find the bug: an Euler solve)", fn, euler_solve, cases, hint=hint,
+                          compare=lambda e, g: close(e, g, rtol=1e-10, atol=1e-12), verbose=verbose)[0]
+
+
+@prediction
+@keep_random_state()
+def check_error_ratio_prediction(guess: Optional[float], verbose: bool = True) -> float:
+    """Exercise 7 (predict, then check): Euler's global error at y(2) of the logistic equation with 20 steps
+    divided by the error with 80 steps."""
+    with one_thread():
+        y0 = torch.tensor([0.1], dtype=torch.float64)
+        exact = 1 / (1 + 9 * math.exp(-2.0))
+
+        def error(n: int) -> float:
+            return abs(euler_solve(lambda t, y: y * (1 - y), y0, 0.0, 2.0, n).item() - exact)
+
+        truth = round(error(20) / error(80), 3)
+    check_prediction("Exercise 7 (predict: four times the steps)", guess, truth, notebook="02",
+                     variable="predicted_ratio", rtol=0.15,
+                     explanation="Euler's method is first order: its global error is about C h, so a step four times "
+                                 "smaller gives an error about four times smaller (the ratio tends to 4 as h -> 0).",
+                     verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("02")

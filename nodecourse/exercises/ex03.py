@@ -8,6 +8,7 @@ reference). The references are public so a notebook can also call them directly.
 from __future__ import annotations
 
 import functools
+import math
 
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -15,9 +16,10 @@ import torch
 
 from nodecourse.solvers import TABLEAUX, ButcherTableau
 
-from .checking import Case, check_function, close, require_callable
+from .checking import Case, Target, check_function, check_target, close, one_thread, require_callable
+from .checking import answers_for
 
-__all__ = [
+__all__ = ["show_answer", 
     "convergence_order",
     "rk_step",
     "next_step_size",
@@ -28,7 +30,15 @@ __all__ = [
     "check_next_step_size",
     "check_mask_update",
     "check_batched_rkf45",
+    "adaptive_solve",
+    "buggy_adaptive_solve",
+    "check_adaptive_solve",
+    "solver_settings",
+    "check_solver_settings",
+    "OPEN_TASKS",
 ]
+
+OPEN_TASKS = ("check_solver_settings",)
 
 Field = Callable[[Any, torch.Tensor], torch.Tensor]
 Time = Union[float, torch.Tensor]
@@ -143,6 +153,13 @@ def batched_rkf45(f: Field, y0: torch.Tensor, t_end: float, rtol: float, atol: f
         raise ValueError("y0 must be a floating [B, N] tensor (a batch of B states with N entries each).")
     if not t_end > 0 or not first_step > 0:
         raise ValueError(f"t_end and first_step must be positive, got t_end={t_end!r}, first_step={first_step!r}.")
+    y, attempted, _ = _rkf45_counts(f, y0, t_end, rtol, atol, first_step)
+    return y, attempted
+
+
+def _rkf45_counts(f: Field, y0: torch.Tensor, t_end: float, rtol: float, atol: float,
+                  first_step: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`batched_rkf45` with the accepted steps per sample as well: ``(y_end, attempted, accepted)``."""
     tableau = TABLEAUX["rkf45"]
     batch = y0.shape[0]
     t = torch.zeros(batch, dtype=y0.dtype, device=y0.device)
@@ -150,6 +167,7 @@ def batched_rkf45(f: Field, y0: torch.Tensor, t_end: float, rtol: float, atol: f
     y = y0
     active = torch.ones(batch, dtype=torch.bool, device=y0.device)
     n_steps = torch.zeros(batch, dtype=torch.long, device=y0.device)
+    n_accepted = torch.zeros_like(n_steps)
     while bool(active.any()):
         h_try = torch.where(active, torch.minimum(h, t_end - t), torch.zeros_like(h))
         y_prop, err = rk_step(f, t, y, h_try, tableau)
@@ -157,9 +175,57 @@ def batched_rkf45(f: Field, y0: torch.Tensor, t_end: float, rtol: float, atol: f
         ratio = (err / scale).pow(2).mean(dim=1).sqrt()
         accept = ratio <= 1
         n_steps += active.long()
+        n_accepted += (active & accept).long()
         h = next_step_size(h_try, ratio, tableau.error_order)
         t, y, active = mask_update(t, y, y_prop, h_try, t_end, accept, active)
-    return y, n_steps
+    return y, n_steps, n_accepted
+
+
+def adaptive_solve(f: Field, y0: torch.Tensor, t_end: float, rtol: float = 1e-6, atol: float = 1e-6,
+                   first_step: float = 0.1) -> tuple[torch.Tensor, int, int]:
+    """Adaptive RKF45 for one state ``y0`` ``[N]`` from ``t = 0`` to ``t_end``: ``(y_end, accepted, rejected)``.
+
+    A rejected step changes nothing but the step size: neither the time nor the state moves."""
+    tableau = TABLEAUX["rkf45"]
+    t, y, h = 0.0, y0, float(first_step)
+    accepted = rejected = 0
+    while t < t_end:
+        h = min(h, t_end - t)
+        y1, err = rk_step(f, t, y, h, tableau)
+        ratio = (err / (atol + rtol * torch.maximum(y.abs(), y1.abs()))).pow(2).mean().sqrt()
+        t_next = t_end if h >= t_end - t else t + h
+        if ratio <= 1:
+            t, y = t_next, y1
+            accepted += 1
+        else:
+            rejected += 1
+        h = float(next_step_size(torch.tensor([h], dtype=y0.dtype), ratio.reshape(1), tableau.error_order))
+    return y, accepted, rejected
+
+
+def buggy_adaptive_solve(f: Field, y0: torch.Tensor, t_end: float, rtol: float = 1e-6, atol: float = 1e-6,
+                         first_step: float = 0.1) -> tuple[torch.Tensor, int, int]:
+    """Exercise 6 ships this broken copy of :func:`adaptive_solve` for the learner to repair."""
+    tableau = TABLEAUX["rkf45"]
+    t, y, h = 0.0, y0, float(first_step)
+    accepted = rejected = 0
+    while t < t_end:
+        h = min(h, t_end - t)
+        y1, err = rk_step(f, t, y, h, tableau)
+        ratio = (err / (atol + rtol * torch.maximum(y.abs(), y1.abs()))).pow(2).mean().sqrt()
+        t_next, y = (t_end if h >= t_end - t else t + h), y1
+        if ratio <= 1:
+            t = t_next
+            accepted += 1
+        else:
+            rejected += 1
+        h = float(next_step_size(torch.tensor([h], dtype=y0.dtype), ratio.reshape(1), tableau.error_order))
+    return y, accepted, rejected
+
+
+def solver_settings() -> dict:
+    """Exercise 7 (open task): keyword arguments for ``nodecourse.solve`` that reach the target."""
+    return {"method": "dopri8", "rtol": 1e-7, "atol": 1e-8}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,9 +289,10 @@ def check_convergence_order(fn: Callable[..., float], verbose: bool = True) -> C
         Case("only two points", (h[:2], 5 * h[:2] ** 5)),
         Case("float32 errors", (h.float(), (h**2 * wiggle).float())),
     ]
-    hint = ("fit a straight line to (log h, log error) by least squares over all points: slope = "
-            "sum((x - mean x)(y - mean y)) / sum((x - mean x)^2) with x = log h, y = log error "
-            "(or numpy.polyfit(x, y, 1)[0]). Return a Python float.")
+    hint = ["the measured order must use every point: a slope through the first and last point alone is thrown "
+            "off by one noisy error; and it must not depend on the order of the points or their container.",
+            "fit the line y = p x + c to x = log h, y = log error by least squares (centre x and y first, or "
+            "numpy.polyfit), and return p as a Python float."]
 
     compare = functools.partial(close, rtol=1e-6, atol=1e-9)
 
@@ -257,10 +324,10 @@ def check_rk_step(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..
         Case("bosh3, per-sample t and h on y' = -y + sin(3t) + t", (_forced, t_ps[:3], batch, h_ps[:3],
                                                                     TABLEAUX["bosh3"])),
     ]
-    hint = ("stage i: k_i = f(t + c_i h, y + h * sum_j a_ij k_j) over the earlier stages j < i (row i of "
-            "tableau.a has i entries; float() turns the fractions into numbers); then y1 = y + h * sum_i b_i k_i "
-            "and err = h * sum_i (b_i - b_embedded_i) k_i, or None when tableau.b_embedded is None. Use the "
-            "broadcasting step h_y for the states and the plain h for the times.")
+    hint = ["compare the cases that pass and fail: autonomous fields against time-dependent ones, one time "
+            "against one time per sample, tableaux with and without an embedded pair.",
+            "stage i is evaluated at time t + c_i h (the plain h, [B] per sample) and state y + h_y sum_j a_ij k_j "
+            "over the earlier stages only; err uses the differences b_i - b_embedded_i and is None without them."]
 
     def compare(expected: tuple, got: Any) -> Optional[str]:
         if not isinstance(got, (tuple, list)) or len(got) != 2:
@@ -295,9 +362,10 @@ def check_next_step_size(fn: Callable[..., torch.Tensor], verbose: bool = True) 
         Case("a NaN ratio (the trial step blew up)", (h[:3], nan, 5)),
         Case("float32", (h.float(), ratios.float(), 4)),
     ]
-    hint = ("factor = safety * ratio ** (-1 / order); clamp it to [1, ifactor] where ratio <= 1 (an accepted "
-            "step never shrinks the next one) and to [dfactor, ifactor] where ratio > 1; where ratio is NaN "
-            "use dfactor; return h * factor. torch.where and Tensor.clamp work elementwise.")
+    hint = ["the failed case names the rule: a NaN ratio, the clamp limits, or an accepted step whose successor "
+            "got smaller.",
+            "an accepted step (ratio <= 1) clamps the factor safety * ratio^(-1/order) to [1, ifactor], a rejected "
+            "one to [dfactor, ifactor]; NaN compares False with everything, so handle it separately."]
 
     def compare(expected: torch.Tensor, got: Any) -> Optional[str]:
         return _dtype_first(expected, got) or close(expected, got, rtol=1e-6 if expected.dtype == f64 else 1e-5,
@@ -323,7 +391,8 @@ def check_mask_update(fn: Callable[..., tuple], verbose: bool = True) -> Callabl
     active = torch.tensor([True, True, True, True, False, True])
     all_done = torch.zeros(6, dtype=torch.bool)
     t_late = torch.tensor([1.5, 2.0, 2.9], dtype=f64)
-    h_late = torch.tensor([0.5, 0.25, 0.1], dtype=f64)  # the last reaches t_end = 3 only up to rounding
+    h_late = torch.tensor([0.5, 0.25, 0.1], dtype=f64)
+    t_round = torch.tensor([0.1, 0.2, 0.0], dtype=f64)  # 0.1 + (0.3 - 0.1) = 0.30000000000000004
     cases = [
         Case("a mix of accepted, rejected, finishing and finished samples", (t, y, y_prop, h, t_end, accept, active)),
         Case("every step rejected: nothing moves", (t, y, y_prop, h, t_end, ~accept, active)),
@@ -332,15 +401,26 @@ def check_mask_update(fn: Callable[..., tuple], verbose: bool = True) -> Callabl
              (t_late, y[:3], y_prop[:3], 3.0 - t_late, 3.0, accept[:3] | True, active[:3] | True)),
         Case("steps short of t_end", (t_late, y[:3], y_prop[:3], h_late * 0.5, 3.0, accept[:3] | True,
                                       active[:3] | True)),
+        Case("finishing time exactly t_end although t + h rounds (0.1 + 0.2 is not 0.3)",
+             (t_round, y[:3], y_prop[:3], torch.tensor([0.2, 0.1, 0.3], dtype=f64), 0.3,
+              accept[:3] | True, active[:3] | True)),
         Case("float32 states [6, 3]", (t.float(), y.float(), y_prop.float(), h.float(), t_end, accept, active)),
     ]
-    hint = ("move = accept & active; a moving sample takes t + h and y_prop (keep t and y elsewhere: "
-            "torch.where, with the mask reshaped to [B, 1] for y); it finishes when its step covered the rest, "
-            "h >= t_end - t, and then its time is exactly t_end; the new active mask is active & ~(move & finishes).")
+    hint = ["each failed case is one rule of the statement: who moves (active AND accepted), who keeps t and y, "
+            "who finishes (a step that covers the rest of the interval), and that a finished sample's time is "
+            "exactly t_end.",
+            "combine the two masks before moving anyone; decide 'finishes' from h >= t_end - t, not from t + h; "
+            "torch.where(mask, new, old) keeps the others (reshape the mask to [B, 1] for y)."]
 
     def compare(expected: tuple, got: Any) -> Optional[str]:
         if not isinstance(got, (tuple, list)) or len(got) != 3:
             return f"return a triple (t, y, active), got {type(got).__name__}"
+        e_t, g_t = expected[0], got[0]
+        if torch.is_tensor(g_t) and g_t.shape == e_t.shape and g_t.dtype == e_t.dtype and not torch.equal(g_t, e_t):
+            if bool(torch.allclose(g_t, e_t, rtol=1e-9, atol=1e-12)):
+                i = int((g_t != e_t).nonzero()[0])
+                return (f"t: a finished sample's time must be exactly t_end = {e_t[i].item()!r}, got "
+                        f"{g_t[i].item()!r} (t + h rounds): set it to t_end, do not add")
         for what, e, g in (("t", expected[0], got[0]), ("y", expected[1], got[1])):
             why = _dtype_first(e, g) or close(e, g, rtol=1e-6, atol=1e-12)
             if why:
@@ -373,27 +453,123 @@ def check_batched_rkf45(fn: Callable[..., tuple], verbose: bool = True) -> Calla
         Case("Van der Pol, mu = 0.2, 1, 4, tol 1e-5", (_van_der_pol(mus), vdp_y0, 3.0, 1e-5, 1e-5, 0.01)),
         Case("one sample", (_decay(rates[2:3]), torch.full((1, 1), 3.0, dtype=f64), 1.5, 1e-7, 1e-7, 0.1)),
         Case("float32, tol 1e-4", (_van_der_pol(mus.float()), vdp_y0.float(), 2.0, 1e-4, 1e-4, 0.05)),
+        Case("square-wave forcing: most trial steps are rejected, n_steps counts every attempt",
+             (_square_wave, torch.tensor([[1.0], [0.0], [-2.0]], dtype=f64), 2.0, 1e-6, 1e-6, 0.01)),
+        Case("the answer's dtypes: y_end like y0, n_steps an integer tensor",
+             (_decay(rates[:2]), torch.ones(2, 1, dtype=f64), 0.5, 1e-6, 1e-6, 0.1)),
     ]
-    hint = ("start with t = 0, h = first_step, all samples active; loop while any is active: h_try = where(active, "
-            "min(h, t_end - t), 0); (y1, err) = rk_step(f, t, y, h_try, TABLEAUX['rkf45']); ratio = RMS over dim 1 "
-            "of err / (atol + rtol * max(|y|, |y1|)); count a step for each active sample; h = next_step_size(h_try, "
-            "ratio, tableau.error_order); (t, y, active) = mask_update(t, y, y1, h_try, t_end, ratio <= 1, active).")
+    hint = ["the failed case names the property: the state at t_end (each sample within its tolerance), or "
+            "n_steps, the number of ATTEMPTED steps per sample, rejected ones included.",
+            "a sample counts a step in every loop iteration while it is active, whether its trial step is "
+            "accepted or not; it stops counting once mask_update retires it. y_end needs the error ratio per "
+            "sample (RMS over its own entries only) and the clipped step, so no sample steps past t_end."]
 
     def compare(expected: tuple, got: Any) -> Optional[str]:
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             return f"return a pair (y_end, n_steps), got {type(got).__name__}"
-        (y_ref, n_ref), (y_got, n_got) = expected, got
+        (y_ref, n_ref, n_acc), (y_got, n_got) = expected, got
         why = _dtype_first(y_ref, y_got) or close(y_ref, y_got, rtol=1e-3, atol=1e-4 if y_ref.dtype == f64 else 1e-3)
         if why:
             return f"y_end: {why}"
-        n_got = torch.as_tensor(n_got)
+        if not torch.is_tensor(n_got) or n_got.is_floating_point() or n_got.dtype == torch.bool:
+            return f"n_steps: expected an integer tensor [B], got {getattr(n_got, 'dtype', type(n_got).__name__)}"
         if n_got.shape != n_ref.shape:
             return f"n_steps: expected one count per sample, shape {tuple(n_ref.shape)}, got {tuple(n_got.shape)}"
-        slack = torch.clamp(0.2 * n_ref.double(), min=2.0)
-        if bool(((n_got.double() - n_ref.double()).abs() > slack).any()):
-            return f"n_steps: expected about {n_ref.tolist()}, got {n_got.tolist()}"
+
+        def near(n: torch.Tensor) -> bool:
+            slack = torch.clamp(0.2 * n.double(), min=2.0)
+            return not bool(((n_got.double() - n.double()).abs() > slack).any())
+
+        if near(n_ref):
+            return None
+        if near(n_acc):
+            return (f"n_steps: {n_got.tolist()} are the ACCEPTED steps (the attempted ones are {n_ref.tolist()}); "
+                    f"count every trial step of an active sample, rejected ones too")
+        return f"n_steps: expected about {n_ref.tolist()} attempted steps, got {n_got.tolist()}"
+
+    _, report = check_function("Exercise 5 (batched adaptive RKF45)", fn, _rkf45_counts, cases, hint=hint,
+                               compare=compare, verbose=verbose, answer=batched_rkf45)
+    return fn if report.ok else batched_rkf45
+
+
+def _square_wave(t: Time, y: torch.Tensor) -> torch.Tensor:
+    """``y' = -y + sign(sin(4 pi t))``: a jump every 0.25, where the controller rejects step after step."""
+    s = _column(t, y)
+    return -y + torch.sign(torch.sin(4 * math.pi * s))
+
+
+def check_adaptive_solve(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..., tuple]:
+    """Exercise 6 (find the bug): the repaired :func:`buggy_adaptive_solve`."""
+    require_callable("check_adaptive_solve", fn)
+    f64 = torch.float64
+    y_rot = torch.tensor([1.0, 0.5], dtype=f64)
+    cases = [
+        Case("loose tolerance, small first step: no step is rejected",
+             (_rotation, y_rot, 1.0, 1e-3, 1e-3, 0.05)),
+        Case("first step far too large: rejected steps must leave the state alone",
+             (_rotation, y_rot, 1.0, 1e-8, 1e-8, 1.0)),
+        Case("time-dependent field, tol 1e-7", (_forced, torch.tensor([0.5, -1.0], dtype=f64), 2.0, 1e-7, 1e-7, 0.5)),
+        Case("float32 state, tol 1e-5", (_rotation, y_rot.float(), 3.0, 1e-5, 1e-5, 0.8)),
+    ]
+    hint = ["it is right when no step is rejected and wrong as soon as one is: look at what a rejected trial "
+            "step changes in the loop's variables.",
+            "after a rejected step only h may change; the time stays, and so must the state y: y1 is only a "
+            "proposal until the step is accepted."]
+
+    def compare(expected: tuple, got: Any) -> Optional[str]:
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            return f"return a triple (y_end, accepted, rejected), got {type(got).__name__}"
+        single = expected[0].dtype == torch.float32
+        why = _dtype_first(expected[0], got[0]) or close(expected[0], got[0], rtol=1e-4 if single else 1e-6,
+                                                         atol=1e-5 if single else 1e-8)
+        if why:
+            return f"y_end: {why}"
+        for what, e, g in (("accepted", expected[1], got[1]), ("rejected", expected[2], got[2])):
+            if abs(int(g) - e) > 1:
+                return f"{what}: expected {e} steps, got {int(g)}"
         return None
 
-    result, _ = check_function("Exercise 5 (batched adaptive RKF45)", fn, batched_rkf45, cases, hint=hint,
-                               compare=compare, verbose=verbose)
-    return result
+    return check_function("Exercise 6 (find the bug: an adaptive solve)", fn, adaptive_solve, cases, hint=hint,
+                          compare=compare, verbose=verbose)[0]
+
+
+SETTINGS_PROBLEM = {"A": [[-0.1, -2.0], [2.0, -0.1]], "y0": [1.0, 0.5], "T": 10.0}
+SETTINGS_TARGETS = {"error": 1e-6, "nfe": 500}
+
+
+def measure_solver_settings(fn: Callable[[], dict]) -> dict:
+    """Solve the damped rotation of exercise 7 with ``nodecourse.solve(**fn())``: its error at T and NFE."""
+    from nodecourse import solve
+
+    settings = fn()
+    if not isinstance(settings, dict):
+        raise TypeError(f"return a dict of keyword arguments for nodecourse.solve, got {type(settings).__name__}")
+    allowed = {"method", "rtol", "atol", "options"}
+    requirements = [("only method, rtol, atol and options are set",
+                     None if set(settings) <= allowed else f"also set {sorted(set(settings) - allowed)}")]
+    A = torch.tensor(SETTINGS_PROBLEM["A"], dtype=torch.float64)
+    y0 = torch.tensor(SETTINGS_PROBLEM["y0"], dtype=torch.float64)
+    T = SETTINGS_PROBLEM["T"]
+    exact = torch.linalg.matrix_exp(A * T) @ y0
+    kwargs = {k: v for k, v in settings.items() if k in allowed}
+    solution = solve(lambda t, y: y @ A.T, y0, torch.tensor([0.0, T], dtype=torch.float64), **kwargs)
+    error = (solution.ys[-1] - exact).norm().item()
+    return {"error": error, "nfe": int(solution.stats.nfe), "requirements": requirements}
+
+
+def check_solver_settings(fn: Callable[[], dict], verbose: bool = True) -> Callable[[], dict]:
+    """Exercise 7 (open task): reach the error target within the NFE budget."""
+    require_callable("check_solver_settings", fn)
+    targets = [Target(f"error at T at most {SETTINGS_TARGETS['error']:g}", "error", SETTINGS_TARGETS["error"]),
+               Target(f"at most {SETTINGS_TARGETS['nfe']} function evaluations", "nfe", SETTINGS_TARGETS["nfe"])]
+    hint = ["both numbers matter: a tighter tolerance buys accuracy with evaluations, a looser one the other "
+            "way round. Look at which target you miss and by how much.",
+            "for a fixed method, the error per step shrinks like h^(p+1), so a method of higher order p reaches the "
+            "same error with fewer, longer steps, each of which costs more stages; compare the methods in "
+            "nodecourse.solvers.TABLEAUX by order and by stages."]
+    with one_thread():
+        return check_target("Exercise 7 (open task: accuracy within an NFE budget)", fn, solver_settings,
+                            measure_solver_settings, targets, hint=hint, verbose=verbose)[0]
+
+
+show_answer = answers_for("03")

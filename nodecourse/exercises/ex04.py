@@ -6,7 +6,7 @@ report and returns the function to go on with (the learner's when it passes, els
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -15,11 +15,13 @@ from nodecourse.benchmarking import saved_tensor_bytes as saved_bytes  # the ref
 from nodecourse.models import MLP, ODEFunc
 from nodecourse.solvers import odeint
 
-from .checking import Case, check_function, close, keep_random_state, require_callable
+from .checking import Case, check_function, check_prediction, prediction, close, keep_random_state, one_thread, require_callable
+from .checking import answers_for
 
-__all__ = [
+__all__ = ["show_answer", 
     "adjoint_linear", "augmented_dynamics", "saved_bytes", "adjoint_gradients",
     "check_adjoint_linear", "check_augmented_dynamics", "check_saved_bytes", "check_adjoint_gradients",
+    "buggy_augmented_dynamics", "check_memory_ratio_prediction",
 ]
 
 
@@ -55,6 +57,17 @@ def augmented_dynamics(func: nn.Module, t: torch.Tensor, h: torch.Tensor,
         h = h.detach().requires_grad_(True)
         f = func(t, h)
         vjps = torch.autograd.grad(f, (h, *params), grad_outputs=-a, allow_unused=True)
+    vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip((h, *params), vjps))
+    return f.detach(), vjps[0], vjps[1:]
+
+
+def buggy_augmented_dynamics(func: nn.Module, t: torch.Tensor, h: torch.Tensor,
+                             a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Exercise 2 ships this broken :func:`augmented_dynamics` for the learner to repair."""
+    params = tuple(func.parameters())
+    h = h.detach().requires_grad_(True)
+    f = func(t, h)
+    vjps = torch.autograd.grad(f, (h, *params), grad_outputs=-a, allow_unused=True)
     vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip((h, *params), vjps))
     return f.detach(), vjps[0], vjps[1:]
 
@@ -140,23 +153,54 @@ def check_augmented_dynamics(fn: Callable, verbose: bool = True) -> Callable:
                                                         _randn(4, 2, seed=5), _randn(4, 2, seed=6))),
         Case("a field with an unused parameter (expects zeros for it)",
              (_WithUnusedParameter(), torch.tensor(0.0, dtype=torch.float64), _randn(3, 2, seed=7), _randn(3, 2, seed=8))),
+        Case("called with autograd disabled, as in odeint_adjoint's backward pass",
+             (_field([2, 16, 2], torch.float64, seed=9), torch.tensor(0.2, dtype=torch.float64),
+              _randn(4, 2, seed=9), _randn(4, 2, seed=10)), {"_no_grad": True}),
+        Case("f is returned detached (no graph kept alive between solver steps)",
+             (_field([2, 8, 2], torch.float64, seed=10), torch.tensor(0.0, dtype=torch.float64),
+              _randn(3, 2, seed=11), _randn(3, 2, seed=12)), {"_detached": True}),
     ]
 
-    def guarded(func, t, h, a):
+    def guarded(func, t, h, a, _no_grad=False, _detached=False):
         for p in func.parameters():
             p.grad = None
-        out = fn(func, t, h, a)
+        try:
+            with torch.set_grad_enabled(not _no_grad):
+                out = fn(func, t, h, a)
+        except RuntimeError as exc:
+            if _no_grad and "does not require grad" in str(exc):
+                raise RuntimeError("under torch.no_grad() your function cannot differentiate f (autograd is off, so "
+                                   "f has no graph): evaluate f and its vector-Jacobian product inside "
+                                   "torch.enable_grad()") from None
+            raise
         if any(p.grad is not None for p in func.parameters()):
             raise ValueError("the parameters' .grad was filled: use torch.autograd.grad(...) instead of "
                              ".backward(), which accumulates into .grad across calls")
+        if _detached and isinstance(out, (tuple, list)) and out and torch.is_tensor(out[0]) and out[0].requires_grad:
+            raise ValueError("f is still attached to the graph (f.requires_grad is True): the statement asks for "
+                             "f detached, or every solver step keeps the field's graph alive")
         return out
 
-    hint = ("detach h and call requires_grad_(True) on it, evaluate f = func(t, h), then ONE call "
-            "torch.autograd.grad(f, (h, *func.parameters()), grad_outputs=-a, allow_unused=True); replace "
-            "None by torch.zeros_like(...) and return (f, vjp_h, tuple_of_parameter_vjps).")
-    checked, report = check_function("Exercise 2 (augmented dynamics)", guarded, augmented_dynamics, cases, hint,
-                                     compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-6), verbose=verbose)
-    return fn if report.ok else checked
+    def reference(func, t, h, a, _no_grad=False, _detached=False):
+        with torch.set_grad_enabled(not _no_grad):
+            return augmented_dynamics(func, t, h, a)
+
+    hint = ["the failed cases name the property: the values (signs, shapes, zeros for an unused parameter), the "
+            "call with autograd switched off, or a result still attached to the graph.",
+            "odeint_adjoint's backward pass runs with autograd off, yet this function must differentiate f: "
+            "switch autograd back on locally around the evaluation and the vector-Jacobian product "
+            "(a context manager or a decorator from torch does it); hand back f without its graph."]
+    def compare(expected, got):
+        why = close(expected, got, rtol=1e-5, atol=1e-6)
+        if why and isinstance(got, (tuple, list)) and len(got) == 3 and torch.is_tensor(got[1]) \
+                and got[1].shape == expected[1].shape and close(-expected[1], got[1], rtol=1e-5, atol=1e-6) is None:
+            return "a_dot has the opposite sign: the adjoint runs da/dt = -a df/dh (and g likewise, -a df/dtheta)"
+        return why
+
+    _, report = check_function("Exercise 2 (find the bug: augmented dynamics)", guarded, reference, cases, hint,
+                               compare=compare, verbose=verbose,
+                               answer=augmented_dynamics)
+    return fn if report.ok else augmented_dynamics
 
 
 def _tanh_vector():
@@ -209,7 +253,7 @@ def check_saved_bytes(fn: Callable, verbose: bool = True) -> Callable:
 
 @keep_random_state()
 def check_adjoint_gradients(fn: Callable, verbose: bool = True) -> Callable:
-    """Exercise 4: dL/dh0 and dL/dtheta by one reverse solve of the augmented state."""
+    """Exercise 5: dL/dh0 and dL/dtheta by one reverse solve of the augmented state."""
     require_callable("check_adjoint_gradients", fn)
     cases = [
         Case("MLP 2-16-2, batch 4, [0, 1]", (_field([2, 16, 2], torch.float64, seed=11), _randn(4, 2, seed=11),
@@ -221,8 +265,32 @@ def check_adjoint_gradients(fn: Callable, verbose: bool = True) -> Callable:
         Case("a backwards interval [1, 0]", (_field([2, 16, 2], torch.float64, seed=14), _randn(4, 2, seed=17),
                                             1.0, 0.0, _randn(4, 2, seed=18))),
     ]
-    hint = ("solve h from t0 to t1 under torch.no_grad(); then solve the tuple (h1, grad_h1, zeros like each "
-            "parameter) with odeint from t1 back to t0 (t = [t1, t0]) whose dynamics return "
-            "(f, -a^T df/dh, *(-a^T df/dtheta)) - your augmented_dynamics; return (a(t0), tuple of g(t0)).")
-    return check_function("Exercise 4 (adjoint gradients)", fn, adjoint_gradients, cases, hint,
+    hint = ["compare the failed cases: a time-dependent field, one state without a batch, an interval run "
+            "backwards; the gradient must hold for each.",
+            "the reverse solve starts at t1 from (h(t1), dL/dh(t1), zeros for the parameters) and runs to t0; "
+            "h(t1) comes from a forward solve that keeps no graph; your augmented_dynamics is its vector field."]
+    return check_function("Exercise 5 (adjoint gradients)", fn, adjoint_gradients, cases, hint,
                           compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-7), verbose=verbose)[0]
+
+
+@prediction
+@keep_random_state()
+def check_memory_ratio_prediction(guess: Optional[float], verbose: bool = True) -> float:
+    """Exercise 4 (predict, then check): saved bytes of backprop through rk4 with 100 steps over 10 steps."""
+    with one_thread():
+        torch.manual_seed(0)
+        func = ODEFunc(MLP([2, 32, 2]))
+        y0 = torch.randn(16, 2, requires_grad=True)
+        span = torch.tensor([0.0, 1.0])
+        kept = [saved_bytes(lambda n=n: odeint(func, y0, span, method="rk4", options={"step_size": 1 / n}))
+                for n in (10, 100)]
+    truth = round(kept[1] / kept[0], 2)
+    check_prediction("Exercise 4 (predict: memory of backprop)", guess, truth, notebook="04",
+                     variable="predicted_ratio", rtol=0.15,
+                     explanation="backpropagation keeps every stage's activations of every step until backward, "
+                                 "so the saved memory grows in proportion to the number of steps (10x the steps, "
+                                 "about 10x the bytes); the adjoint keeps a constant amount.", verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("04")

@@ -23,8 +23,9 @@ from nodecourse.solvers import FIXED_METHODS, METHODS, TABLEAUX
 from nodecourse.train import train
 
 from .checking import Case, close, keep_random_state, require_callable, run_check
+from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
 
-__all__ = [
+__all__ = ["show_answer", "regression_loss", "buggy_regression_loss", "check_regression_loss", "check_rk4_nfe_prediction", 
     "build_odenet",
     "training_step",
     "extrapolation_errors",
@@ -366,3 +367,63 @@ def check_train_with_solver(fn: Callable[..., tuple[float, int]], verbose: bool 
     ok = run_check("Exercise 4 (train with another solver)", fn, _reference_run, cases, hint, _trained_well, verbose)
     return fn if ok else train_with_solver
 
+
+
+# --- exercise 5 (find the bug) and exercise 6 (predict, then check) ------------------------------
+
+def regression_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The mean squared error between predictions ``pred`` ``[N, 1]`` and targets ``y`` (``[N]`` or ``[N, 1]``)."""
+    return ((pred - y.reshape(pred.shape)) ** 2).mean()
+
+
+def buggy_regression_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exercise 5 ships this broken :func:`regression_loss` for the learner to repair."""
+    return ((pred - y) ** 2).mean()
+
+
+def check_regression_loss(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
+    """Exercise 5 (find the bug): the repaired :func:`buggy_regression_loss`."""
+    require_callable("check_regression_loss", fn)
+    g = torch.Generator().manual_seed(5)
+    pred = torch.randn(10, 1, generator=g)
+    y = torch.randn(10, 1, generator=g)
+    cases = [
+        Case("targets [N, 1], like the predictions", (pred, y)),
+        Case("targets [N] (a plain vector of labels)", (pred, y.reshape(-1))),
+        Case("one point: targets [1]", (pred[:1], y[:1].reshape(-1))),
+        Case("float64 targets [N]", (pred.double(), y.double().reshape(-1))),
+    ]
+    hint = ["the loss is right when the targets have the predictions' shape and wrong when they are a plain "
+            "vector: what shape does pred - y have then?",
+            "[N, 1] minus [N] broadcasts to [N, N]: every prediction is compared with every target. Give the "
+            "targets the predictions' shape before subtracting."]
+
+    def compare(expected: Any, got: Any) -> Optional[str]:
+        if not torch.is_tensor(got) or got.dim() != 0:
+            return f"return a 0-d tensor (a scalar loss), got {getattr(got, 'shape', type(got).__name__)}"
+        return close(expected, got, rtol=1e-6, atol=1e-7)
+
+    return check_function("Exercise 5 (find the bug: a regression loss)", fn, regression_loss, cases, hint=hint,
+                          compare=compare, verbose=verbose)[0]
+
+
+@prediction
+@keep_random_state()
+def check_rk4_nfe_prediction(guess: Optional[float], verbose: bool = True) -> int:
+    """Exercise 6 (predict, then check): evaluations of the vector field in one forward pass of an ODE-Net
+    solved with fixed-step RK4, step size 0.1, on [0, 1]."""
+    from nodecourse.solvers import solve
+
+    torch.manual_seed(0)
+    func = ODEFunc(MLP([1, 8, 1]))
+    stats = solve(func, torch.zeros(5, 1), torch.tensor([0.0, 1.0]), method="rk4", options={"step_size": 0.1}).stats
+    truth = int(stats.nfe)
+    check_prediction("Exercise 6 (predict: the cost of a fixed-step forward pass)", guess, truth, notebook="05",
+                     variable="predicted_nfe", atol=0.5,
+                     explanation=f"{int(stats.n_steps)} steps of RK4, and every step evaluates the field once per stage: "
+                                 "4 stages, so the NFE is 4 x the steps, whatever the data or the weights.",
+                     verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("05")

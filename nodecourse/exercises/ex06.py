@@ -18,8 +18,9 @@ from nodecourse.models import MLP, ODEBlock, ODEFunc
 from nodecourse.plotting import pca_project
 
 from .checking import Case, check_function, close, keep_random_state, require_callable
+from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
 
-__all__ = [
+__all__ = ["show_answer", "confusion_counts", "buggy_confusion_counts", "check_confusion_counts", "check_mlp_parameters_prediction", 
     "accuracy",
     "ode_classifier",
     "evaluate_at_tolerances",
@@ -397,3 +398,63 @@ def check_turning_angles(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bo
     result, _ = check_function("Exercise 5 (turning angles)", fn, turning_angles, cases, hint=hint,
                                compare=compare, verbose=verbose)
     return result
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict, then check) ------------------------------
+
+def confusion_counts(pred: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> torch.Tensor:
+    """``counts [n_classes, n_classes]``: ``counts[i, j]`` is how many samples of true class ``i`` were predicted ``j``."""
+    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    counts.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+    return counts
+
+
+def buggy_confusion_counts(pred: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> torch.Tensor:
+    """Exercise 6 ships this broken :func:`confusion_counts` for the learner to repair."""
+    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    counts[y, pred] += 1
+    return counts
+
+
+def check_confusion_counts(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
+    """Exercise 6 (find the bug): the repaired :func:`buggy_confusion_counts`."""
+    require_callable("check_confusion_counts", fn)
+    g = torch.Generator().manual_seed(6)
+    y_many = torch.randint(0, 10, (200,), generator=g)
+    pred_many = torch.where(torch.rand(200, generator=g) < 0.7, y_many, torch.randint(0, 10, (200,), generator=g))
+    cases = [
+        Case("every (true, predicted) pair occurs once", (torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0]), 3)),
+        Case("a pair that occurs twice counts twice", (torch.tensor([1, 1, 0]), torch.tensor([1, 1, 0]), 2)),
+        Case("200 samples, 10 classes: the counts add up to 200", (pred_many, y_many, 10)),
+        Case("a class that never occurs has a row of zeros", (torch.tensor([0, 0]), torch.tensor([0, 2]), 4)),
+    ]
+    hint = ["it is right while every (true, predicted) pair is new and wrong once a pair repeats: does "
+            "counts.sum() equal the number of samples?",
+            "an in-place += through an index tensor writes each repeated index once, it does not accumulate; "
+            "use an operation that accumulates (index_put_ with accumulate=True, or torch.bincount on "
+            "y * n_classes + pred)."]
+
+    def compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+        if not torch.is_tensor(got) or got.shape != expected.shape:
+            return f"expected a [{expected.shape[0]}, {expected.shape[1]}] tensor, got {getattr(got, 'shape', got)}"
+        if int(got.sum()) != int(expected.sum()):
+            return f"the counts add up to {int(got.sum())}, not to the {int(expected.sum())} samples"
+        return None if torch.equal(got.long(), expected) else "some counts differ from the reference"
+
+    return check_function("Exercise 6 (find the bug: a confusion matrix)", fn, confusion_counts, cases, hint=hint,
+                          compare=compare, verbose=verbose)[0]
+
+
+@prediction
+@keep_random_state()
+def check_mlp_parameters_prediction(guess: Optional[float], verbose: bool = True) -> int:
+    """Exercise 7 (predict, then check): the number of parameters of ``MLP([784, 100, 10])``."""
+    truth = sum(p.numel() for p in MLP([784, 100, 10]).parameters())
+    check_prediction("Exercise 7 (predict: a parameter count)", guess, truth, notebook="06",
+                     variable="predicted_parameters", atol=0.5,
+                     explanation="a linear layer from n to m inputs has n m weights and m biases: "
+                                 "784 x 100 + 100 + 100 x 10 + 10 = 79510.", verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("06")

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from .checking import Case, require_callable, run_check
+from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
 
-__all__ = [
+__all__ = ["show_answer", "drop_augmentation", "buggy_drop_augmentation", "check_drop_augmentation", "check_reflection_time_prediction", 
     "augment",
     "second_order_field",
     "order_preserved",
@@ -299,3 +300,55 @@ def check_reflection_matrix(fn: Callable[[float, int], torch.Tensor], verbose: b
     ok = run_check("Exercise 4 (a reflection by a flow)", _matrix_runner(fn), _matrix_runner(reflection_matrix),
                     cases, hint, _reflects, verbose)
     return fn if ok else reflection_matrix
+
+
+# --- exercise 5 (find the bug) and exercise 6 (predict, then check) ------------------------------
+
+def drop_augmentation(z: torch.Tensor, d: int) -> torch.Tensor:
+    """The first ``d`` entries of the last dimension of an augmented state ``z [..., d + p]``:
+    ``[B, d + p]`` or a trajectory ``[T, B, d + p]`` -> ``[..., d]``."""
+    return z[..., :d]
+
+
+def buggy_drop_augmentation(z: torch.Tensor, d: int) -> torch.Tensor:
+    """Exercise 5 ships this broken :func:`drop_augmentation` for the learner to repair."""
+    return z[:, :d]
+
+
+def check_drop_augmentation(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
+    """Exercise 5 (find the bug): the repaired :func:`buggy_drop_augmentation`."""
+    require_callable("check_drop_augmentation", fn)
+    g = torch.Generator().manual_seed(7)
+    cases = [
+        Case("a batch of states [B, d + p]", (torch.randn(6, 3, generator=g), 1)),
+        Case("a trajectory [T, B, d + p] (the solver's output)", (torch.randn(5, 6, 3, generator=g), 1)),
+        Case("a trajectory with d = 2, p = 3", (torch.randn(4, 2, 5, generator=g), 2)),
+        Case("one state [d + p]", (torch.randn(4, generator=g), 2)),
+    ]
+    hint = ["it is right for a batch of states and wrong for a trajectory: which dimension holds the "
+            "augmented entries in each?",
+            "the augmented entries are always in the LAST dimension, whatever comes before it (time, batch, "
+            "nothing); index that dimension, not dimension 1."]
+    return check_function("Exercise 5 (find the bug: dropping the augmented dimensions)", fn, drop_augmentation,
+                          cases, hint=hint, verbose=verbose)[0]
+
+
+@prediction
+def check_reflection_time_prediction(guess: Optional[float], verbose: bool = True) -> float:
+    """Exercise 6 (predict, then check): the smallest T > 0 for which the linear flow of
+    A = pi [[0, -1], [1, 0]] maps (x, 0) to (-x, 0), found by scanning T."""
+    A = math.pi * torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
+    e1 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    for T in torch.arange(1, 3001, dtype=torch.float64) / 1000:
+        if float((torch.linalg.matrix_exp(T * A) @ e1 + e1).norm()) < 2e-3:
+            break
+    truth = round(float(T), 3)
+    check_prediction("Exercise 6 (predict: when a 2-D flow reflects)", guess, truth, notebook="07",
+                     variable="predicted_time", atol=0.02,
+                     explanation="e^{TA} is a rotation by the angle pi T; (x, 0) lands on (-x, 0) after half a turn, "
+                                 "at T = 1. The extra dimension gives the flow room to go around; the 1-D flow "
+                                 "cannot, because x = 0 is a fixed point it cannot cross.", verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("07")

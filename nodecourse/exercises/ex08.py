@@ -16,8 +16,9 @@ from torch import nn
 from nodecourse.models import MLP, ODEFunc
 
 from .checking import Case, check_function, close, require_callable
+from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
 
-__all__ = [
+__all__ = ["show_answer", "depth_weight", "buggy_depth_weight", "check_depth_weight", "check_galerkin_parameters_prediction", 
     "fourier_basis", "galerkin_linear", "controlled_dynamics", "integral_loss_dynamics", "rescaled_dynamics",
     "check_fourier_basis", "check_galerkin_linear", "check_controlled_dynamics",
     "check_integral_loss_dynamics", "check_rescaled_dynamics",
@@ -210,3 +211,62 @@ def check_rescaled_dynamics(fn: Callable, verbose: bool = True) -> Callable:
             "torch.zeros_like(T) for the constant depths.")
     return check_function("Exercise 5 (rescaled dynamics)", fn, rescaled_dynamics, cases, hint, compare=_tol(),
                           verbose=verbose)[0]
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict, then check) ------------------------------
+
+def depth_weight(s: torch.Tensor, weight_coeffs: torch.Tensor, period: float = 1.0) -> torch.Tensor:
+    """``W(s) = sum_k A_k phi_k(s)`` for a 0-d depth ``s`` and ``weight_coeffs [K, out, in]`` (K = 2n + 1
+    Fourier terms of ``period``): the weight ``[out, in]`` of a Galerkin layer at depth ``s``."""
+    phi = fourier_basis(s, (weight_coeffs.shape[0] - 1) // 2, period)
+    return torch.einsum("k,koi->oi", phi, weight_coeffs)
+
+
+def buggy_depth_weight(s: torch.Tensor, weight_coeffs: torch.Tensor, period: float = 1.0) -> torch.Tensor:
+    """Exercise 6 ships this broken :func:`depth_weight` for the learner to repair."""
+    phi = fourier_basis(s, (weight_coeffs.shape[0] - 1) // 2, period)
+    return torch.einsum("k,kio->oi", phi, weight_coeffs)
+
+
+def check_depth_weight(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
+    """Exercise 6 (find the bug): the repaired :func:`buggy_depth_weight`."""
+    require_callable("check_depth_weight", fn)
+    g = torch.Generator().manual_seed(8)
+    sym = torch.randn(5, 3, 3, generator=g)
+    sym = sym + sym.transpose(1, 2)
+    cases = [
+        Case("symmetric coefficient matrices [5, 3, 3]", (torch.tensor(0.3), sym)),
+        Case("non-symmetric square coefficients [5, 2, 2]", (torch.tensor(0.7), torch.randn(5, 2, 2, generator=g))),
+        Case("a layer from 3 to 2 features: W(s) is [out, in] = [2, 3]", (torch.tensor(0.1), torch.randn(3, 2, 3, generator=g))),
+        Case("period 2", (torch.tensor(1.4), torch.randn(5, 2, 4, generator=g), 2.0)),
+    ]
+    hint = ["it is right for symmetric coefficient matrices only: compare the shape and the layout of what it "
+            "returns with those of one coefficient matrix A_k.",
+            "weight_coeffs[k] is [out, in], like nn.Linear's weight; the sum over k must keep that order of the "
+            "two remaining indices (read the einsum subscripts letter by letter)."]
+
+    def compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+        if torch.is_tensor(got) and got.shape != expected.shape:
+            return f"expected W(s) of shape [out, in] = {list(expected.shape)}, got {list(got.shape)}"
+        return close(expected, got, rtol=1e-5, atol=1e-6)
+
+    return check_function("Exercise 6 (find the bug: a Galerkin weight)", fn, depth_weight, cases, hint=hint,
+                          compare=compare, verbose=verbose)[0]
+
+
+@prediction
+@keep_random_state()
+def check_galerkin_parameters_prediction(guess: Optional[float], verbose: bool = True) -> int:
+    """Exercise 7 (predict, then check): the parameters of ``GalerkinLinear(2, 2)`` with 2 Fourier harmonics."""
+    from nodecourse.models import GalerkinLinear
+
+    truth = sum(p.numel() for p in GalerkinLinear(2, 2, basis="fourier", order=2).parameters())
+    check_prediction("Exercise 7 (predict: what depth variance costs)", guess, truth, notebook="08",
+                     variable="predicted_parameters", atol=0.5,
+                     explanation="2 harmonics give K = 2 * 2 + 1 = 5 basis functions, and every weight (2 x 2) and "
+                                 "bias (2) gets one coefficient per basis function: (4 + 2) x 5 = 30, five times "
+                                 "nn.Linear(2, 2).", verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("08")

@@ -9,6 +9,8 @@ state as they found it.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable, Optional
 
 import torch
@@ -19,8 +21,9 @@ from nodecourse.models import latent as _latent
 from nodecourse.solvers import odeint
 
 from .checking import Case, close, require_callable, run_check
+from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
 
-__all__ = [
+__all__ = ["show_answer", "last_observed", "buggy_last_observed", "check_last_observed", "check_union_size_prediction", 
     "pad_batch",
     "masked_mse",
     "union_times",
@@ -367,3 +370,57 @@ def check_predict_at_times(fn: Callable, verbose: bool = True) -> Callable:
     ok = run_check("Exercise 4 (predict at any times)", _predict_runner(fn), _predict_runner(predict_at_times),
                     cases, hint, _same_predictions, verbose)
     return fn if ok else predict_at_times
+
+
+# --- exercise 5 (find the bug) and exercise 6 (predict, then check) ------------------------------
+
+def last_observed(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each series' last real observation: ``values [B, L, D]`` padded after the real entries, ``mask [B, L]``
+    (True at real entries, every series has at least one) -> ``[B, D]``."""
+    last = mask.long().sum(dim=1) - 1
+    return values[torch.arange(values.shape[0], device=values.device), last]
+
+
+def buggy_last_observed(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Exercise 5 ships this broken :func:`last_observed` for the learner to repair."""
+    last = mask.long().sum(dim=1) - 1
+    return values[:, -1]
+
+
+def check_last_observed(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
+    """Exercise 5 (find the bug): the repaired :func:`buggy_last_observed`."""
+    require_callable("check_last_observed", fn)
+    g = torch.Generator().manual_seed(9)
+    full = torch.ones(3, 4, dtype=torch.bool)
+    ragged = torch.tensor([[True, True, True, True], [True, True, False, False], [True, False, False, False]])
+    values = torch.randn(3, 4, 2, generator=g) * ragged[..., None]  # padding is zeros, as pad_batch makes it
+    cases = [
+        Case("series of equal length (no padding)", (torch.randn(3, 4, 2, generator=g), full)),
+        Case("series of lengths 4, 2 and 1, padded with zeros", (values, ragged)),
+        Case("one series of length 1 in a batch of one", (values[2:], ragged[2:])),
+    ]
+    hint = ["it is right when no series is padded and wrong when some are: which entry of a padded series "
+            "does it return?",
+            "a series of length n has its last real entry at position n - 1, which the mask tells; the last "
+            "column is padding for every shorter series. Index each row at its own position."]
+    return check_function("Exercise 5 (find the bug: the last observation)", fn, last_observed, cases, hint=hint,
+                          verbose=verbose)[0]
+
+
+@prediction
+@keep_random_state()
+def check_union_size_prediction(guess: Optional[float], verbose: bool = True) -> int:
+    """Exercise 6 (predict, then check): the length of the union grid of 8 series with 5 random times each."""
+    torch.manual_seed(0)
+    times = torch.rand(8, 5).sort(dim=1).values * 10
+    grid, _ = union_times(times, torch.ones(8, 5, dtype=torch.bool), 0.0)
+    truth = int(grid.numel())
+    check_prediction("Exercise 6 (predict: how long the union grid is)", guess, truth, notebook="09",
+                     variable="predicted_length", atol=0.5,
+                     explanation="random real times never coincide, so the union holds all 8 x 5 = 40 of them plus "
+                                 "t0 = 0: 41 output times for one solve of the whole batch, which is why the union "
+                                 "trick gets expensive as the batch grows.", verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("09")

@@ -16,8 +16,9 @@ from nodecourse.models.flows import CNFField
 from nodecourse.solvers import odeint
 
 from .checking import Case, check_function, close, keep_random_state, require_callable
+from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
 
-__all__ = [
+__all__ = ["show_answer", "diag_gaussian_log_prob", "buggy_diag_gaussian_log_prob", "check_diag_gaussian_log_prob", "check_origin_log_density_prediction", 
     "standard_normal_log_prob", "exact_trace", "hutchinson_trace", "cnf_dynamics", "cnf_log_prob",
     "check_standard_normal_log_prob", "check_exact_trace", "check_hutchinson_trace",
     "check_cnf_dynamics", "check_cnf_log_prob",
@@ -266,3 +267,50 @@ def check_cnf_log_prob(fn: Callable, verbose: bool = True) -> Callable:
     _, report = check_function("Exercise 5 (CNF log-likelihood)", run(fn), run(cnf_log_prob), cases, hint,
                                compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-5), verbose=verbose)
     return fn if report.ok else cnf_log_prob
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict, then check) ------------------------------
+
+def diag_gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``log N(z; mean, diag(std^2))`` summed over the last dimension: ``[B, D] -> [B]``."""
+    per_dim = -0.5 * ((z - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)
+    return per_dim.sum(dim=-1)
+
+
+def buggy_diag_gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Exercise 6 ships this broken :func:`diag_gaussian_log_prob` for the learner to repair."""
+    per_dim = -0.5 * ((z - mean) / std) ** 2 - torch.log(std ** 2) - 0.5 * math.log(2 * math.pi)
+    return per_dim.sum(dim=-1)
+
+
+def check_diag_gaussian_log_prob(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
+    """Exercise 6 (find the bug): the repaired :func:`buggy_diag_gaussian_log_prob`."""
+    require_callable("check_diag_gaussian_log_prob", fn)
+    g = torch.Generator().manual_seed(10)
+    z = torch.randn(5, 2, generator=g)
+    cases = [
+        Case("standard normal (mean 0, std 1)", (z, torch.zeros(2), torch.ones(2))),
+        Case("shifted mean, std 1", (z, torch.tensor([1.0, -2.0]), torch.ones(2))),
+        Case("std 0.5 and 3: the normaliser", (z, torch.zeros(2), torch.tensor([0.5, 3.0]))),
+        Case("std 4 in 1-D, on a grid from -30 to 30", (torch.linspace(-30, 30, 6001)[:, None],
+                                                               torch.zeros(1), torch.full((1,), 4.0))),
+    ]
+    hint = ["it is right whenever std = 1 and wrong otherwise, so the trouble is a term that vanishes at std = 1.",
+            "the density's normaliser is 1 / (sqrt(2 pi) std) per dimension; its logarithm has log std once, "
+            "not log of the variance."]
+    return check_function("Exercise 6 (find the bug: a Gaussian log-density)", fn, diag_gaussian_log_prob, cases,
+                          hint=hint, compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-5), verbose=verbose)[0]
+
+
+@prediction
+def check_origin_log_density_prediction(guess: Optional[float], verbose: bool = True) -> float:
+    """Exercise 7 (predict, then check): the log-density of the 2-D standard normal at the origin."""
+    truth = round(float(standard_normal_log_prob(torch.zeros(1, 2, dtype=torch.float64))[0]), 4)
+    check_prediction("Exercise 7 (predict: the base density at its peak)", guess, truth, notebook="10",
+                     variable="predicted_log_density", atol=0.01,
+                     explanation="at z = 0 the quadratic term vanishes and what is left is the normaliser, "
+                                 "-(D/2) log(2 pi) = -log(2 pi), about -1.838 for D = 2.", verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("10")

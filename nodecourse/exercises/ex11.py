@@ -8,6 +8,8 @@ reference). The references are public so a notebook can also call them directly.
 """
 from __future__ import annotations
 
+import math
+
 import functools
 
 from typing import Any, Callable, Optional, Sequence
@@ -18,8 +20,9 @@ from torch import nn
 from nodecourse.solvers import TABLEAUX, ButcherTableau
 
 from .checking import Case, check_function, close, keep_random_state, require_callable
+from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
 
-__all__ = [
+__all__ = ["show_answer", "stiffness_ratio", "buggy_stiffness_ratio", "check_stiffness_ratio", "check_euler_limit_prediction", 
     "kinetic_integrand", "frobenius_probe", "augmented_dynamics", "euler_step_limit", "stability_limit",
     "check_kinetic_integrand", "check_frobenius_probe", "check_augmented_dynamics", "check_euler_step_limit",
     "check_stability_limit",
@@ -334,3 +337,61 @@ def check_stability_limit(fn: Callable[[ButcherTableau], float], verbose: bool =
     result, _ = check_function("Exercise 5 (stability limit from the tableau)", fn, stability_limit, cases, hint=hint,
                                compare=compare, verbose=verbose)
     return result
+
+
+# --- exercise 6 (find the bug) and exercise 7 (predict, then check) ------------------------------
+
+def stiffness_ratio(A: torch.Tensor) -> float:
+    """The stiffness ratio of ``dy/dt = A y`` (all eigenvalues with negative real part): the fastest decay
+    rate over the slowest, ``max |Re lam| / min |Re lam|``."""
+    rates = torch.linalg.eigvals(A.to(torch.float64)).real.abs()
+    return float(rates.max() / rates.min())
+
+
+def buggy_stiffness_ratio(A: torch.Tensor) -> float:
+    """Exercise 6 ships this broken :func:`stiffness_ratio` for the learner to repair."""
+    rates = torch.linalg.eigvals(A.to(torch.float64)).abs()
+    return float(rates.max() / rates.min())
+
+
+def check_stiffness_ratio(fn: Callable[..., float], verbose: bool = True) -> Callable[..., float]:
+    """Exercise 6 (find the bug): the repaired :func:`buggy_stiffness_ratio`."""
+    require_callable("check_stiffness_ratio", fn)
+    f64 = torch.float64
+    cases = [
+        Case("diagonal A = diag(-1, -100)", (torch.diag(torch.tensor([-1.0, -100.0], dtype=f64)),)),
+        Case("a symmetric A with real eigenvalues", (torch.tensor([[-3.0, 1.0], [1.0, -3.0]], dtype=f64),)),
+        Case("a lightly damped fast rotation beside a slow decay: decay rates, not frequencies",
+             (torch.tensor([[-0.5, -50.0, 0.0], [50.0, -0.5, 0.0], [0.0, 0.0, -0.05]], dtype=f64),)),
+        Case("float32 input", (torch.tensor([[-0.1, -2.0], [2.0, -0.1]]).float(),)),
+    ]
+    hint = ["it is right for matrices with real eigenvalues and wrong when some are complex: what does it take "
+            "from a complex eigenvalue?",
+            "stiffness is about decay rates: the real parts of the eigenvalues. The modulus |lam| mixes in the "
+            "imaginary part, which only sets how fast the solution oscillates."]
+    return check_function("Exercise 6 (find the bug: a stiffness ratio)", fn, stiffness_ratio, cases, hint=hint,
+                          compare=lambda e, g: close(e, g, rtol=1e-6, atol=1e-9), verbose=verbose)[0]
+
+
+@prediction
+def check_euler_limit_prediction(guess: Optional[float], verbose: bool = True) -> float:
+    """Exercise 7 (predict, then check): the largest stable Euler step for dy/dt = -50 y, found by running
+    200 steps with each h on a grid and keeping the largest for which |y| does not grow."""
+    y0 = torch.ones(1, dtype=torch.float64)
+    stable = 0.0
+    for h in torch.arange(1, 1001, dtype=torch.float64) / 10000:
+        y = y0
+        for _ in range(200):
+            y = y + float(h) * (-50.0) * y
+        if float(y.abs()) <= 1.0 + 1e-9:
+            stable = float(h)
+    truth = round(stable, 4)
+    check_prediction("Exercise 7 (predict: Euler's step limit)", guess, truth, notebook="11",
+                     variable="predicted_limit", atol=0.002,
+                     explanation="each Euler step multiplies y by 1 - 50 h, which stays within [-1, 1] for "
+                                 "h <= 2 / 50 = 0.04; beyond it the iterates grow and alternate in sign.",
+                     verbose=verbose)
+    return truth
+
+
+show_answer = answers_for("11")
