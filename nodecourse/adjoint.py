@@ -109,7 +109,7 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
     if seminorm:
         del adjoint_options["norm"]
     elif user_norm is not None:
-        adjoint_options["norm"] = _TorchdiffeqAdjointNorm(user_norm)
+        adjoint_options["norm"] = _TorchdiffeqAdjointNorm(user_norm, len(parts), flatten=False)
     if adjoint_options.get("compile"):
         raise ValueError("The adjoint's reverse solve builds a new augmented field for every backward pass, so "
                          "it cannot reuse a compiled step; remove 'compile' from adjoint_options (it may stay in "
@@ -131,8 +131,16 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
                          method=adjoint_method, options=adjoint_options),
         "seminorm": seminorm, "user_norm": user_norm, "record": _record, "param_names": param_names,
     }
-    ys = _AdjointSolve.apply(settings, t, *parts, *params)
-    return tuple(ys) if is_tuple else ys[0]
+    flat = _AdjointSolve.apply(settings, t, *parts, *params)
+    if not is_tuple:
+        return flat
+    # a tuple state travels as one flat tensor [T, total] and is split here, as torchdiffeq does (its tests
+    # reach the norm through xs[i].grad_fn.next_functions twice: a view of a slice of the solve's output)
+    outputs, start = [], 0
+    for p in parts:
+        outputs.append(flat[..., start:start + p.numel()].view(flat.shape[0], *p.shape))
+        start += p.numel()
+    return tuple(outputs)
 
 
 class _AdjointSolve(torch.autograd.Function):
@@ -149,17 +157,21 @@ class _AdjointSolve(torch.autograd.Function):
         ys = tuple(solution.ys) if settings["is_tuple"] else (solution.ys,)
         ctx.settings = settings
         # As in torchdiffeq, the reverse solve's norm is readable (and replaceable) on the output's grad_fn:
-        # ys.grad_fn.adjoint_options["norm"], called on (t, *y, *a, *param_grads) (t's part is 0 here).
-        n_measured = 2 * settings["n_parts"] if settings["seminorm"] else None
-        ctx.adjoint_options = {"norm": settings["user_norm"] or _DefaultAdjointNorm(n_measured)}
+        # ys.grad_fn.adjoint_options["norm"], called on (t, y, a, *param_grads), a tuple state's y and a
+        # flattened into one tensor each (t's part is 0 here).
+        sizes = [p.numel() for p in y0] if settings["is_tuple"] else None
+        ctx.adjoint_options = {"norm": settings["user_norm"] or _DefaultAdjointNorm(settings["seminorm"], sizes)}
         ctx.save_for_backward(t, *ys)
-        return ys
+        if not settings["is_tuple"]:
+            return ys[0]
+        return torch.cat([y.reshape(y.shape[0], -1) for y in ys], dim=1)
 
     @staticmethod
-    def backward(ctx, *grad_ys: torch.Tensor):
+    def backward(ctx, grad_flat: torch.Tensor):
         settings = ctx.settings
         func, params, n = settings["func"], settings["params"], settings["n_parts"]
         t, *ys = ctx.saved_tensors
+        grad_ys = _split_like(grad_flat, ys) if settings["is_tuple"] else (grad_flat,)
         t = t.to(ys[0].dtype) if not torch.is_floating_point(t) else t
         if settings["param_names"] is not None:  # each sample its own output times
             return (None, *per_sample_backward(settings, t, tuple(ys), grad_ys))
@@ -189,7 +201,11 @@ class _AdjointSolve(torch.autograd.Function):
         backward_settings = dict(settings["backward"])
         norm = ctx.adjoint_options.get("norm")
         if not isinstance(norm, _DefaultAdjointNorm):  # the user's, or one put on grad_fn since the forward
-            backward_settings["options"] = {**backward_settings["options"], "norm": _TorchdiffeqAdjointNorm(norm)}
+            # torchdiffeq hands a user's norm a tuple state's parts one by one, a norm that replaced the
+            # default on grad_fn the flattened y and a (the default's own layout)
+            flat = settings["is_tuple"] and norm is not settings["user_norm"]
+            backward_settings["options"] = {**backward_settings["options"],
+                                            "norm": _TorchdiffeqAdjointNorm(norm, n, flat)}
         elif settings["seminorm"]:
             backward_settings["options"] = {**backward_settings["options"], "norm": _seminorm(2 * n)}
 
@@ -231,29 +247,44 @@ def _dot(xs: tuple, ys: tuple) -> torch.Tensor:
 
 
 class _TorchdiffeqAdjointNorm:
-    """A user's adjoint norm called as torchdiffeq calls it, on ``(t, *y, *a, *param_grads)``: the
-    augmented state's parts, led by the time-gradient part (which this solve keeps out of the state,
-    so it enters as a zero)."""
+    """An adjoint norm called as torchdiffeq calls it, on ``(t, *y, *a, *param_grads)``: the augmented
+    state's parts (with ``flatten``, a tuple state's ``y`` and ``a`` each as one flat tensor), led by the
+    time-gradient part (which this solve keeps out of the state, so it enters as a zero)."""
 
-    def __init__(self, norm: Callable):
-        self.norm = norm
+    def __init__(self, norm: Callable, n_parts: int, flatten: bool):
+        self.norm, self.n, self.flatten = norm, n_parts, flatten
 
     def __call__(self, parts: tuple) -> torch.Tensor:
-        return self.norm((parts[0].new_zeros(()), *parts))
+        y, a, grads = parts[:self.n], parts[self.n:2 * self.n], parts[2 * self.n:]
+        if self.flatten:
+            y, a = (torch.cat([p.reshape(-1) for p in y]),), (torch.cat([p.reshape(-1) for p in a]),)
+        return self.norm((parts[0].new_zeros(()), *y, *a, *grads))
 
 
 class _DefaultAdjointNorm:
-    """The reverse solve's default norm in torchdiffeq's layout ``(t, *y, *a, *param_grads)``: the largest
-    RMS over the parts (over ``y`` and ``a`` only, the first ``n_measured``, for the seminorm). The solve
-    itself uses the equivalent built-in norm unless this object is replaced on ``grad_fn``."""
+    """The reverse solve's default norm in torchdiffeq's layout ``(t, y, a, *param_grads)``: the largest
+    RMS over the state's parts (a tuple state's flat ``y`` and ``a`` split back by ``sizes``) and the
+    parameter gradients, or over ``y`` and ``a`` only for the seminorm. The solve itself uses the
+    equivalent built-in norm unless this object is replaced on ``grad_fn``."""
 
-    def __init__(self, n_measured: Optional[int]):
-        self.n_measured = n_measured
+    def __init__(self, seminorm: bool, sizes: Optional[list]):
+        self.seminorm, self.sizes = seminorm, sizes
 
     def __call__(self, parts: tuple) -> torch.Tensor:
-        t, rest = parts[0], parts[1:]
-        measured = rest if self.n_measured is None else rest[:self.n_measured]
+        t, y, a, grads = parts[0], parts[1], parts[2], parts[3:]
+        split = (lambda x: x.reshape(-1).split(self.sizes)) if self.sizes else (lambda x: (x,))
+        measured = [*split(y), *split(a), *(() if self.seminorm else grads)]
         return torch.stack([t.abs().reshape(())] + [p.pow(2).mean().sqrt() for p in measured]).amax()
+
+
+def _split_like(flat: torch.Tensor, ys: list) -> tuple:
+    """``[T, total]`` -> tensors shaped like each of ``ys`` (``[T, *shape]``)."""
+    out, start = [], 0
+    for y in ys:
+        width = y[0].numel()
+        out.append(flat[:, start:start + width].reshape(y.shape))
+        start += width
+    return tuple(out)
 
 
 def _seminorm(n_measured: int) -> Callable:

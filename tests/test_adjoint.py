@@ -250,3 +250,37 @@ def test_the_reverse_norm_sits_on_grad_fn_as_in_torchdiffeq(seminorm):
     ys.grad_fn.adjoint_options["norm"] = spy
     ys.sum().backward()
     assert seen and seen[0] == ((), (2,), (2,), (2,))
+
+
+def test_tuple_state_norm_layouts_follow_torchdiffeq():
+    """A tuple state's outputs are views of one flat solve output; the default norm on that output's
+    grad_fn takes y and a flattened, while a user's own adjoint norm gets the parts one by one."""
+    weight = torch.tensor(0.5, requires_grad=True)
+    y0 = (torch.tensor(1.0), torch.tensor([[0.5, 0.5], [0.1, 0.1]]))
+    t = torch.tensor([0.0, 1.0])
+
+    def field(t, state):
+        return tuple(-weight * s for s in state)
+
+    xs = odeint_adjoint(field, y0, t, adjoint_params=(weight,))
+    node = xs[0].grad_fn.next_functions[0][0].next_functions[0][0]
+    default = node.adjoint_options["norm"]
+    flat_shapes = []
+
+    def spy(parts):
+        flat_shapes.append(tuple(p.shape for p in parts))
+        return default(parts)
+
+    node.adjoint_options["norm"] = spy
+    xs[0].sum().backward()
+    assert flat_shapes[0] == ((), (5,), (5,), ())
+
+    part_shapes = []
+
+    def own_norm(parts):
+        part_shapes.append(tuple(p.shape for p in parts))
+        return max(p.abs().max() for p in parts)
+
+    xs = odeint_adjoint(field, y0, t, adjoint_params=(weight,), adjoint_options={"norm": own_norm})
+    (xs[0].sum() + xs[1].sum()).backward()
+    assert part_shapes[0] == ((), (), (2, 2), (), (2, 2), ())
