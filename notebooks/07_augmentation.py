@@ -60,6 +60,7 @@ import numpy as np
 from torch import nn
 
 from nodecourse import odeint
+from nodecourse.claims import check, claim, report
 from nodecourse.data import nested_circles, reflection_1d
 from nodecourse.models.augmented import (AugmentedNODE, InputLayerAugmentedNODE, PlainNODE, SecondOrderNODE,
                                          augment)
@@ -120,11 +121,12 @@ print(f"{len(x_ref)} samples; the best order-preserving map has MSE Var(y) = {bo
 order = torch.argsort(x_ref.squeeze(1))
 candidates = {"constant mean": torch.full_like(y_ref, y_ref.mean().item()),
               "identity": x_ref, "0.1 x": 0.1 * x_ref, "tanh(5x) / 10": torch.tanh(5 * x_ref) / 10}
-for name, g in candidates.items():
-    mse = ((g - y_ref) ** 2).mean().item()
-    assert (g.squeeze(1)[order].diff() >= 0).all() and mse >= bound - 1e-7
+mses = {name: ((g - y_ref) ** 2).mean().item() for name, g in candidates.items()}
+for name, mse in mses.items():
     print(f"  {name:14s} MSE {mse:.4f}")
-assert abs(((candidates["constant mean"] - y_ref) ** 2).mean().item() - bound) < 1e-7
+check("every candidate is non-decreasing", all((g.squeeze(1)[order].diff() >= 0).all() for g in candidates.values()))
+claim("smallest candidate MSE, in units of Var(y)", min(mses.values()) / bound, at_least=1 - 1e-6, fmt=".6f")
+claim("MSE of the constant mean - Var(y)", mses["constant mean"] - bound, expected=0, tol=1e-7)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. A plain Neural ODE on the reflection
@@ -158,8 +160,10 @@ reflection_runs["plain"] = fit_reflection(reflection_models["plain"])
 run = reflection_runs["plain"]
 print(f"plain 1-D model: MSE {run['loss'][0]:.3f} -> {run['loss'][-1]:.4f}  (bound {bound:.4f}); "
       f"NFE per forward pass {run['nfe'][0]} -> {run['nfe'][-1]}")
-assert min(run["loss"]) >= bound - 1e-6, "no order-preserving map beats Var(y)"
-assert run["loss"][-1] < 1.1 * bound, "training drives it to (nearly) the best it can do"
+claim("smallest training MSE / Var(y): no order-preserving map beats the bound", min(run["loss"]) / bound,
+      at_least=1 - 1e-5, fmt=".4f")
+claim("final training MSE / Var(y): training drives it to (nearly) the best it can do", run["loss"][-1] / bound,
+      at_most=1.1, fmt=".4f")
 
 # %% [markdown]
 # The loss stopped at the bound, as the theory demands. What did the model learn? By the equality
@@ -175,11 +179,12 @@ with torch.no_grad():
     out_grid = plain_1d_64(grid_1d).squeeze(1)
     slope = (out_grid[-1] - out_grid[0]).item() / 2.4
 nfe_plain_1d = reflection_runs["plain"]["nfe"]
-print(f"learned map: increasing on the grid: {bool((out_grid.diff() > 0).all())}; "
-      f"average slope {slope:.1e} (the target's is -1); NFE per pass {nfe_plain_1d[0]} -> {nfe_plain_1d[-1]}")
-assert (out_grid.diff() > 0).all()
-assert 0 < slope < 0.2, "the model squashes the line towards a point"
-assert nfe_plain_1d[-1] > nfe_plain_1d[0], "squashing costs evaluations"
+check("the learned map is increasing on the grid", (out_grid.diff() > 0).all(),
+      detail=f"smallest step {out_grid.diff().min().item():.1e}")
+claim("its average slope (the target's is -1): it squashes the line towards a point", slope, at_least=0, at_most=0.2,
+      fmt=".1e")
+claim(f"NFE per forward pass at the end of training (at the start: {nfe_plain_1d[0]})", nfe_plain_1d[-1],
+      at_least=nfe_plain_1d[0] + 6)
 
 # %% [markdown]
 # Squashing a line onto (nearly) a point takes a strongly contracting field, $f' \ll 0$, which makes
@@ -196,7 +201,7 @@ x_show = torch.linspace(-1, 1, 21, device=DEVICE).unsqueeze(1)
 t_show = torch.linspace(0, 1, 50)
 with torch.no_grad():
     paths_plain = plain_1d.trajectory(x_show, steps=50).squeeze(-1).cpu()      # [50, 21]
-assert (paths_plain.diff(dim=1) > 0).all(), "the learned trajectories keep their order at every time"
+check("the learned trajectories keep their order at every time", (paths_plain.diff(dim=1) > 0).all())
 
 colors = plt.cm.coolwarm(np.linspace(0, 1, len(x_show)))
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -297,8 +302,14 @@ def race(name: str) -> None:
               f"fresh accuracy {fresh_accuracy(model):.3f}")
 
 
+def separated_on_every_seed(name: str) -> None:
+    """The claim that the named model separated the training set in every run of the race."""
+    n_separated = sum(circle_runs[name, s]["separated"] for s in circle_seeds)
+    claim(f"{name}: seeds on which it separates the 256 training points", n_separated, at_least=len(circle_seeds))
+
+
 race("plain")
-assert all(circle_runs["plain", s]["separated"] for s in circle_seeds), "the plain model separates the 256 points"
+separated_on_every_seed("plain")
 
 # %% [markdown]
 # The plain model *does* separate the 256 training points, after one to three hundred iterations. That does
@@ -322,7 +333,7 @@ plain_2d = circle_models["plain", circle_seeds[0]]
 w, b = plain_2d.readout.weight[0].detach(), plain_2d.readout.bias.detach()
 origin = torch.zeros(1, 2, device=DEVICE)
 with torch.no_grad():
-    assert plain_2d(origin).item() < 0, "the model puts the centre in class 0"
+    claim("the model's output at the centre: class 0", plain_2d(origin), at_most=0)
     t_forward = torch.tensor([0.0, plain_2d.block.t1], device=DEVICE)
     top = odeint(plain_2d.dynamics, origin, t_forward, **TIGHT)[-1, 0]         # phi_T(0), accurately
     s = torch.linspace(0, 12, 3000, device=DEVICE).unsqueeze(1)
@@ -331,11 +342,11 @@ with torch.no_grad():
     radius = channel.norm(dim=1)
     in_ring = (radius >= 1.0) & (radius <= 1.5)
     ring_outputs = plain_2d(channel[in_ring]).squeeze(1)
-print(f"the pulled-back ray starts at |c(0)| = {radius[0]:.1e}, ends at |c| = {radius[-1]:.1f}; "
-      f"{int(in_ring.sum())} of its points lie in the ring, and the model puts "
-      f"{int((ring_outputs < 0).sum())} of them in class 0")
-assert radius[0] < 1e-3 and radius[-1] > 1.5
-assert in_ring.sum() > 0 and (ring_outputs < 0).all(), "a channel of class 0 crosses the ring"
+claim("the pulled-back ray starts at the centre: |c(0)|", radius[0], at_most=1e-3, fmt=".1e")
+claim("... and ends outside the ring: |c| at its end", radius[-1], at_least=1.5)
+claim("points of the pulled-back ray inside the ring", in_ring.sum(), at_least=1)
+check("the model puts every one of them in class 0: a channel crosses the ring", (ring_outputs < 0).all(),
+      detail=f"largest output there {ring_outputs.max().item():.2f}")
 
 # %% [markdown]
 # Below, left: the plain model's decision regions, with the channel we just computed cutting through
@@ -393,12 +404,53 @@ plt.show()
 # The flow is still a homeomorphism, but of $\mathbb R^{d+p}$; the inputs only fill the $d$-dimensional
 # subspace $\{z_{d+1} = \dots = z_{d+p} = 0\}$ of it, and in the larger space there is room to move
 # points past each other. The readout is a projection back to the first $d$ coordinates (for the reflection) or a
-# linear layer on all of $z(T)$ (for classification). `augment(x, p)` appends the zeros:
+# linear layer on all of $z(T)$ (for classification).
+#
+# **The idea in one picture**, drawn by hand, without training. Cut the nested circles along a line
+# through the centre: the disk becomes the middle $|x| \le 0.5$ and the ring the two ends
+# $1 \le |x| \le 1.5$. No threshold separates the middle from both ends, and a 1-D flow keeps the
+# order of the points, so no 1-D flow with a threshold after it can. Add one dimension $a$, start every
+# point at $a = 0$, and let $\dot x = 0$, $\dot a = \tfrac34 - x^2$. Each point moves straight up or
+# down, so no two paths meet, and at $T = 1$, $a = \tfrac34 - x^2$: the middle lies above the line
+# $a = 0$ and the ends below it. The same field in the plane, $\dot z_3 = \tfrac34 - |x|^2$, lifts the
+# disk above the ring in $\mathbb R^3$, where a plane separates them.
+
+# %%
+line = torch.linspace(-1.5, 1.5, 61)
+line = line[(line.abs() <= 0.5) | (line.abs() >= 1.0)]           # the disk's and the ring's part of the line
+a_end = 0.75 - line**2                                            # a(1) for the field (0, 3/4 - x^2), exactly
+z3_end = 0.75 - X_train.cpu().pow(2).sum(1)                      # the same lift of the 2-D training points
+inner, disk = line.abs() <= 0.5, (labels_train == 0).cpu()
+check("after the lift, the plane a = 0 separates the classes",
+      bool(((a_end > 0) == inner).all()) and bool(((z3_end > 0) == disk).all()))
+
+fig = plt.figure(figsize=(11, 4))
+ax0 = fig.add_subplot(1, 2, 1)
+for group, color in ((inner, "tab:blue"), (~inner, "tab:orange")):
+    ax0.vlines(line[group], 0, a_end[group], color=color, lw=0.8)
+    ax0.scatter(line[group], 0 * line[group], s=12, facecolors="none", edgecolors=color)
+    ax0.scatter(line[group], a_end[group], s=12, color=color)
+ax0.axhline(0, color="k", ls="--", lw=1)
+ax0.set(xlabel="x (hollow: where the points start, on the line)", ylabel="a (the extra dimension)",
+        title=r"1-D points lifted by $\dot a = 3/4 - x^2$")
+ax1 = fig.add_subplot(1, 2, 2, projection="3d")
+for group, color in ((disk, "tab:blue"), (~disk, "tab:orange")):
+    pts = X_train.cpu()[group]
+    ax1.scatter(pts[:, 0], pts[:, 1], z3_end[group], s=4, color=color)
+ax1.plot_surface(*np.meshgrid([-1.5, 1.5], [-1.5, 1.5]), np.zeros((2, 2)), color="0.5", alpha=0.2)
+ax1.set(xlabel="$x_1$", ylabel="$x_2$", zlabel="$z_3$", title=r"nested circles lifted to $\mathbb{R}^3$")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# A trained model has to find such a lift by itself, and the lift need not be this simple: the flow
+# may also move the original coordinates. `augment(x, p)` appends the zeros:
 
 # %%
 xb = torch.tensor([[0.3], [-0.8]], device=DEVICE)
 print(augment(xb, 1))
-assert torch.equal(augment(xb, 1), torch.tensor([[0.3, 0.0], [-0.8, 0.0]], device=DEVICE))
+appended = torch.tensor([[0.3, 0.0], [-0.8, 0.0]], device=DEVICE)
+check("augment(x, 1) appends one zero to each input", torch.equal(augment(xb, 1), appended))
 
 # %% [markdown]
 # **One extra dimension is enough for the reflection, exactly.** Rotate the plane $(x, a)$ at angular
@@ -416,8 +468,7 @@ with torch.no_grad():
     exact.dynamics.net[2].weight.copy_(math.pi * torch.tensor([[0.0, -1.0], [1.0, 0.0]]))
     error = (exact(x_ref) + x_ref).abs().max().item()
     half_turns = exact.trajectory(x_show, steps=50).cpu()                # [50, 21, 2]
-print(f"hand-built ANODE: max |model(x) - (-x)| = {error:.1e}")
-assert error < 1e-5
+claim("hand-built ANODE: max |model(x) - (-x)|", error, at_most=1e-5, fmt=".1e")
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 for k in range(len(x_show)):
@@ -439,7 +490,7 @@ reflection_runs["zero-augmented"] = fit_reflection(reflection_models["zero-augme
 run = reflection_runs["zero-augmented"]
 print(f"zero-augmented: MSE {run['loss'][0]:.3f} -> {run['loss'][-1]:.5f}, {bound / run['loss'][-1]:.0f}x below "
       f"the bound; NFE per pass {run['nfe'][-1]}")
-assert run["loss"][-1] < 0.05 * bound
+claim("zero-augmented: final MSE / Var(y)", run["loss"][-1] / bound, at_most=0.05, fmt=".1e")
 
 # %% [markdown]
 # And on the nested circles, with one extra dimension ($\mathbb R^3$), the flow can lift the disk
@@ -447,10 +498,10 @@ assert run["loss"][-1] < 0.05 * bound
 
 # %%
 race("zero-augmented")
-for seed in circle_seeds:
-    assert circle_runs["zero-augmented", seed]["separated"]
+separated_on_every_seed("zero-augmented")
+claim("zero-augmented: lowest accuracy on 1000 fresh points over the seeds",
+      min(fresh_accuracy(circle_models["zero-augmented", s]) for s in circle_seeds), at_least=0.97)
 anode_2d = circle_models["zero-augmented", circle_seeds[0]]
-assert fresh_accuracy(anode_2d) > 0.97
 
 # %% [markdown]
 # Left, its decision regions: a bounded region around the disk and no channel through the ring.
@@ -492,12 +543,12 @@ reflection_models["input-layer"] = InputLayerAugmentedNODE(1, 1, hidden, rtol=rt
 reflection_runs["input-layer"] = fit_reflection(reflection_models["input-layer"])
 run = reflection_runs["input-layer"]
 print(f"input-layer: MSE {run['loss'][0]:.3f} -> {run['loss'][-1]:.5f}; NFE per pass {run['nfe'][-1]}")
-assert run["loss"][-1] < 0.05 * bound
+claim("input-layer: final MSE / Var(y)", run["loss"][-1] / bound, at_most=0.05, fmt=".1e")
 
 race("input-layer")
-for seed in circle_seeds:
-    assert circle_runs["input-layer", seed]["separated"]
-assert fresh_accuracy(circle_models["input-layer", circle_seeds[0]]) > 0.97
+separated_on_every_seed("input-layer")
+claim("input-layer: lowest accuracy on 1000 fresh points over the seeds",
+      min(fresh_accuracy(circle_models["input-layer", s]) for s in circle_seeds), at_least=0.97)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Second-order Neural ODEs
@@ -526,9 +577,8 @@ with torch.no_grad():
     error = (oscillator(x_ref) + x_ref).abs().max().item()
     z_probe = torch.randn(5, 2, device=DEVICE)
     dz = oscillator.dynamics(0.0, z_probe)
-print(f"hand-built second-order model: max |model(x) - (-x)| = {error:.1e}")
-assert error < 1e-5
-assert torch.equal(dz[:, :1], z_probe[:, 1:]), "the position's derivative is the velocity"
+claim("hand-built second-order model: max |model(x) - (-x)|", error, at_most=1e-5, fmt=".1e")
+check("the position's derivative is the velocity", torch.equal(dz[:, :1], z_probe[:, 1:]))
 
 # %%
 seed_everything(0)
@@ -536,12 +586,12 @@ reflection_models["second-order"] = SecondOrderNODE(1, hidden, rtol=rtol, atol=a
 reflection_runs["second-order"] = fit_reflection(reflection_models["second-order"])
 run = reflection_runs["second-order"]
 print(f"second-order: MSE {run['loss'][0]:.3f} -> {run['loss'][-1]:.5f}; NFE per pass {run['nfe'][-1]}")
-assert run["loss"][-1] < 0.05 * bound
+claim("second-order: final MSE / Var(y)", run["loss"][-1] / bound, at_most=0.05, fmt=".1e")
 
 race("second-order")
-for seed in circle_seeds:
-    assert circle_runs["second-order", seed]["separated"]
-assert fresh_accuracy(circle_models["second-order", circle_seeds[0]]) > 0.97
+separated_on_every_seed("second-order")
+claim("second-order: lowest accuracy on 1000 fresh points over the seeds",
+      min(fresh_accuracy(circle_models["second-order", s]) for s in circle_seeds), at_least=0.97)
 
 # %% [markdown]
 # The phase portraits of the two trained 1-D models that reflect the line: the state moves in a plane
@@ -569,16 +619,19 @@ plt.show()
 # The solver takes as many steps as the dynamics demand, so the NFE measures how hard the learned
 # flow is to integrate. A model forced towards something its flow cannot do pays in NFE.
 #
-# **On the reflection**, the plain model ends with the most evaluations per pass: it has to squash
-# the line into a point, a strongly contracting field. The three augmented models reflect the line
-# with gentler flows.
+# **On the reflection**, the plain model ends with more evaluations per pass than the augmented
+# models: it has to squash the line into a point, a strongly contracting field. The three augmented
+# models reflect the line with gentler flows. One run per model depends on its seed, and the NFE moves
+# in steps of 6 (one dopri5 step), so we compare the plain model with the augmented models' average:
+# on five seeds it ended 8 to 14 evaluations above it, and we check at least one step (6).
 
 # %%
 print(f"{'model':15s} {'final MSE':>10s} {'NFE/pass at the end':>20s}")
 for name, run in reflection_runs.items():
     print(f"{name:15s} {run['loss'][-1]:10.5f} {run['nfe'][-1]:20d}")
 final_nfe = {name: run["nfe"][-1] for name, run in reflection_runs.items()}
-assert all(final_nfe["plain"] > final_nfe[name] for name in final_nfe if name != "plain")
+claim("plain NFE per pass at the end minus the augmented models' average",
+      final_nfe["plain"] - np.mean([nfe for name, nfe in final_nfe.items() if name != "plain"]), at_least=6)
 
 # %% [markdown]
 # **On the nested circles**, all four models separate the training points in the end, but the plain
@@ -586,6 +639,13 @@ assert all(final_nfe["plain"] > final_nfe[name] for name in final_nfe if name !=
 # of the forward NFE over the iterations) tells the story; the table averages it over the seeds of
 # the race (two in fast mode, five in full mode), and adds the accuracy on 1000 fresh points, where
 # the plain model's channels show.
+#
+# One run depends a lot on its seed (the plain model took from 2,900 to 8,100 evaluations on 15 seeds),
+# so every check below is about the mean over the race's seeds, with a bar that held for every pair
+# of those 15 seeds: the plain model costs at least twice as much as zero augmentation and the
+# second-order model (the smallest ratio of two-seed means was 2.5), it ends with a higher NFE per pass
+# than the augmented models' average, and it is the least accurate on fresh points (by at least 0.004
+# against every other model).
 
 # %%
 names = list(BUILDERS)
@@ -606,20 +666,25 @@ for n in names:
     print(f"{n:15s} {count_parameters(circle_models[n, circle_seeds[0]]):6d}"
           + "".join(f"{v:17.3f}" if k == "fresh accuracy" else f"{v:17.1f}" for k, v in summary[n].items()))
 cost = {n: summary[n]["evaluations"] for n in names}
+augmented = names[1:]
 for n in ("zero-augmented", "second-order"):
-    assert cost["plain"] > 2 * cost[n], f"{n} separates the circles at less than half the plain cost"
-assert cost["plain"] > 1.2 * cost["input-layer"]
-for n in names[1:]:
-    assert summary["plain"]["NFE/pass at end"] > summary[n]["NFE/pass at end"]
-    assert summary["plain"]["fresh accuracy"] < summary[n]["fresh accuracy"]
+    claim(f"evaluations to separate the circles, plain / {n}", cost["plain"] / cost[n], at_least=2)
+report("evaluations to separate the circles, plain / input-layer", cost["plain"] / cost["input-layer"],
+       why="it depends on the random initial lift; on 4 of 15 seeds the input-layer model was the dearer")
+claim("NFE per pass at the end, plain minus the augmented models' average",
+      summary["plain"]["NFE/pass at end"] - np.mean([summary[n]["NFE/pass at end"] for n in augmented]), at_least=1)
+claim("fresh accuracy, the least accurate augmented model minus the plain one",
+      min(summary[n]["fresh accuracy"] for n in augmented) - summary["plain"]["fresh accuracy"], at_least=0.001)
 
 # %% [markdown]
 # The margin is large for zero augmentation and the second-order model (about 5 times fewer
-# evaluations in full mode). The input-layer model's depends on its random initial lift: seed by seed
-# we measured from 8 times fewer evaluations to, once in five seeds, slightly more than the plain
-# model, about 2.3 times fewer on average; so we assert a smaller margin for it. Per pass, the NFE
-# of the plain model climbs as it squeezes the ring between the points, and ends highest; the
-# augmented models stop before their NFE has had much reason to grow.
+# evaluations over 15 seeds). The input-layer model's depends on its random initial lift: seed by seed
+# we measured from 9 times fewer evaluations to 2.3 times more than the plain model, and on 4 seeds
+# of 15 it was the dearer; averaged over two seeds, the plain model cost less than 1.2 times as much
+# in about one pair of seeds in six. A number that one random draw can turn around is shown, not
+# checked. Per pass, the NFE of
+# the plain model climbs as it squeezes the ring between the points (by 12 to 24 evaluations on every
+# seed we tried); the augmented models stop before their NFE has had much reason to grow.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
@@ -634,7 +699,8 @@ axes[1].set(xlabel="iteration", ylabel="NFE per forward pass", title=f"NFE durin
 axes[0].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
-assert circle_runs["plain", seed0]["nfe"][-1] > circle_runs["plain", seed0]["nfe"][0]
+claim("the plain model's NFE per pass climbs: smallest rise over the seeds of the race",
+      min(circle_runs["plain", s]["nfe"][-1] - circle_runs["plain", s]["nfe"][0] for s in circle_seeds), at_least=6)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap
