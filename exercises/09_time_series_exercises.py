@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-74ab16ff91abc353"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-385e6b1bc88a2aa1"]
 # > **This notebook is generated** from `solutions/09_time_series_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -202,7 +202,7 @@ predict_at_times = ex09.check_predict_at_times(predict_at_times)
 
 # %%
 seed_everything(0)
-model = LatentODE(obs_dim=2, latent_dim=4, encoder_hidden=32, ode_hidden=32).to(DEVICE)
+model = LatentODE(input_size=2, state_size=4, encoder_hidden_size=32, hidden_size=32, atol=1e-4).to(DEVICE)
 seen = mask & (times <= t_split)
 with torch.no_grad():
     z0 = model.encode(times, values, seen)

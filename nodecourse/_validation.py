@@ -16,7 +16,7 @@ import torch
 
 __all__ = [
     "is_int", "is_real", "check_count", "check_positive", "check_nonnegative", "check_real", "check_flag",
-    "check_seed", "check_input",
+    "check_seed", "check_input", "check_batch",
 ]
 
 SEED_MAX = 2**32 - 1
@@ -112,3 +112,24 @@ def check_input(owner: str, x: torch.Tensor, param: torch.Tensor | None) -> None
             f"{owner} has {param.dtype} parameters but got a {x.dtype} input; convert the input with "
             f"x.to({param.dtype}){other}."
         )
+
+
+def check_batch(owner: str, x: object, width: int | None, param: torch.Tensor | None, *, name: str = "inputs",
+                any_leading: bool = False, hint: str = "") -> None:
+    """The one input check of the models: ``x`` is a tensor ``[batch, width]`` on the model's device and dtype.
+
+    ``width=None`` accepts any width; ``any_leading=True`` also accepts ``[..., width]`` (any leading
+    shape, at least one dimension). ``hint`` is appended to the shape error (e.g. how to reshape). A non-tensor
+    is a TypeError, a wrong shape a ValueError that shows what was expected and what came, and the
+    device and dtype are checked by :func:`check_input`.
+    """
+    shape = f"[batch, {'D' if width is None else width}]"
+    if not isinstance(x, torch.Tensor):
+        what = "" if name == "inputs" else f" as {name}"
+        raise TypeError(f"{owner} needs a tensor of shape {shape}{what}, got {type(x).__name__}; convert it "
+                        "with torch.as_tensor(x, dtype=torch.float32).")
+    rank_ok = x.dim() >= 1 if any_leading else x.dim() == 2
+    if not rank_ok or (width is not None and x.shape[-1] != width):
+        raise ValueError(f"{owner} expects {name} of shape {shape}, got {tuple(x.shape)}"
+                         + (f"; {hint}" if hint else "."))
+    check_input(owner, x, param)

@@ -282,10 +282,10 @@ def fresh_accuracy(model: nn.Module) -> float:
 
 
 BUILDERS = {
-    "plain": lambda: PlainNODE(2, hidden_plain_2d, out_dim=1, rtol=rtol, atol=atol),
-    "zero-augmented": lambda: AugmentedNODE(2, 1, hidden, out_dim=1, rtol=rtol, atol=atol),
-    "input-layer": lambda: InputLayerAugmentedNODE(2, 1, hidden, out_dim=1, rtol=rtol, atol=atol),
-    "second-order": lambda: SecondOrderNODE(2, hidden, out_dim=1, rtol=rtol, atol=atol),
+    "plain": lambda: PlainNODE(2, hidden_plain_2d, output_size=1, rtol=rtol, atol=atol),
+    "zero-augmented": lambda: AugmentedNODE(2, 1, hidden, output_size=1, rtol=rtol, atol=atol),
+    "input-layer": lambda: InputLayerAugmentedNODE(2, 1, hidden, output_size=1, rtol=rtol, atol=atol),
+    "second-order": lambda: SecondOrderNODE(2, hidden, output_size=1, rtol=rtol, atol=atol),
 }
 circle_models, circle_runs = {}, {}   # (name, seed) -> trained model / record
 
@@ -455,7 +455,7 @@ check("augment(x, 1) appends one zero to each input", torch.equal(augment(xb, 1)
 # %% [markdown]
 # **One extra dimension is enough for the reflection, exactly.** Rotate the plane $(x, a)$ at angular
 # speed $\pi$: $\dot z = \pi J z$ with $J = \begin{bmatrix} 0 & -1 \\ 1 & 0\end{bmatrix}$. After time 1
-# the half turn sends $(x, 0)$ to $(-x, 0)$. An `AugmentedNODE(1, 1, hidden=2)` with identity
+# the half turn sends $(x, 0)$ to $(-x, 0)$. An `AugmentedNODE(1, 1, hidden_size=2)` with identity
 # activations and these weights is that flow; its projection *is* the reflection. The curves never
 # meet in the plane; only their shadows on the $x$-axis cross.
 
@@ -564,7 +564,7 @@ claim("input-layer: lowest accuracy on 1000 fresh points over the seeds",
 # move past each other: a point can overshoot.
 #
 # **The reflection, exactly:** the harmonic oscillator $\ddot x = -\pi^2 x$ from rest is
-# $x(t) = x_0\cos(\pi t)$, so $x(1) = -x_0$. A `SecondOrderNODE(1, hidden=1)` with identity
+# $x(t) = x_0\cos(\pi t)$, so $x(1) = -x_0$. A `SecondOrderNODE(1, hidden_size=1)` with identity
 # activation and an MLP computing $-\pi^2 x$ is that flow:
 
 # %%

@@ -435,14 +435,14 @@ for a in (-1.0, 0.5, 2.0):
     claim(f"a = {a:4.1f}, b = {b:7.4f}: max |h(1) + x|", (end + x_line).abs().max(), at_most=1e-8, fmt=".1e")
 
 # %% [markdown]
-# `DataControlledField(state_dim, control_dim, hidden)` is $f(s, h, x) = \mathrm{MLP}([h, x])$, solved on
+# `DataControlledField(state_size, input_size, hidden_size)` is $f(s, h, x) = \mathrm{MLP}([h, x])$, solved on
 # the tuple state $(h, x)$ with $\dot x = 0$, so the solver and the adjoint carry the input along.
 # Its defining property: with the first layer's weights on $x$ (`control_weight`) at zero, it is the
 # uncontrolled field with the remaining weights.
 
 # %%
 seed_everything(4)
-field_ctrl = DataControlledField(2, 3, hidden=(16,)).to(**F64)
+field_ctrl = DataControlledField(2, 3, hidden_size=16).to(**F64)
 with torch.no_grad():
     field_ctrl.control_weight.zero_()
 uncontrolled = MLP([2, 16, 2]).to(**F64)
@@ -465,7 +465,8 @@ seed_everything(0)
 plain_node = ODEBlock(ODEFunc(MLP([1, 16, 1])), t1=1.0, method="rk4", options={"step_size": rk4_step}).to(DEVICE)
 hist_plain = train(plain_node, nn.functional.mse_loss, (X_ref, Y_ref), n_iters_control, lr=3e-2, desc="plain")
 seed_everything(0)
-controlled = DataControlledODE(DataControlledField(1, 1, hidden=(16,)), t1=1.0, step_size=rk4_step).to(DEVICE)
+controlled = DataControlledODE(DataControlledField(1, 1, hidden_size=16), t1=1.0, method="rk4",
+                               step_size=rk4_step).to(DEVICE)
 hist_ctrl = train(controlled, nn.functional.mse_loss, (X_ref, Y_ref), n_iters_control, lr=3e-2, desc="controlled")
 
 print(f"plain Neural ODE:         loss {hist_plain.loss[0]:.4f} -> {hist_plain.loss[-1]:.5f} (floor {floor_reflection:.4f})")

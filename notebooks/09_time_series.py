@@ -481,9 +481,9 @@ claim("own times: union backward calls / own backward calls", measured=union_run
 
 # %%
 seed_everything(0)
-latent_ode = LatentODE(obs_dim=2, latent_dim=4, encoder_hidden=32, ode_hidden=32).to(DEVICE)
+latent_ode = LatentODE(input_size=2, state_size=4, encoder_hidden_size=32, hidden_size=32, atol=1e-4).to(DEVICE)
 seed_everything(0)
-rnn = RNNBaseline(obs_dim=2, state_dim=16, encoder_hidden=32).to(DEVICE)
+rnn = RNNBaseline(input_size=2, state_size=16, encoder_hidden_size=32).to(DEVICE)
 print(latent_ode)
 print(f"parameters: latent ODE {count_parameters(latent_ode):,}, RNN baseline {count_parameters(rnn):,}")
 claim("parameters, RNN baseline / latent ODE (the baseline is not handicapped by size)",

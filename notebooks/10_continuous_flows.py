@@ -274,7 +274,7 @@ claim("max |log p_t - closed form| on the grid, t = 1 and 2 (solver tolerance 1e
 
 # %%
 torch.manual_seed(1)
-flow = CNF(2, hidden=16, method="dopri5", rtol=1e-10, atol=1e-10).to(**F64)
+flow = CNF(2, hidden_size=16, method="dopri5", rtol=1e-10, atol=1e-10).to(**F64)
 field = flow.field
 x = torch.randn(5, 2, **F64)
 t01 = torch.tensor([0.0, 1.0], **F64)
@@ -330,7 +330,7 @@ claim("cnf_dynamics against CNF.augmented_dynamics: max difference", difference,
 # %%
 torch.manual_seed(2)
 D = 8
-field8 = CNFField(D, hidden=32).to(**F64)
+field8 = CNFField(D, hidden_size=32).to(**F64)
 with torch.no_grad():  # doubled weights: a Jacobian far from zero makes a clearer picture
     for p in field8.parameters():
         p.mul_(2.0)
@@ -393,7 +393,7 @@ def median_time(fn, repeats: int = 5) -> float:
 dims, cost = [2, 8, 32, 128], {"exact": [], "hutchinson": []}
 for d in dims:
     torch.manual_seed(d)
-    fd = CNFField(d, hidden=64).to(DEVICE)
+    fd = CNFField(d, hidden_size=64).to(DEVICE)
     zd = torch.randn(128, d, device=DEVICE, requires_grad=True)
     eps = sample_probe(zd)
     cost["exact"].append(median_time(lambda: exact_trace(fd(0.0, zd), zd)))
@@ -707,7 +707,7 @@ claim("max |end of the path - samples|", (path[-1] - samples[:1000]).abs().max()
 
 # %%
 seed_everything(0)
-cond_model = CNF(2, hidden, trace="hutchinson", condition_dim=2, **solver).to(DEVICE)
+cond_model = CNF(2, hidden, trace="hutchinson", condition_size=2, **solver).to(DEVICE)
 onehot_train = F.one_hot(y_train, 2).float()
 onehot_test = F.one_hot(y_test, 2).float()
 cond_before = test_nll(cond_model, X_test, onehot_test)

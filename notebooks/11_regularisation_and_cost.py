@@ -278,8 +278,8 @@ check("1,024 training points in the plane, both classes in the test set",
 def fit(kinetic: float, jacobian: float, seed: int) -> tuple[RegularisedClassifier, list[int], float]:
     """Train one classifier; returns it, the NFE of every training iteration and the seconds it took."""
     seed_everything(seed)
-    model = RegularisedClassifier(in_features=2, n_classes=2, hidden=hidden, width=width, kinetic=kinetic,
-                                  jacobian=jacobian, rtol=train_tol, atol=train_tol).to(DEVICE)
+    model = RegularisedClassifier(input_size=2, output_size=2, state_size=hidden, hidden_size=width,
+                                  kinetic=kinetic, jacobian=jacobian, rtol=train_tol, atol=train_tol).to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     batches = torch.Generator().manual_seed(seed)
     nfe, start = [], time.perf_counter()

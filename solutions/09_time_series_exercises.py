@@ -217,7 +217,7 @@ predict_at_times = ex09.check_predict_at_times(predict_at_times)
 
 # %%
 seed_everything(0)
-model = LatentODE(obs_dim=2, latent_dim=4, encoder_hidden=32, ode_hidden=32).to(DEVICE)
+model = LatentODE(input_size=2, state_size=4, encoder_hidden_size=32, hidden_size=32, atol=1e-4).to(DEVICE)
 seen = mask & (times <= t_split)
 with torch.no_grad():
     z0 = model.encode(times, values, seen)

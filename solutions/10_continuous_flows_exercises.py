@@ -142,7 +142,7 @@ exact_trace = ex10.check_exact_trace(exact_trace)
 
 # %%
 torch.manual_seed(0)
-field = CNFField(2, hidden=16).to(**F64)
+field = CNFField(2, hidden_size=16).to(**F64)
 points = torch.randn(4, 2, **F64)
 jacobians = torch.stack([torch.autograd.functional.jacobian(lambda p: field(0.5, p[None])[0], p) for p in points])
 zg = points.clone().requires_grad_(True)
@@ -179,7 +179,7 @@ hutchinson_trace = ex10.check_hutchinson_trace(hutchinson_trace)
 
 # %%
 torch.manual_seed(1)
-field6 = CNFField(6, hidden=32).to(**F64)
+field6 = CNFField(6, hidden_size=32).to(**F64)
 with torch.no_grad():
     for p in field6.parameters():
         p.mul_(2.0)  # a Jacobian far from zero
@@ -263,7 +263,7 @@ cnf_log_prob = ex10.check_cnf_log_prob(cnf_log_prob)
 # Your function against the package's `CNF.log_prob` with the same field and the same solver.
 
 # %%
-flow = CNF(2, hidden=16, method="rk4", options={"step_size": 1 / 8}).to(**F64)
+flow = CNF(2, hidden_size=16, method="rk4", options={"step_size": 1 / 8}).to(**F64)
 x_check = torch.randn(6, 2, **F64)
 assert torch.allclose(cnf_log_prob(flow.field, x_check), flow.log_prob(x_check), atol=1e-10)
 print("cnf_log_prob agrees with nodecourse's CNF.log_prob")

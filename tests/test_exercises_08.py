@@ -59,7 +59,7 @@ def test_galerkin_linear_matches_the_package_layer():
 
 def test_controlled_dynamics_matches_the_package_field():
     torch.manual_seed(1)
-    field = DataControlledField(2, 3, hidden=(8,)).to(DT)
+    field = DataControlledField(2, 3, hidden_size=(8,)).to(DT)
     h, x = torch.randn(4, 2, dtype=DT), torch.randn(4, 3, dtype=DT)
     got = ex08.controlled_dynamics(field.net, torch.tensor(0.0), (h, x))
     expected = field(torch.tensor(0.0), (h, x))

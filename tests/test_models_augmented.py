@@ -53,8 +53,8 @@ def test_augment_passes_gradients_to_the_input():
 @pytest.mark.parametrize("args, exc, match", [
     (([1.0, 2.0], 1), TypeError, "needs a tensor"),
     ((torch.tensor(1.0), 1), ValueError, "0-d tensor"),
-    ((torch.ones(2, 1), -1), ValueError, "aug_dim must be an integer >= 0"),
-    ((torch.ones(2, 1), 1.5), ValueError, "aug_dim must be an integer >= 0"),
+    ((torch.ones(2, 1), -1), ValueError, "aug_size must be an integer >= 0"),
+    ((torch.ones(2, 1), 1.5), ValueError, "aug_size must be an integer >= 0"),
 ])
 def test_augment_rejects_bad_input(args, exc, match):
     with pytest.raises(exc, match=match):
@@ -71,7 +71,7 @@ def test_every_model_maps_batches_to_the_right_shape(dim, out_dim):
     for name, model in _models(dim, out_dim).items():
         out = model(x)
         assert out.shape == (7, dim if out_dim is None else out_dim), name
-        assert model.state_dim == state[name]
+        assert model.state_size == state[name]
         assert model.trajectory(x, steps=11).shape == (11, 7, state[name])
         assert model.nfe_forward == model.block.nfe_forward > 0
 
@@ -90,7 +90,7 @@ def test_hidden_takes_a_list_of_widths():
 
 
 def test_readout_sees_the_whole_final_state():
-    model = AugmentedNODE(2, 3, 8, out_dim=2)
+    model = AugmentedNODE(2, 3, 8, output_size=2)
     assert model.readout.in_features == 5 and model.readout.out_features == 2
     assert PlainNODE(2, 8).readout is None
 
@@ -107,7 +107,7 @@ def test_fixed_step_nfe_is_stages_times_steps():
 def _unused_extra_dimensions(model: AugmentedNODE, plain: PlainNODE) -> None:
     """Give ``model`` dynamics that ignore its extra inputs, never write its extra outputs, and act on
     the first coordinates like ``plain``'s dynamics."""
-    d = plain.dim
+    d = plain.input_size
     first, last = model.dynamics.net[0], model.dynamics.net[-1]
     with torch.no_grad():
         for p in model.parameters():
@@ -155,8 +155,8 @@ def test_aug_dim_zero_is_the_plain_model():
 
 def test_an_input_layer_of_identity_and_zeros_is_zero_augmentation():
     torch.manual_seed(4)
-    zero = AugmentedNODE(2, 2, 8, out_dim=1, **RK4).to(DT)
-    learned = InputLayerAugmentedNODE(2, 2, 8, out_dim=1, **RK4).to(DT)
+    zero = AugmentedNODE(2, 2, 8, output_size=1, **RK4).to(DT)
+    learned = InputLayerAugmentedNODE(2, 2, 8, output_size=1, **RK4).to(DT)
     learned.load_state_dict({**zero.state_dict(), "input_layer.weight": torch.eye(4, 2, dtype=DT),
                              "input_layer.bias": torch.zeros(4, dtype=DT)})
     x = torch.randn(6, 2, dtype=DT)
@@ -185,7 +185,7 @@ def test_second_order_field_with_linear_acceleration_is_the_harmonic_oscillator(
     net = nn.Linear(2, 1, bias=False).to(DT)
     with torch.no_grad():
         net.weight.copy_(torch.tensor([[-w**2, 0.0]], dtype=DT))
-    field = SecondOrderField(net, dim=1)
+    field = SecondOrderField(net, input_size=1)
     model = SecondOrderNODE(1, 4, **TIGHT).to(DT)
     model.block.func = field
     x = torch.linspace(-2, 2, 7, dtype=DT).unsqueeze(1)
@@ -240,8 +240,8 @@ def test_gradients_match_finite_differences(name, out_dim):
 
 def test_adjoint_gradients_equal_backprop():
     torch.manual_seed(7)
-    backprop = InputLayerAugmentedNODE(2, 1, 6, out_dim=1, **TIGHT).to(DT)
-    adjoint = InputLayerAugmentedNODE(2, 1, 6, out_dim=1, adjoint=True, **TIGHT).to(DT)
+    backprop = InputLayerAugmentedNODE(2, 1, 6, output_size=1, **TIGHT).to(DT)
+    adjoint = InputLayerAugmentedNODE(2, 1, 6, output_size=1, adjoint=True, **TIGHT).to(DT)
     adjoint.load_state_dict(backprop.state_dict())
     x = torch.randn(5, 2, dtype=DT)
     grads = []
@@ -257,16 +257,16 @@ def test_adjoint_gradients_equal_backprop():
 
 
 @pytest.mark.parametrize("build, exc, match", [
-    (lambda: AugmentedNODE(0, 1), ValueError, "dim must be a positive integer"),
-    (lambda: AugmentedNODE(2, -1), ValueError, "aug_dim must be an integer >= 0"),
-    (lambda: InputLayerAugmentedNODE(2, 1.0), ValueError, "aug_dim must be an integer >= 0"),
+    (lambda: AugmentedNODE(0, 1), ValueError, "input_size must be a positive integer"),
+    (lambda: AugmentedNODE(2, -1), ValueError, "aug_size must be an integer >= 0"),
+    (lambda: InputLayerAugmentedNODE(2, 1.0), ValueError, "aug_size must be an integer >= 0"),
     (lambda: AugmentedNODE(2, 1, 0), ValueError, "every hidden width must be a positive integer"),
     (lambda: AugmentedNODE(2, 1, []), ValueError, "hidden must be a positive integer or a non-empty list"),
     (lambda: AugmentedNODE(2, 1, "32"), ValueError, "hidden must be a positive integer or a non-empty list"),
-    (lambda: SecondOrderNODE(2, 8, out_dim=0), ValueError, "out_dim must be a positive integer"),
-    (lambda: PlainNODE(2, 8, aug_dim=1), TypeError, "PlainNODE has no augmentation"),
+    (lambda: SecondOrderNODE(2, 8, output_size=0), ValueError, "output_size must be a positive integer"),
+    (lambda: PlainNODE(2, 8, aug_size=1), TypeError, "PlainNODE has no augmentation"),
     (lambda: SecondOrderField(lambda z: z, 1), TypeError, "needs an nn.Module"),
-    (lambda: SecondOrderField(nn.Linear(2, 1), 0), ValueError, "dim must be a positive integer"),
+    (lambda: SecondOrderField(nn.Linear(2, 1), 0), ValueError, "input_size must be a positive integer"),
     (lambda: AugmentedNODE(2, 1, t1=-1.0), ValueError, "t1 must be a finite positive"),
 ])
 def test_constructors_reject_bad_arguments(build, exc, match):
@@ -286,7 +286,7 @@ def test_models_reject_inputs_of_the_wrong_shape(x, exc, match):
 
 
 def test_second_order_field_rejects_a_state_of_the_wrong_width():
-    field = SecondOrderField(MLP([4, 3, 2]), dim=2)
+    field = SecondOrderField(MLP([4, 3, 2]), input_size=2)
     with pytest.raises(ValueError, match=r"\[x, v\] of width 4, got shape \(3, 3\)"):
         field(0.0, torch.randn(3, 3))
 

@@ -27,7 +27,7 @@ def _seeded(make, seed=0):
 
 
 def test_controlled_field_shapes_and_constant_control():
-    field = _seeded(lambda: DataControlledField(2, 3, hidden=(8, 8)))
+    field = _seeded(lambda: DataControlledField(2, 3, hidden_size=(8, 8)))
     h, x = torch.randn(5, 2, dtype=DT), torch.randn(5, 3, dtype=DT)
     dh, dx = field(torch.tensor(0.0, dtype=DT), (h, x))
     assert dh.shape == (5, 2) and dx.shape == (5, 3) and torch.equal(dx, torch.zeros_like(x))
@@ -36,7 +36,7 @@ def test_controlled_field_shapes_and_constant_control():
 
 
 def test_controlled_field_with_zero_control_weights_is_the_uncontrolled_field():
-    field = _seeded(lambda: DataControlledField(2, 3, hidden=(8,), time_dependent=True))
+    field = _seeded(lambda: DataControlledField(2, 3, hidden_size=(8,), time_dependent=True))
     with torch.no_grad():
         field.control_weight.zero_()
     plain = _seeded(lambda: MLP([3, 8, 2]), seed=1)   # input [h, t]
@@ -52,7 +52,7 @@ def test_controlled_field_with_zero_control_weights_is_the_uncontrolled_field():
 
 
 def test_controlled_ode_equals_the_tuple_solve_and_lets_trajectories_cross():
-    field = _seeded(lambda: DataControlledField(1, 1, hidden=(8,)))
+    field = _seeded(lambda: DataControlledField(1, 1, hidden_size=(8,)))
     model = DataControlledODE(field, t1=1.0, method="dopri5", **TIGHT)
     x = torch.linspace(-1, 1, 7, dtype=DT)[:, None]
     assert model(x).shape == (7, 1)
@@ -71,7 +71,7 @@ def test_controlled_ode_equals_the_tuple_solve_and_lets_trajectories_cross():
 
 
 def test_controlled_ode_with_zero_control_equals_a_plain_ode_block():
-    field = _seeded(lambda: DataControlledField(2, 2, hidden=(8,)))
+    field = _seeded(lambda: DataControlledField(2, 2, hidden_size=(8,)))
     with torch.no_grad():
         field.control_weight.zero_()
     net = _seeded(lambda: MLP([2, 8, 2]), seed=2)
@@ -86,14 +86,14 @@ def test_controlled_ode_with_zero_control_equals_a_plain_ode_block():
 
 
 def test_controlled_ode_with_layers_around_it():
-    field = _seeded(lambda: DataControlledField(4, 2, hidden=(8,)))
+    field = _seeded(lambda: DataControlledField(4, 2, hidden_size=(8,)))
     model = DataControlledODE(field, input_layer=nn.Linear(2, 4).to(DT), output_layer=nn.Linear(4, 3).to(DT))
     assert model(torch.randn(6, 2, dtype=DT)).shape == (6, 3)
 
 
 @pytest.mark.parametrize("adjoint", [False, True])
 def test_controlled_ode_gradients(adjoint):
-    field = _seeded(lambda: DataControlledField(1, 1, hidden=(8,)))
+    field = _seeded(lambda: DataControlledField(1, 1, hidden_size=(8,)))
     model = DataControlledODE(field, t1=1.0, method="dopri5", adjoint=adjoint, **TIGHT)
     x = torch.linspace(-1, 1, 5, dtype=DT)[:, None]
     assert_directional_derivatives(model, lambda: (model(x) + x).pow(2).mean(), rtol=1e-5)
@@ -107,9 +107,9 @@ def test_controlled_rejects_bad_input():
         field(0.0, torch.zeros(4, 2))
     with pytest.raises(ValueError, match=r"needs h \[\.\.\., 2\] and x \[\.\.\., 3\]"):
         field.vector(0.0, torch.zeros(4, 2), torch.zeros(5, 3))
-    with pytest.raises(ValueError, match="state_dim must be a positive integer"):
+    with pytest.raises(ValueError, match="state_size must be a positive integer"):
         DataControlledField(0, 1)
-    with pytest.raises(ValueError, match=r"state_dim \(2\) must equal control_dim \(3\)"):
+    with pytest.raises(ValueError, match=r"state_size \(2\) must equal input_size \(3\)"):
         DataControlledODE(field)
     with pytest.raises(TypeError, match="must be a DataControlledField"):
         DataControlledODE(ODEFunc(MLP([1, 1])))
@@ -118,7 +118,7 @@ def test_controlled_rejects_bad_input():
         DataControlledODE(square, t1=-1.0)
     with pytest.raises(ValueError, match="step_size must be a finite positive"):
         DataControlledODE(square, step_size=0.0)
-    with pytest.raises(ValueError, match=r"expects inputs \[batch, 1\]"):
+    with pytest.raises(ValueError, match=r"expects inputs of shape \[batch, 1\]"):
         DataControlledODE(square)(torch.zeros(4, 2))
 
 
@@ -202,5 +202,5 @@ def test_adaptive_depth_rejects_bad_input():
         AdaptiveDepthODE(lambda t, h: h, MLP([1, 1]))
     with pytest.raises(ValueError, match=r"depth_net must map \[batch, D\] to \[batch, 1\]"):
         AdaptiveDepthODE(func, MLP([1, 2]))(torch.zeros(3, 1))
-    with pytest.raises(ValueError, match=r"expects inputs \[batch, D\]"):
+    with pytest.raises(ValueError, match=r"expects inputs of shape \[batch, D\]"):
         AdaptiveDepthODE(func, MLP([1, 1]))(torch.zeros(3))

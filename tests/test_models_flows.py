@@ -17,7 +17,7 @@ TIGHT = dict(method="dopri5", rtol=1e-10, atol=1e-10)
 
 def _field(dim=3, hidden=16, seed=0, condition_dim=0, activation=nn.Tanh):
     torch.manual_seed(seed)
-    return CNFField(dim, hidden, condition_dim=condition_dim, activation=activation).to(DT)
+    return CNFField(dim, hidden, condition_size=condition_dim, activation=activation).to(DT)
 
 
 def _cnf(dim=2, hidden=8, seed=0, **kwargs):
@@ -267,7 +267,7 @@ def test_log_prob_without_grad_builds_no_graph():
 
 
 def test_conditional_cnf_uses_its_condition():
-    model = _cnf(2, seed=16, condition_dim=2)
+    model = _cnf(2, seed=16, condition_size=2)
     x = torch.randn(4, 2, dtype=DT)
     c0, c1 = torch.tensor([1.0, 0.0], dtype=DT), torch.tensor([0.0, 1.0], dtype=DT)
     torch.testing.assert_close(model.log_prob(x, c0), model.log_prob(x, c0.expand(4, 2)))
@@ -287,12 +287,12 @@ def test_errors_say_what_to_fix():
         CNF(2, probe="uniform")
     with pytest.raises(ValueError, match="t1 must be a positive"):
         CNF(2, t1=0.0)
-    with pytest.raises(ValueError, match="dim must be an integer"):
+    with pytest.raises(ValueError, match="input_size must be an integer"):
         CNF(0)
     model = _cnf(2)
-    with pytest.raises(ValueError, match=r"x must be \[batch, 2\]"):
+    with pytest.raises(ValueError, match=r"expects x of shape \[batch, 2\]"):
         model.log_prob(torch.randn(4, 3, dtype=DT))
-    with pytest.raises(ValueError, match="batch of vectors"):
+    with pytest.raises(ValueError, match=r"expects x of shape \[batch, 2\], got \(2,\); add a batch dimension"):
         model.log_prob(torch.randn(2, dtype=DT))
     with pytest.raises(ValueError, match="takes no condition"):
         model.log_prob(torch.randn(4, 2, dtype=DT), torch.ones(4, 1, dtype=DT))
@@ -300,7 +300,7 @@ def test_errors_say_what_to_fix():
         model.log_prob(torch.randn(4, 2, dtype=DT), trace="hutch")
     with pytest.raises(ValueError, match="n must be an integer"):
         model.sample(0)
-    conditional = _cnf(2, condition_dim=2)
+    conditional = _cnf(2, condition_size=2)
     with pytest.raises(ValueError, match="is conditional"):
         conditional.log_prob(torch.randn(4, 2, dtype=DT))
     with pytest.raises(ValueError, match=r"condition must be \[2\] or \[4, 2\]"):

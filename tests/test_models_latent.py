@@ -149,7 +149,7 @@ def _encoder_by_hand(encoder: GRUEncoder, times, values, mask) -> torch.Tensor:
     for b in range(times.shape[0]):
         t, x = times[b][mask[b]], values[b][mask[b]]
         gaps = torch.diff(t, prepend=torch.zeros(1, dtype=t.dtype))
-        h = torch.zeros(1, encoder.hidden, dtype=values.dtype)
+        h = torch.zeros(1, encoder.hidden_size, dtype=values.dtype)
         for k in reversed(range(t.shape[0])):
             h = encoder.cell(torch.cat([x[k], gaps[k : k + 1]]).unsqueeze(0), h)
         outputs.append(encoder.out(h)[0])
@@ -158,7 +158,7 @@ def _encoder_by_hand(encoder: GRUEncoder, times, values, mask) -> torch.Tensor:
 
 def test_gru_encoder_shapes_and_equals_a_per_series_backward_loop():
     torch.manual_seed(0)
-    encoder = GRUEncoder(obs_dim=2, hidden=6, out_dim=3).double()
+    encoder = GRUEncoder(input_size=2, hidden_size=6, output_size=3).double()
     times, values, mask = _scattered_mask_batch()
     z0 = encoder(times, values, mask)
     assert z0.shape == (3, 3) and torch.isfinite(z0).all()
@@ -203,7 +203,7 @@ def test_gru_encoder_errors():
 
 def _small_latent_ode(method="dopri5", **kwargs) -> LatentODE:
     torch.manual_seed(3)
-    return LatentODE(obs_dim=2, latent_dim=3, encoder_hidden=5, ode_hidden=7, method=method, **kwargs).double()
+    return LatentODE(input_size=2, state_size=3, encoder_hidden_size=5, hidden_size=7, method=method, **kwargs).double()
 
 
 def _toy_batch(n_series=3, n_points=6, seed=4):
@@ -212,7 +212,7 @@ def _toy_batch(n_series=3, n_points=6, seed=4):
 
 
 def test_latent_ode_shapes_and_decodes_z0_at_time_zero():
-    model = _small_latent_ode(decoder_hidden=4)
+    model = _small_latent_ode(decoder_hidden_size=4)
     times, values = _toy_batch()
     query = torch.tensor([[0.0, 0.5, 3.0, 5.0]], dtype=torch.float64).expand(3, -1)
     out = model(times, values, None, query)
@@ -273,7 +273,7 @@ def test_latent_ode_errors():
     with pytest.raises(ValueError, match=r"query_times|floating tensor"):
         model(times, values, None, torch.zeros(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="positive integer"):
-        LatentODE(latent_dim=0)
+        LatentODE(state_size=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def test_latent_ode_errors():
 
 def _small_rnn() -> RNNBaseline:
     torch.manual_seed(6)
-    return RNNBaseline(obs_dim=2, state_dim=4, encoder_hidden=5, decoder_hidden=3).double()
+    return RNNBaseline(input_size=2, state_size=4, encoder_hidden_size=5, decoder_hidden_size=3).double()
 
 
 def test_rnn_baseline_shapes_and_equals_its_recurrence():

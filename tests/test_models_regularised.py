@@ -158,7 +158,7 @@ def test_func_errors():
 
 def _classifier(**kwargs):
     torch.manual_seed(0)
-    return RegularisedClassifier(in_features=2, n_classes=3, hidden=3, width=8, **kwargs).to(DT)
+    return RegularisedClassifier(input_size=2, output_size=3, state_size=3, hidden_size=8, **kwargs).to(DT)
 
 
 def test_classifier_shapes_nfe_and_penalty():
@@ -234,7 +234,7 @@ def test_regularised_training_lowers_the_integrals():
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"kinetic": -1.0}, ValueError, "kinetic must be a finite number >= 0"),
     ({"jacobian": float("nan")}, ValueError, "jacobian must be a finite number >= 0"),
-    ({"hidden": 0}, ValueError, "hidden must be a positive integer"),
+    ({"state_size": 0}, ValueError, "state_size must be a positive integer"),
     ({"method": "rk45"}, ValueError, "unknown method"),
     ({"method": "rk4"}, ValueError, "adaptive method"),
     ({"t1": 0.0}, ValueError, "t1 must be a finite positive"),
@@ -245,5 +245,5 @@ def test_classifier_rejects_bad_settings(kwargs, error, match):
 
 
 def test_classifier_rejects_bad_inputs():
-    with pytest.raises(ValueError, match=r"inputs \[batch, 2\]"):
+    with pytest.raises(ValueError, match=r"inputs of shape \[batch, 2\]"):
         _classifier()(torch.zeros(4, 3, dtype=DT))

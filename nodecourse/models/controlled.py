@@ -15,11 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from nodecourse._validation import check_count, check_input, check_nonnegative, check_positive
+from nodecourse._validation import check_batch, check_count, check_nonnegative, check_positive
 from nodecourse.adjoint import odeint_adjoint
-from nodecourse.solvers import odeint
+from nodecourse.solvers import FIXED_METHODS, odeint
 
+from ._compat import renamed
 from .mlp import MLP, hidden_sizes
+from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 from .odefunc import time_column
 
 __all__ = ["DataControlledField", "DataControlledODE", "RescaledField", "AdaptiveDepthODE"]
@@ -28,9 +30,12 @@ Activation = type[nn.Module] | nn.Module | Callable[[], nn.Module]
 
 
 def _solver_kwargs(method: str, step_size: float | None, rtol: float, atol: float) -> dict[str, Any]:
+    """The solver's arguments: ``step_size`` (checked whenever given) is used by the fixed-step methods only."""
     options = None
     if step_size is not None:
-        options = {"step_size": check_positive("step_size", step_size)}
+        step_size = check_positive("step_size", step_size)
+        if method in FIXED_METHODS:
+            options = {"step_size": step_size}
     return dict(method=method, rtol=rtol, atol=atol, options=options)
 
 
@@ -45,35 +50,38 @@ def _solve(func: nn.Module, state: tuple, t: torch.Tensor, kwargs: dict, adjoint
 # --------------------------------------------------------------------------------------------------
 
 
+@renamed({"state_dim": "state_size", "control_dim": "input_size", "hidden": "hidden_size"})
 class DataControlledField(nn.Module):
     """``f(s, h, x) = net(cat([h, x]))`` (or ``net(cat([h, x, s]))`` when ``time_dependent``).
 
-    ``net = MLP([state_dim + control_dim (+1), *hidden, state_dim])``. ``forward(t, (h, x))`` returns
-    ``(f, 0)``, the field of the tuple state with a constant control. The first layer's columns
-    ``[state_dim : state_dim + control_dim]`` are the control weights (``control_weight``): with
+    ``h`` is the ODE state ``[..., state_size]``, ``x`` the model's input ``[..., input_size]`` (the
+    control). ``net = MLP([state_size + input_size (+1), *hidden_size, state_size])``. ``forward(t, (h, x))``
+    returns ``(f, 0)``, the field of the tuple state with a constant control. The first layer's columns
+    ``[state_size : state_size + input_size]`` are the control weights (``control_weight``): with
     them zero, the field is the uncontrolled ``f(s, h)``.
     """
 
-    def __init__(self, state_dim: int, control_dim: int, hidden: int | Sequence[int] = (32,),
+    def __init__(self, state_size: int, input_size: int, hidden_size: int | Sequence[int] = 32,
                  activation: Activation = nn.Tanh, time_dependent: bool = False) -> None:
         super().__init__()
-        self.state_dim = check_count("state_dim", state_dim)
-        self.control_dim = check_count("control_dim", control_dim)
+        self.state_size = check_count("state_size", state_size)
+        self.input_size = check_count("input_size", input_size)
         self.time_dependent = bool(time_dependent)
-        widths = [self.state_dim + self.control_dim + int(time_dependent), *hidden_sizes(hidden), self.state_dim]
+        widths = [self.state_size + self.input_size + int(time_dependent), *hidden_sizes(hidden_size),
+                  self.state_size]
         self.net = MLP(widths, activation)
         self.nfe: int = 0
 
     @property
     def control_weight(self) -> torch.Tensor:
-        """The first layer's weights on ``x``: ``[hidden[0] or state_dim, control_dim]`` (a view)."""
-        return self.net[0].weight[:, self.state_dim:self.state_dim + self.control_dim]
+        """The first layer's weights on ``x``: ``[hidden_size[0], input_size]`` (a view)."""
+        return self.net[0].weight[:, self.state_size:self.state_size + self.input_size]
 
     def vector(self, t: torch.Tensor | float, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``f(t, h, x)``: ``h [..., state_dim]``, ``x [..., control_dim]`` -> ``[..., state_dim]``."""
-        if h.shape[-1] != self.state_dim or x.shape[-1] != self.control_dim or h.shape[:-1] != x.shape[:-1]:
+        """``f(t, h, x)``: ``h [..., state_size]``, ``x [..., input_size]`` -> ``[..., state_size]``."""
+        if h.shape[-1] != self.state_size or x.shape[-1] != self.input_size or h.shape[:-1] != x.shape[:-1]:
             raise ValueError(
-                f"DataControlledField needs h [..., {self.state_dim}] and x [..., {self.control_dim}] with the same "
+                f"DataControlledField needs h [..., {self.state_size}] and x [..., {self.input_size}] with the same "
                 f"leading shape, got h {tuple(h.shape)} and x {tuple(x.shape)}."
             )
         self.nfe += 1
@@ -95,25 +103,26 @@ class DataControlledField(nn.Module):
 class DataControlledODE(nn.Module):
     """``x -> h(t1)`` with ``h(0) = x`` (or ``input_layer(x)``) and ``dh/ds = f(s, h, x)``.
 
-    Shapes ``[batch, control_dim] -> [batch, state_dim]`` (``output_layer`` applied last when given).
-    Without an input layer ``state_dim`` must equal ``control_dim``.
+    Shapes ``[batch, input_size] -> [batch, state_size]`` (``output_layer`` applied last when given).
+    Without an input layer ``state_size`` must equal ``input_size``. ``step_size`` is the step of the
+    fixed-step methods (``method="rk4", step_size=0.05``); the default adaptive solver ignores it.
     """
 
-    def __init__(self, field: DataControlledField, t1: float = 1.0, method: str = "rk4",
-                 step_size: float | None = 0.05, rtol: float = 1e-5, atol: float = 1e-6, adjoint: bool = False,
+    def __init__(self, field: DataControlledField, t1: float = 1.0, method: str = DEFAULT_METHOD,
+                 step_size: float | None = None, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+                 adjoint: bool = False,
                  input_layer: nn.Module | None = None, output_layer: nn.Module | None = None) -> None:
         super().__init__()
         if not isinstance(field, DataControlledField):
             raise TypeError(f"field must be a DataControlledField, got {type(field).__name__}.")
-        if input_layer is None and field.state_dim != field.control_dim:
-            raise ValueError(f"without an input_layer h(0) = x, so state_dim ({field.state_dim}) must equal "
-                             f"control_dim ({field.control_dim}); pass input_layer=nn.Linear(...) otherwise.")
+        if input_layer is None and field.state_size != field.input_size:
+            raise ValueError(f"without an input_layer h(0) = x, so state_size ({field.state_size}) must equal "
+                             f"input_size ({field.input_size}); pass input_layer=nn.Linear(...) otherwise.")
         t1 = check_positive("t1", t1, "end depth")
         self.field, self.t1, self.adjoint = field, t1, bool(adjoint)
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         self.output_layer = output_layer if output_layer is not None else nn.Identity()
-        self._kwargs = _solver_kwargs(method, step_size if method in ("euler", "midpoint", "heun2", "rk4") else None,
-                                      rtol, atol)
+        self._kwargs = _solver_kwargs(method, step_size, rtol, atol)
 
     def trajectory(self, x: torch.Tensor, t: torch.Tensor | Sequence[float] | None = None,
                    steps: int = 50) -> torch.Tensor:
@@ -125,12 +134,7 @@ class DataControlledODE(nn.Module):
         return _solve(self.field, (self.input_layer(x), x), t, self._kwargs, self.adjoint)[0]
 
     def _check_input(self, x: object) -> None:
-        width = self.field.control_dim
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"DataControlledODE needs a tensor [batch, {width}], got {type(x).__name__}.")
-        if x.dim() != 2 or x.shape[-1] != width:
-            raise ValueError(f"DataControlledODE expects inputs [batch, {width}], got {tuple(x.shape)}.")
-        check_input("DataControlledODE", x, next(self.parameters(), None))
+        check_batch("DataControlledODE", x, self.field.input_size, next(self.parameters(), None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
@@ -168,11 +172,13 @@ class AdaptiveDepthODE(nn.Module):
 
     ``T(x) = softplus(depth_net(x)) + min_depth`` (``depth_net: [batch, D] -> [batch, 1]``), solved for all
     samples at once as ``dh/dsigma = T f(T sigma, h)`` on ``sigma in [0, 1]`` (``RescaledField``).
-    Shapes ``[batch, D] -> [batch, D]``. ``depth(x)`` returns ``T(x)`` as ``[batch, 1]``.
+    Shapes ``[batch, D] -> [batch, D]``. ``depth(x)`` returns ``T(x)`` as ``[batch, 1]``. ``step_size`` is
+    the step of the fixed-step methods (``method="rk4", step_size=0.05``); the default adaptive solver
+    ignores it.
     """
 
-    def __init__(self, func: nn.Module, depth_net: nn.Module, min_depth: float = 0.0, method: str = "rk4",
-                 step_size: float | None = 0.05, rtol: float = 1e-5, atol: float = 1e-6,
+    def __init__(self, func: nn.Module, depth_net: nn.Module, min_depth: float = 0.0, method: str = DEFAULT_METHOD,
+                 step_size: float | None = None, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                  adjoint: bool = False) -> None:
         super().__init__()
         if not isinstance(depth_net, nn.Module):
@@ -181,8 +187,7 @@ class AdaptiveDepthODE(nn.Module):
         min_depth = check_nonnegative("min_depth", min_depth)
         self.rescaled = RescaledField(func)
         self.depth_net, self.min_depth, self.adjoint = depth_net, min_depth, bool(adjoint)
-        self._kwargs = _solver_kwargs(method, step_size if method in ("euler", "midpoint", "heun2", "rk4") else None,
-                                      rtol, atol)
+        self._kwargs = _solver_kwargs(method, step_size, rtol, atol)
 
     @property
     def func(self) -> nn.Module:
@@ -212,11 +217,7 @@ class AdaptiveDepthODE(nn.Module):
         return hs, sigma[:, None] * T.reshape(1, -1)
 
     def _check_input(self, x: object) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"AdaptiveDepthODE needs a tensor [batch, D], got {type(x).__name__}.")
-        if x.dim() != 2:
-            raise ValueError(f"AdaptiveDepthODE expects inputs [batch, D], got {tuple(x.shape)}.")
-        check_input("AdaptiveDepthODE", x, next(self.parameters(), None))
+        check_batch("AdaptiveDepthODE", x, None, next(self.parameters(), None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

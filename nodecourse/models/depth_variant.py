@@ -23,6 +23,7 @@ from nodecourse.adjoint import odeint_adjoint
 from nodecourse.solvers import odeint
 
 from .mlp import _activation_factory, check_sizes
+from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 from .odefunc import time_column
 
 __all__ = [
@@ -276,7 +277,7 @@ class StackedODE(nn.Module):
     """
 
     def __init__(self, funcs: Sequence[nn.Module], t1: float = 1.0, breakpoints: Sequence[float] | None = None,
-                 method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-6,
+                 method: str = DEFAULT_METHOD, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                  options: dict[str, Any] | None = None, adjoint: bool = False) -> None:
         super().__init__()
         funcs = list(funcs)

@@ -18,11 +18,13 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from nodecourse._validation import check_count, check_input, is_real
+from nodecourse._validation import check_batch, check_count, is_real
 from nodecourse.adjoint import odeint_adjoint
 from nodecourse.solvers import odeint
 
+from ._compat import renamed
 from .mlp import MLP
+from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 
 __all__ = [
     "standard_normal_log_prob",
@@ -116,31 +118,37 @@ def _positive_int(name: str, value: object, minimum: int = 1) -> int:
     return check_count(name, value, minimum, kind=f"an integer >= {minimum}")
 
 
-class CNFField(nn.Module):
-    """The vector field ``f(t, z, c) = MLP([z, t, c])`` of a (conditional) CNF: ``[B, dim] -> [B, dim]``.
+_OLD = {"dim": "input_size", "hidden": "hidden_size", "condition_dim": "condition_size"}
 
-    ``c`` ``[B, condition_dim]`` is the condition (e.g. a one-hot class label); with
-    ``condition_dim = 0`` the field takes none. Time enters as one more input feature, so the field
-    can change along the flow. ``nfe`` counts evaluations.
+
+@renamed(_OLD)
+class CNFField(nn.Module):
+    """The vector field ``f(t, z, c) = MLP([z, t, c])`` of a (conditional) CNF: ``[B, input_size] -> [B, input_size]``.
+
+    ``c`` ``[B, condition_size]`` is the condition (e.g. a one-hot class label); with
+    ``condition_size = 0`` the field takes none. Time enters as one more input feature, so the field
+    can change along the flow. The MLP has ``n_hidden`` hidden layers of ``hidden_size`` units.
+    ``nfe`` counts evaluations.
     """
 
-    def __init__(self, dim: int, hidden: int = 64, n_hidden: int = 2, condition_dim: int = 0,
+    def __init__(self, input_size: int, hidden_size: int = 64, n_hidden: int = 2, condition_size: int = 0,
                  activation: type[nn.Module] = nn.Tanh) -> None:
         super().__init__()
-        self.dim = _positive_int("dim", dim)
-        self.condition_dim = _positive_int("condition_dim", condition_dim, minimum=0)
-        hidden = _positive_int("hidden", hidden)
+        self.input_size = _positive_int("input_size", input_size)
+        self.condition_size = _positive_int("condition_size", condition_size, minimum=0)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
         n_hidden = _positive_int("n_hidden", n_hidden)
-        self.net = MLP([self.dim + 1 + self.condition_dim] + [hidden] * n_hidden + [self.dim], activation=activation)
+        self.net = MLP([self.input_size + 1 + self.condition_size] + [self.hidden_size] * n_hidden
+                       + [self.input_size], activation=activation)
         self.nfe = 0
 
     def forward(self, t: torch.Tensor | float, z: torch.Tensor,
                 condition: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if z.dim() != 2 or z.shape[-1] != self.dim:
-            raise ValueError(f"CNFField expects states [batch, {self.dim}], got {tuple(z.shape)}.")
-        if self.condition_dim and (condition is None or condition.shape != (z.shape[0], self.condition_dim)):
+        if z.dim() != 2 or z.shape[-1] != self.input_size:
+            raise ValueError(f"CNFField expects states [batch, {self.input_size}], got {tuple(z.shape)}.")
+        if self.condition_size and (condition is None or condition.shape != (z.shape[0], self.condition_size)):
             got = "none" if condition is None else f"shape {tuple(condition.shape)}"
-            raise ValueError(f"this CNFField is conditional: pass condition [{z.shape[0]}, {self.condition_dim}], "
+            raise ValueError(f"this CNFField is conditional: pass condition [{z.shape[0]}, {self.condition_size}], "
                              f"got {got}.")
         self.nfe += 1
         t_col = torch.as_tensor(t, dtype=z.dtype, device=z.device).reshape(()).expand(z.shape[0], 1)
@@ -148,21 +156,24 @@ class CNFField(nn.Module):
         return self.net(torch.cat(parts, dim=-1))
 
 
+@renamed(_OLD)
 class CNF(nn.Module):
     """A continuous normalizing flow from the data (t = 0) to a standard Gaussian (t = ``t1``).
 
     ``log_prob(x)`` solves the joint state ``(z, delta)`` with ``d delta/dt = -tr(df/dz)`` and returns
     ``log N(z(t1)) - delta(t1)`` per sample ``[B]``; ``trace`` chooses the exact trace or Hutchinson's
     estimator (one fresh probe per sample per solve, ``probe`` "rademacher" or "gaussian").
-    ``sample(n)`` draws ``z(t1) ~ N(0, I)`` and solves back to ``t = 0``. With ``condition_dim > 0``
-    every call takes a condition ``[B, condition_dim]`` (or one ``[condition_dim]`` vector for all).
+    ``sample(n)`` draws ``z(t1) ~ N(0, I)`` and solves back to ``t = 0``. With ``condition_size > 0``
+    every call takes a condition ``[B, condition_size]`` (or one ``[condition_size]`` vector for all).
+    ``input_size`` is the data's width (the flow's state has the same width), ``hidden_size`` the width of
+    the field's MLP.
     ``method``, ``rtol``, ``atol`` and ``options`` go to the solver; ``adjoint=True`` trains through
     :func:`nodecourse.odeint_adjoint` instead of backpropagating through the solver.
     """
 
-    def __init__(self, dim: int, hidden: int = 64, trace: str = "exact", condition_dim: int = 0, *,
-                 n_hidden: int = 2, t1: float = 1.0, probe: str = "rademacher", method: str = "dopri5",
-                 rtol: float = 1e-5, atol: float = 1e-5, options: Optional[dict] = None,
+    def __init__(self, input_size: int, hidden_size: int = 64, trace: str = "exact", condition_size: int = 0, *,
+                 n_hidden: int = 2, t1: float = 1.0, probe: str = "rademacher", method: str = DEFAULT_METHOD,
+                 rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, options: Optional[dict] = None,
                  adjoint: bool = False, activation: type[nn.Module] = nn.Tanh) -> None:
         super().__init__()
         self._check_trace(trace)
@@ -170,8 +181,9 @@ class CNF(nn.Module):
             raise ValueError(f"unknown probe {probe!r}; use one of {PROBES}.")
         if not (is_real(t1) and math.isfinite(t1) and t1 > 0):
             raise ValueError(f"t1 must be a positive finite time, got t1={t1!r}.")
-        self.field = CNFField(dim, hidden, n_hidden, condition_dim, activation)
-        self.dim, self.condition_dim = self.field.dim, self.field.condition_dim
+        self.field = CNFField(input_size, hidden_size, n_hidden, condition_size, activation)
+        self.input_size, self.condition_size = self.field.input_size, self.field.condition_size
+        self.hidden_size = self.field.hidden_size
         self.trace, self.probe, self.t1 = trace, probe, float(t1)
         self.solver = dict(method=method, rtol=rtol, atol=atol, options=options)
         self.adjoint = bool(adjoint)
@@ -194,28 +206,25 @@ class CNF(nn.Module):
     # --- inputs -------------------------------------------------------------------------------------
 
     def _check_x(self, x: torch.Tensor, name: str = "x") -> None:
-        _check_batch(name, x)
-        if x.shape[-1] != self.dim:
-            raise ValueError(f"{name} must be [batch, {self.dim}] for this {self.dim}-D flow, got "
-                             f"shape {tuple(x.shape)}.")
-        check_input("CNF", x, self.field.net._modules["0"].weight)
+        check_batch("CNF", x, self.input_size, self.field.net._modules["0"].weight, name=name,
+                    hint="add a batch dimension with x.unsqueeze(0) for a single point.")
 
     def _condition(self, condition: Optional[torch.Tensor], batch: int, like: torch.Tensor
                    ) -> Optional[torch.Tensor]:
-        """The condition as ``[batch, condition_dim]`` on ``like``'s device and dtype (None if none)."""
-        if self.condition_dim == 0:
+        """The condition as ``[batch, condition_size]`` on ``like``'s device and dtype (None if none)."""
+        if self.condition_size == 0:
             if condition is not None:
-                raise ValueError("this CNF has condition_dim=0 and takes no condition; build it with "
-                                 "CNF(..., condition_dim=k) to condition on a k-vector.")
+                raise ValueError("this CNF has condition_size=0 and takes no condition; build it with "
+                                 "CNF(..., condition_size=k) to condition on a k-vector.")
             return None
         if condition is None:
-            raise ValueError(f"this CNF is conditional (condition_dim={self.condition_dim}): pass "
-                             f"condition=[batch, {self.condition_dim}] (e.g. a one-hot label).")
+            raise ValueError(f"this CNF is conditional (condition_size={self.condition_size}): pass "
+                             f"condition=[batch, {self.condition_size}] (e.g. a one-hot label).")
         condition = torch.as_tensor(condition).to(device=like.device, dtype=like.dtype)
         if condition.dim() == 1:
             condition = condition.expand(batch, -1)
-        if condition.shape != (batch, self.condition_dim):
-            raise ValueError(f"condition must be [{self.condition_dim}] or [{batch}, {self.condition_dim}], "
+        if condition.shape != (batch, self.condition_size):
+            raise ValueError(f"condition must be [{self.condition_size}] or [{batch}, {self.condition_size}], "
                              f"got shape {tuple(condition.shape)}.")
         return condition
 
@@ -313,9 +322,9 @@ class CNF(nn.Module):
         n = _positive_int("n", n)
         param = next(self.parameters())
         where = generator.device if generator is not None else param.device
-        z = torch.randn(n, self.dim, generator=generator, device=where, dtype=param.dtype).to(param.device)
+        z = torch.randn(n, self.input_size, generator=generator, device=where, dtype=param.dtype).to(param.device)
         return self.from_base(z, condition)
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, condition_dim={self.condition_dim}, trace={self.trace!r}, "
+        return (f"input_size={self.input_size}, condition_size={self.condition_size}, trace={self.trace!r}, "
                 f"probe={self.probe!r}, t1={self.t1}, method={self.solver['method']!r}")

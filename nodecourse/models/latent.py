@@ -22,7 +22,9 @@ from torch import nn
 from nodecourse._validation import check_count, check_input
 from nodecourse.solvers import odeint
 
+from ._compat import renamed
 from .mlp import MLP
+from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 from .odefunc import ODEFunc
 
 __all__ = [
@@ -178,16 +180,16 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 # --------------------------------------------------------------------------------------------------
 
 
-def _decoder(latent_dim: int, hidden: int | None, obs_dim: int) -> nn.Module:
-    return nn.Linear(latent_dim, obs_dim) if hidden is None else MLP([latent_dim, hidden, obs_dim])
+def _decoder(state_size: int, hidden_size: int | None, input_size: int) -> nn.Module:
+    return nn.Linear(state_size, input_size) if hidden_size is None else MLP([state_size, hidden_size, input_size])
 
 
 def _check_observations(times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
-                        obs_dim: int) -> torch.Tensor:
+                        input_size: int) -> torch.Tensor:
     mask = _check_times_mask(times, mask, "obs_times")
-    if not torch.is_tensor(values) or values.shape != (*times.shape, obs_dim):
+    if not torch.is_tensor(values) or values.shape != (*times.shape, input_size):
         shape = tuple(values.shape) if torch.is_tensor(values) else type(values).__name__
-        raise ValueError(f"obs_values must be [batch, n_points, {obs_dim}] to match obs_times "
+        raise ValueError(f"obs_values must be [batch, n_points, {input_size}] to match obs_times "
                          f"{tuple(times.shape)}, got {shape}.")
     if times.device != values.device or mask.device != values.device:
         raise ValueError(f"obs_times, obs_values and obs_mask must be on one device, got {times.device}, "
@@ -195,6 +197,7 @@ def _check_observations(times: torch.Tensor, values: torch.Tensor, mask: torch.T
     return mask
 
 
+@renamed({"obs_dim": "input_size", "hidden": "hidden_size", "out_dim": "output_size"})
 class GRUEncoder(nn.Module):
     """Reads a series' observations backwards in time and returns one vector per series.
 
@@ -202,36 +205,42 @@ class GRUEncoder(nn.Module):
     to t = 0), so the GRU knows how far apart the samples are; padded entries leave the state as it
     is. Running backwards, the last entry read is the earliest, next to t = 0, where the output
     (a latent initial state) lives. A series without real entries gets the encoding of the empty
-    sequence. Shapes: ``times [B, N]``, ``values [B, N, obs_dim]``,
-    ``mask [B, N]`` -> ``[B, out_dim]``.
+    sequence. Shapes: ``times [B, N]``, ``values [B, N, input_size]``,
+    ``mask [B, N]`` -> ``[B, output_size]``; the GRU has ``hidden_size`` units, as in ``nn.GRU``.
     """
 
-    def __init__(self, obs_dim: int, hidden: int, out_dim: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, output_size: int) -> None:
         super().__init__()
-        self.obs_dim = check_count("obs_dim", obs_dim)
-        self.hidden = check_count("hidden", hidden)
-        self.out_dim = check_count("out_dim", out_dim)
-        self.cell = nn.GRUCell(self.obs_dim + 1, self.hidden)
-        self.out = nn.Linear(self.hidden, self.out_dim)
+        self.input_size = check_count("input_size", input_size)
+        self.hidden_size = check_count("hidden_size", hidden_size)
+        self.output_size = check_count("output_size", output_size)
+        self.cell = nn.GRUCell(self.input_size + 1, self.hidden_size)
+        self.out = nn.Linear(self.hidden_size, self.output_size)
 
     def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        mask = _check_observations(times, values, mask, self.obs_dim)
+        mask = _check_observations(times, values, mask, self.input_size)
         check_input("GRUEncoder", values, self.cell.weight_ih)
         gaps = time_gaps(times, mask).to(values.dtype)
         clean = torch.where(mask.unsqueeze(-1), values, torch.zeros_like(values))  # padding may hold NaN
         inputs = torch.cat([clean, gaps.unsqueeze(-1)], dim=-1)
-        h = values.new_zeros(values.shape[0], self.hidden)
+        h = values.new_zeros(values.shape[0], self.hidden_size)
         for k in reversed(range(values.shape[1])):
             h = torch.where(mask[:, k : k + 1], self.cell(inputs[:, k], h), h)
         return self.out(h)
 
 
+_OLD = {"obs_dim": "input_size", "encoder_hidden": "encoder_hidden_size", "decoder_hidden": "decoder_hidden_size"}
+
+
+@renamed({**_OLD, "latent_dim": "state_size", "ode_hidden": "hidden_size"})
 class LatentODE(nn.Module):
     """Encoder, latent ODE, decoder: observations at some times -> predictions at any times.
 
-    ``z0 = GRUEncoder(obs)`` ([B, latent_dim], at t = 0); ``dz/dt = MLP(z)`` solved once on the
-    sorted union of all query times of the batch (:func:`union_times`) and gathered per series;
-    ``x(t) = decoder(z(t))`` (linear, or an MLP with ``decoder_hidden`` units). Shapes:
+    ``input_size`` is the number of observed channels (the output has the same), ``state_size`` the
+    width of the latent ODE state. ``z0 = GRUEncoder(obs)`` ([B, state_size], at t = 0, a GRU of
+    ``encoder_hidden_size`` units); ``dz/dt = MLP([state_size, hidden_size, state_size])(z)`` solved once
+    on the sorted union of all query times of the batch (:func:`union_times`) and gathered per series;
+    ``x(t) = decoder(z(t))`` (linear, or an MLP with ``decoder_hidden_size`` units). Shapes:
     ``forward(obs_times [B, N], obs_values [B, N, D], obs_mask [B, N], query_times [B, M],
     query_mask [B, M]) -> [B, M, D]``. Query times may come in any order; padded queries get the
     decoded ``z0``.
@@ -239,37 +248,39 @@ class LatentODE(nn.Module):
 
     def __init__(
         self,
-        obs_dim: int = 2,
-        latent_dim: int = 4,
-        encoder_hidden: int = 32,
-        ode_hidden: int = 32,
-        decoder_hidden: int | None = None,
-        method: str = "dopri5",
-        rtol: float = 1e-3,
-        atol: float = 1e-4,
+        input_size: int = 2,
+        state_size: int = 4,
+        encoder_hidden_size: int = 32,
+        hidden_size: int = 32,
+        decoder_hidden_size: int | None = None,
+        method: str = DEFAULT_METHOD,
+        rtol: float = DEFAULT_RTOL,
+        atol: float = DEFAULT_ATOL,
         options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.obs_dim = check_count("obs_dim", obs_dim)
-        self.latent_dim = check_count("latent_dim", latent_dim)
-        self.encoder = GRUEncoder(self.obs_dim, check_count("encoder_hidden", encoder_hidden), self.latent_dim)
-        self.dynamics = ODEFunc(MLP([self.latent_dim, check_count("ode_hidden", ode_hidden), self.latent_dim]))
-        self.decoder = _decoder(self.latent_dim, decoder_hidden, self.obs_dim)
+        self.input_size = check_count("input_size", input_size)
+        self.state_size = check_count("state_size", state_size)
+        self.hidden_size = check_count("hidden_size", hidden_size)
+        self.encoder = GRUEncoder(self.input_size, check_count("encoder_hidden_size", encoder_hidden_size),
+                                  self.state_size)
+        self.dynamics = ODEFunc(MLP([self.state_size, self.hidden_size, self.state_size]))
+        self.decoder = _decoder(self.state_size, decoder_hidden_size, self.input_size)
         self.method, self.rtol, self.atol = method, rtol, atol
         self.options = dict(options) if options is not None else None
         self.nfe: int = 0
 
     def encode(self, obs_times: torch.Tensor, obs_values: torch.Tensor,
                obs_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The latent initial states ``z0 [B, latent_dim]`` at t = 0."""
+        """The latent initial states ``z0 [B, state_size]`` at t = 0."""
         return self.encoder(obs_times, obs_values, obs_mask)
 
     def latent_path(self, z0: torch.Tensor, query_times: torch.Tensor,
                     query_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``z(t)`` at every query time, ``[B, M, latent_dim]``, from one solve on the union of the times."""
-        if z0.dim() != 2 or z0.shape[1] != self.latent_dim or query_times.dim() != 2 \
+        """``z(t)`` at every query time, ``[B, M, state_size]``, from one solve on the union of the times."""
+        if z0.dim() != 2 or z0.shape[1] != self.state_size or query_times.dim() != 2 \
                 or query_times.shape[0] != z0.shape[0]:
-            raise ValueError(f"need z0 [B, {self.latent_dim}] and query_times [B, M] with the same B, got "
+            raise ValueError(f"need z0 [B, {self.state_size}] and query_times [B, M] with the same B, got "
                              f"{tuple(z0.shape)} and {tuple(query_times.shape)}.")
         grid, index = union_times(query_times.to(z0.dtype), query_mask)
         before = self.dynamics.nfe
@@ -280,7 +291,7 @@ class LatentODE(nn.Module):
                           options=self.options)  # [U, B, L]
         self.nfe = self.dynamics.nfe - before
         path = path.transpose(0, 1)  # [B, U, L]
-        return torch.gather(path, 1, index.unsqueeze(-1).expand(-1, -1, self.latent_dim))
+        return torch.gather(path, 1, index.unsqueeze(-1).expand(-1, -1, self.state_size))
 
     def forward(self, obs_times: torch.Tensor, obs_values: torch.Tensor, obs_mask: torch.Tensor | None,
                 query_times: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -288,23 +299,25 @@ class LatentODE(nn.Module):
         return self.decoder(self.latent_path(z0, query_times, query_mask))
 
 
+@renamed({**_OLD, "state_dim": "state_size"})
 class RNNBaseline(nn.Module):
     """The same encoder, then a GRU cell that steps from query to query with the time gap as input.
 
-    ``h0 = GRUEncoder(obs)`` ([B, state_dim]); for each query time in increasing order
+    ``h0 = GRUEncoder(obs)`` ([B, state_size]); for each query time in increasing order
     ``h <- GRUCell(gap, h)`` with ``gap`` the time since the previous query (the first from t = 0);
     ``x = decoder(h)``. A learned discrete map in place of the ODE's flow. Query times must be sorted
     per series. Shapes as :class:`LatentODE`: ``-> [B, M, D]``.
     """
 
-    def __init__(self, obs_dim: int = 2, state_dim: int = 16, encoder_hidden: int = 32,
-                 decoder_hidden: int | None = None) -> None:
+    def __init__(self, input_size: int = 2, state_size: int = 16, encoder_hidden_size: int = 32,
+                 decoder_hidden_size: int | None = None) -> None:
         super().__init__()
-        self.obs_dim = check_count("obs_dim", obs_dim)
-        self.state_dim = check_count("state_dim", state_dim)
-        self.encoder = GRUEncoder(self.obs_dim, check_count("encoder_hidden", encoder_hidden), self.state_dim)
-        self.cell = nn.GRUCell(1, self.state_dim)
-        self.decoder = _decoder(self.state_dim, decoder_hidden, self.obs_dim)
+        self.input_size = check_count("input_size", input_size)
+        self.state_size = check_count("state_size", state_size)
+        self.encoder = GRUEncoder(self.input_size, check_count("encoder_hidden_size", encoder_hidden_size),
+                                  self.state_size)
+        self.cell = nn.GRUCell(1, self.state_size)
+        self.decoder = _decoder(self.state_size, decoder_hidden_size, self.input_size)
 
     def forward(self, obs_times: torch.Tensor, obs_values: torch.Tensor, obs_mask: torch.Tensor | None,
                 query_times: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -319,5 +332,5 @@ class RNNBaseline(nn.Module):
             h = torch.where(query_mask[:, m : m + 1], self.cell(gaps[:, m], h), h)
             states.append(h)
         if not states:
-            return h.new_zeros(h.shape[0], 0, self.obs_dim)
+            return h.new_zeros(h.shape[0], 0, self.input_size)
         return self.decoder(torch.stack(states, dim=1))

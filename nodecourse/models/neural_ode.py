@@ -7,11 +7,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nodecourse._validation import check_count, check_input, is_real
+from nodecourse._validation import check_batch, check_count, is_real
 from nodecourse.solvers import ADAPTIVE_METHODS, FIXED_METHODS
 
 from .mlp import MLP
-from .ode_block import ODEBlock
+from .ode_block import DEFAULT_ATOL, DEFAULT_RTOL, ODEBlock
 from .odefunc import ODEFunc
 
 __all__ = ["NeuralODE"]
@@ -33,8 +33,8 @@ class NeuralODE(nn.Module):
         step_size: float = 0.1,
         output_size: int | None = None,
         method: str = "euler",
-        rtol: float = 1e-3,
-        atol: float = 1e-3,
+        rtol: float = DEFAULT_RTOL,
+        atol: float = DEFAULT_ATOL,
         adjoint: bool = False,
         time_dependent: bool = False,
         activation: type[nn.Module] | nn.Module | Callable[[], nn.Module] = nn.Tanh,
@@ -78,14 +78,8 @@ class NeuralODE(nn.Module):
         return self.block.func
 
     def _check_input(self, x: object) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"NeuralODE needs a tensor of shape [batch, {self.input_size}], got {type(x).__name__}.")
-        if x.dim() < 1 or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"NeuralODE expects inputs of shape [batch, {self.input_size}], got {tuple(x.shape)}; "
-                "flatten images first (x.flatten(1))."
-            )
-        check_input("NeuralODE", x, self.input_proj.weight)
+        check_batch("NeuralODE", x, self.input_size, self.input_proj.weight, any_leading=True,
+                    hint="flatten images first (x.flatten(1)).")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

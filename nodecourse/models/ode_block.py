@@ -10,7 +10,14 @@ from nodecourse._validation import check_input, check_positive
 from nodecourse.adjoint import odeint_adjoint
 from nodecourse.solvers import odeint
 
-__all__ = ["ODEBlock"]
+__all__ = ["ODEBlock", "DEFAULT_METHOD", "DEFAULT_RTOL", "DEFAULT_ATOL"]
+
+DEFAULT_METHOD = "dopri5"
+"""The solver every model uses unless told otherwise (why: see :mod:`nodecourse.models`)."""
+DEFAULT_RTOL = 1e-3
+"""The relative tolerance every model uses unless told otherwise."""
+DEFAULT_ATOL = 1e-3
+"""The absolute tolerance every model uses unless told otherwise."""
 
 
 class _Counted(nn.Module):
@@ -46,9 +53,9 @@ class ODEBlock(nn.Module):
         self,
         func: nn.Module,
         t1: float = 1.0,
-        method: str = "dopri5",
-        rtol: float = 1e-3,
-        atol: float = 1e-3,
+        method: str = DEFAULT_METHOD,
+        rtol: float = DEFAULT_RTOL,
+        atol: float = DEFAULT_ATOL,
         adjoint: bool = False,
         options: dict[str, Any] | None = None,
         adjoint_options: dict[str, Any] | None = None,

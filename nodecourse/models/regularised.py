@@ -14,10 +14,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nodecourse._validation import check_count, check_input, check_nonnegative, check_positive
+from nodecourse._validation import check_batch, check_count, check_nonnegative, check_positive
 from nodecourse.solvers import ADAPTIVE_METHODS, FIXED_METHODS, solve
 
+from ._compat import renamed
 from .mlp import MLP
+from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 from .odefunc import ODEFunc
 
 __all__ = ["kinetic_integrand", "jacobian_probe_integrand", "RegularisedODEFunc", "RegularisedClassifier"]
@@ -105,23 +107,28 @@ class RegularisedODEFunc(nn.Module):
         return f"kinetic={self.kinetic}, jacobian={self.jacobian}"
 
 
+@renamed({"in_features": "input_size", "n_classes": "output_size", "hidden": "state_size",
+          "width": "hidden_size"})
 class RegularisedClassifier(nn.Module):
-    """``x [B, in_features] -> logits [B, n_classes]`` through a Neural ODE that can be regularised.
+    """``x [B, input_size] -> logits [B, output_size]`` through a Neural ODE that can be regularised.
 
-    ``z(0) = Linear(x)`` in ``hidden`` dims; ``dz/dt = MLP([hidden, width, width, hidden])(z)`` on
-    ``[0, t1]``; logits ``Linear(z(t1))``. In training mode with a weight ``kinetic`` or ``jacobian``
+    ``z(0) = Linear(x)`` in ``state_size`` dims; ``dz/dt = MLP([state_size, hidden_size, hidden_size,
+    state_size])(z)`` on ``[0, t1]``; logits ``Linear(z(t1))``. In training mode with a weight ``kinetic`` or ``jacobian``
     above zero the solve carries the running integrals and ``self.penalty`` holds
     ``kinetic * mean E_kin + jacobian * mean E_jac`` (add it to the loss); otherwise (eval mode, or
     both weights zero) it solves the plain ODE and the penalty is 0. ``self.nfe`` is the number of
     vector-field evaluations of the last solve, ``self.stats`` its full statistics.
     """
 
-    def __init__(self, in_features: int = 2, n_classes: int = 2, hidden: int = 4, width: int = 32,
-                 kinetic: float = 0.0, jacobian: float = 0.0, t1: float = 1.0, method: str = "dopri5",
-                 rtol: float = 1e-3, atol: float = 1e-3, activation: type[nn.Module] = nn.Tanh) -> None:
+    def __init__(self, input_size: int = 2, output_size: int = 2, state_size: int = 4, hidden_size: int = 32,
+                 kinetic: float = 0.0, jacobian: float = 0.0, t1: float = 1.0, method: str = DEFAULT_METHOD,
+                 rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+                 activation: type[nn.Module] = nn.Tanh) -> None:
         super().__init__()
-        in_features, n_classes = check_count("in_features", in_features), check_count("n_classes", n_classes)
-        hidden, width = check_count("hidden", hidden), check_count("width", width)
+        self.input_size = check_count("input_size", input_size)
+        self.output_size = check_count("output_size", output_size)
+        self.state_size = state = check_count("state_size", state_size)
+        self.hidden_size = width = check_count("hidden_size", hidden_size)
         if method not in FIXED_METHODS + ADAPTIVE_METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(FIXED_METHODS + ADAPTIVE_METHODS)}.")
         if method in FIXED_METHODS:
@@ -131,10 +138,10 @@ class RegularisedClassifier(nn.Module):
         self.kinetic = check_nonnegative("kinetic", kinetic)
         self.jacobian = check_nonnegative("jacobian", jacobian)
         self.t1, self.method, self.rtol, self.atol = t1, method, rtol, atol
-        self.embed = nn.Linear(in_features, hidden)
-        self.func = RegularisedODEFunc(MLP([hidden, width, width, hidden], activation),
+        self.embed = nn.Linear(self.input_size, state)
+        self.func = RegularisedODEFunc(MLP([state, width, width, state], activation),
                                        kinetic=self.kinetic > 0, jacobian=self.jacobian > 0)
-        self.readout = nn.Linear(hidden, n_classes)
+        self.readout = nn.Linear(state, self.output_size)
         self.nfe: int = 0
         self.stats = None
         self.penalty: torch.Tensor | float = 0.0
@@ -147,10 +154,7 @@ class RegularisedClassifier(nn.Module):
         return torch.tensor([0.0, self.t1], dtype=z.dtype, device=z.device)
 
     def _check(self, x: torch.Tensor) -> None:
-        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[1] != self.embed.in_features:
-            raise ValueError(f"RegularisedClassifier expects inputs [batch, {self.embed.in_features}], got "
-                             f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
-        check_input("RegularisedClassifier", x, self.embed.weight)
+        check_batch("RegularisedClassifier", x, self.input_size, self.embed.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
