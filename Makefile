@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.nodecourse-installed
 BROWSER_STAMP := $(VENV)/.nodecourse-browser-installed
 LOCK_HEADER := \# The exact versions `make` installs, for every Python from 3.10 on (pip constraints). Refresh: `make lock`.
 
-.PHONY: setup lab test unit notebooks test-browser sync work home slides bench lock clean
+.PHONY: setup lab test unit notebooks test-browser sync work home slides book bench lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.10 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
@@ -44,8 +44,11 @@ $(BROWSER_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -c $(LOCK) -e ".[course,browser]"
 	touch $(BROWSER_STAMP)
 
+# Then the slide decks and the static site, built in fast mode and opened offline in the same Chromium
+# (tests/test_slides.py and tests/test_book.py: lectures 00-05 executed, every deck slide walked).
 test-browser: $(BROWSER_STAMP)
 	NODECOURSE_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python tools/browser_check.py
+	NODECOURSE_FAST=1 NODECOURSE_DECK_TESTS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_slides.py tests/test_book.py
 
 # After editing a lecture or a solution notebook (in JupyterLab or as its .py): strip outputs, re-pair,
 # set slide metadata, regenerate exercises/ and the README's syllabus. See CONTRIBUTING.md.
@@ -63,9 +66,16 @@ work: setup
 home: setup
 	$(BIN)/python tools/update_links.py --set $(if $(URL),"$(URL)",--from-git-remote)
 
-# Every lecture as a reveal.js slide deck in slides/.
+# Every lecture executed (full mode; cached in build/, so a re-run with nothing changed is instant) and
+# written as an offline reveal.js deck: slides/NN_topic.slides.html (assets in slides/assets/, no CDN).
+# FAST=1 executes in fast mode (quick, the tests' numbers); `make slides ONLY="04 05"` builds some.
 slides: setup
-	$(BIN)/jupyter nbconvert --to slides --output-dir slides notebooks/*.ipynb
+	$(BIN)/python tools/build_slides.py $(if $(FAST),--fast) $(ONLY)
+
+# The course as a static HTML site in build/site/ (open build/site/index.html): the syllabus, every lecture
+# executed with its figures, exercises without answers, solutions on their own pages, a search box.
+book: setup
+	$(BIN)/python tools/build_book.py $(if $(FAST),--fast)
 
 # Solver benchmarks against torchdiffeq and torchode (prints a table, writes benchmarks/results/latest.json).
 bench: setup
@@ -84,4 +94,11 @@ lock: setup
 	$(MAKE) test
 
 clean:
-	rm -rf $(VENV) slides .pytest_cache
+	rm -rf $(VENV) slides build .pytest_cache
+
+# Mark a class: SUBMISSIONS holds one folder per student with their exercise notebooks; one CSV row per
+# student and exercise (see INSTRUCTORS.md, "Grading"): make grade SUBMISSIONS=submitted [OUT=marks.csv] [JOBS=2]
+.PHONY: grade
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [OUT=marks.csv] [JOBS=2]"; exit 2; }
+	OMP_NUM_THREADS=1 $(BIN)/python -m nodecourse.grading "$(SUBMISSIONS)" --out "$(or $(OUT),marks.csv)" --jobs $(or $(JOBS),1)

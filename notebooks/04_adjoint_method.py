@@ -94,6 +94,11 @@ n_checkpoints = 10                                      # stored outputs for the
 # each underlying storage once (the network's weights are saved by every call, but they are the same
 # memory each time).
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min with the setup). `saved_bytes` counts what the graph keeps between forward and
+# backward, not the allocator's peak: say so if asked about GPU memory. Count storages by `data_ptr()`;
+# `numel() * element_size()` counts the shared weights once per call. Point at the constant bytes per step.
+
 # %%
 def saved_bytes(fn) -> int:
     """Bytes of the distinct storages autograd saves for backward while ``fn()`` runs."""
@@ -180,6 +185,12 @@ plt.show()
 # which we solve **backwards**, from $t_1$ to $t_0$. It is the continuous chain rule: with a finite
 # step $\Delta t$ the same recursion, $a_n = a_{n+1} (I + \Delta t\, J_n)$, is exactly what
 # backpropagation through an Euler step (a ResNet block, notebook 02) computes.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (20 min). The adjoint is the continuous chain rule: the Euler cell shows that backprop
+# through a ResNet *is* the Euler discretisation of the adjoint ODE; everything else is bookkeeping of that
+# fact. `a` is a row vector: $-a\,\partial f/\partial h$ is one vector-Jacobian product, never a Jacobian.
+# Common mistake: solving the adjoint forwards in time.
 
 # %% [markdown]
 # The discrete statement is easy to check: backpropagate through an Euler solve with autograd and
@@ -345,6 +356,11 @@ plt.show()
 # without ever forming a Jacobian. For a batch, $f$'s Jacobian is block diagonal across samples, so the
 # state part stays per sample while the parameter part sums over the batch, just as the gradient of a
 # summed loss should.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). $[h, a, g]$ from $t_1$ to $t_0$, with $g$ starting at zero (a common mistake:
+# anything else). Batches work because the Jacobian is block diagonal across samples while the parameter
+# part sums over the batch. Inside a custom `backward`, autograd is off: `torch.enable_grad()`.
 
 # %%
 def augmented_dynamics(func: nn.Module, params: tuple):
@@ -570,6 +586,11 @@ plt.show()
 # measure it with the same `saved_bytes` as in Section 1, for our `AdjointODE` and the package's
 # `odeint_adjoint`, on the RK4 solves of Section 1.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). Only `t` and the output states are saved, whatever the step count. The adjoint
+# is optimise-then-discretise: its gradient differs from backprop's by the solver's error ($O(\Delta t^4)$
+# for RK4, measured). Timings are shown, not checked: do not promise that the adjoint is always slower.
+
 # %%
 memory = {"backprop": memory_backprop}
 for name, solver in (("ours", my_odeint_adjoint), ("nodecourse", odeint_adjoint)):
@@ -761,6 +782,11 @@ plt.show()
 # We take $A = R\, \mathrm{diag}(-1, -k)\, R^\top$ with a 45° rotation $R$, so the slow and the fast mode
 # mix in both coordinates, start at $h_0 = (1, 0)$, solve forwards on $[0, 1]$ at `rtol=1e-7`, then
 # backwards. The loss is $L = \tfrac12 |h(1)|^2$ and we differentiate it with respect to $A$.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). The take-away many courses skip: recomputing $h(t)$ backwards is ill-conditioned
+# for contracting dynamics (error grows like $e^k$, garbage gradients from $k \approx 25$). Checkpoints
+# (extra output times in `odeint_adjoint`) trade memory for accuracy.
 
 # %%
 class LinearField(nn.Module):

@@ -11,7 +11,8 @@ modification times:
   or ``--from py``.
 
 Stored clean means: outputs stripped, slide metadata set from the headings (``#``/``##`` start a
-slide, ``###`` a sub-slide, the badge cell is skipped), only slide metadata and tags kept.
+slide, ``###`` a sub-slide, the badge cell is skipped; a cell an author marked as speaker notes,
+a fragment or a sub-slide keeps that), only slide metadata and tags kept.
 
     python tools/sync_notebooks.py                  # every notebook
     python tools/sync_notebooks.py 03_ 04_          # the notebooks whose names start with these
@@ -34,14 +35,21 @@ ROOT = io.ROOT
 SOURCE_FOLDERS = ("notebooks", "solutions")
 
 
+# Slide types an author sets by hand (JupyterLab's property inspector, or the .py's cell header) and the
+# headings never decide: speaker notes, a fragment, a sub-slide that splits a long section.
+AUTHORED_SLIDE_TYPES = ("notes", "fragment", "subslide")
+
+
 class PairConflict(Exception):
     """Both files of a pair hold edits that differ; the user must say which one wins."""
 
 
 def slide_type(cell: nbformat.NotebookNode, index: int) -> str | None:
     """The reveal.js slide type a cell should have, or None to leave it continuing the current slide."""
+    kept = cell.metadata.get("slideshow", {}).get("slide_type")
+    kept = kept if kept in AUTHORED_SLIDE_TYPES else None
     if cell.cell_type != "markdown":
-        return None
+        return kept
     first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
     if index == 0 and "colab" in cell.source.lower():
         return "skip"
@@ -49,7 +57,7 @@ def slide_type(cell: nbformat.NotebookNode, index: int) -> str | None:
         return "slide"
     if first.startswith("### "):
         return "subslide"
-    return None
+    return kept
 
 
 def clean(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
