@@ -205,3 +205,26 @@ def test_a_models_compile_option_compiles_once(compiled_steps):
     for _ in range(3):
         block(Y0).sum().backward()
     assert compiled_steps == ["shared_trial"]
+
+
+def test_a_field_that_counts_its_calls_compiles_once():
+    """self.calls += 1 in the field must not make the compiler recompile at every solve."""
+    from torch._dynamo.utils import counters
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.calls = MLP([2, 8, 2]).double(), 0
+
+        def forward(self, t, y):
+            self.calls += 1
+            return self.net(y)
+
+    field = Counting()
+    with torch.no_grad():
+        first = solve(field, Y0, T, rtol=1e-6, atol=1e-6, options={"compile": True})
+        graphs = counters["stats"]["unique_graphs"]
+        for _ in range(4):
+            again = solve(field, Y0, T, rtol=1e-6, atol=1e-6, options={"compile": True})
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert field.calls == 5 * first.stats.nfe and again.stats.nfe == first.stats.nfe
