@@ -9,7 +9,9 @@ For each notebook (by default the welcome and lecture 02) the check:
 3. fails on an error output, a cell left unrun, stderr output that is a warning (all stderr output is
    printed), a figure that the reference run or a ``plt.show()`` in the source promises but the page
    does not show, a tqdm progress bar that is not rendered as a widget, and a browser console error;
-4. saves a screenshot of the run notebook in a temporary folder and prints a short report.
+4. saves a screenshot of the run notebook in a temporary folder and prints a short report;
+5. opens it as RISE slides (JupyterLab's "Render as slides", jupyterlab-rise), offline, and fails unless
+   every slide its metadata asks for is shown, its math is typeset and the console is clean.
 
 Run it with ``make test-browser`` (which installs Playwright into .venv first), or directly:
 
@@ -147,6 +149,8 @@ class NotebookResult:
     stderr: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     screenshot: Path | None = None
+    slides: int = 0  # RISE checks: slides shown and typeset formulas
+    formulas: int = 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -393,6 +397,75 @@ def check_notebook(browser: Browser, base_url: str, token: str, path: str, refer
     return result
 
 
+# What RISE (jupyterlab-rise, "Render as slides") shows: its reveal.js slides and the typeset math in them.
+JS_RISE_STATE = """() => {
+  const slides = document.querySelectorAll('.reveal .slides > section');
+  const text = [...document.querySelectorAll('.reveal .slides .jp-RenderedMarkdown')].map(n => n.innerText).join('\\n');
+  return {slides: slides.length, math: document.querySelectorAll('.reveal mjx-container, .reveal .MathJax').length,
+          rawMath: (text.match(/\\$|\\\\\\(|\\\\frac/g) || []).length};
+}"""
+
+
+def expected_slides(notebook: Path) -> int:
+    """How many horizontal slides the notebook's metadata asks for (cells of slide type "slide")."""
+    nb = nbformat.read(notebook, as_version=4)
+    return sum(1 for cell in nb.cells if cell.metadata.get("slideshow", {}).get("slide_type") == "slide")
+
+
+def rise_console_error_is_ignored(text: str, url: str, base_url: str) -> bool:
+    """Console errors of the RISE page that come from jupyterlab-rise itself, each with its reason."""
+    if console_error_is_ignored(text, url, base_url):
+        return True
+    # RISE looks for optional style sheets beside the notebook (rise.css, <notebook>.css); the course has none.
+    if text.startswith("Refused to apply style from") and re.search(r"/files/.*\.css'", text):
+        return True
+    # jupyterlab-rise's page loads every lab extension, and the ipywidgets 8 manager asks for a module the
+    # page does not share (jupyterlab-contrib/rise issue 119): widgets (progress bars) do not render
+    # there; the slides do, which is what this check measures.
+    if "Shared module @jupyterlab/console doesn't exist" in text:
+        return True
+    if "Maximum call stack size exceeded" in text and "/static/rise/" in url:
+        return True
+    return False
+
+
+def check_rise(browser: Browser, base_url: str, token: str, path: str, wanted: int, screenshot: Path) -> NotebookResult:
+    """Open the notebook as RISE slides (JupyterLab's "Render as slides", jupyterlab-rise) offline and
+    fail unless every slide its metadata asks for is there, its math is typeset and the console is clean."""
+    result = NotebookResult(f"{path} (RISE slides)")
+    started = time.monotonic()
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    context.route(re.compile("^(?!" + re.escape(base_url) + ")"), lambda route: route.abort())  # offline
+    console_errors: list[str] = []
+    page.on("console", lambda message: console_errors.append(f"{message.text} ({message.location['url']})")
+            if message.type == "error" and not rise_console_error_is_ignored(message.text, message.location["url"], base_url)
+            else None)
+    page.on("pageerror", lambda error: console_errors.append(f"uncaught exception: {error}"))
+    try:
+        page.goto(f"{base_url}/rise/{path}?token={token}")
+        page.wait_for_function(f"() => document.querySelectorAll('.reveal .slides > section').length >= {wanted}",
+                               timeout=120_000)
+        page.wait_for_timeout(2000)  # let MathJax typeset
+        state = page.evaluate(JS_RISE_STATE)
+        result.slides, result.formulas = state["slides"], state["math"]
+        if state["slides"] != wanted:
+            result.problems.append(f"{state['slides']} slides shown, the notebook's metadata asks for {wanted}")
+        if state["rawMath"]:
+            result.problems.append(f"{state['rawMath']} pieces of untypeset LaTeX on the slides")
+        page.screenshot(path=str(screenshot))
+        result.screenshot = screenshot
+    except Exception as error:  # a timeout or a page that never became ready: reported like any problem
+        result.problems.append(f"{type(error).__name__}: {error}")
+        page.screenshot(path=str(screenshot))
+        result.screenshot = screenshot
+    finally:
+        context.close()
+    result.problems += [f"browser console error: {text}" for text in console_errors]
+    result.seconds = time.monotonic() - started
+    return result
+
+
 def take_screenshot(page: Page, path: str, target: Path) -> None:
     """The whole notebook in one picture: the viewport is made as tall as the notebook (capped)."""
     try:
@@ -411,6 +484,12 @@ def indent(text: str, spaces: int = 7) -> str:
 
 def print_report(result: NotebookResult) -> None:
     verdict = "OK" if not result.problems else "FAIL"
+    if result.slides or "(RISE" in result.path:
+        print(f"{verdict:4s} {result.path}: {result.slides} slides, {result.formulas} typeset formulas, "
+              f"{result.seconds:.1f} s")
+        for problem in result.problems:
+            print(indent(f"PROBLEM: {problem}"))
+        return
     print(f"{verdict:4s} {result.path}: {result.cells_run} code cells run, {result.figures} figures, "
           f"{result.progress_bars} progress-bar widgets, {len(result.stderr)} stderr outputs, {result.seconds:.1f} s")
     for text in result.stderr:
@@ -448,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"JupyterLab in Chromium: {path}", flush=True)
                     shot = screenshots / (Path(path).stem + ".png")
                     results.append(check_notebook(browser, base_url, token, path, references[path], args.timeout, shot))
+                for path in paths:
+                    print(f"RISE slides in Chromium: {path}", flush=True)
+                    shot = screenshots / (Path(path).stem + ".rise.png")
+                    results.append(check_rise(browser, base_url, token, path, expected_slides(root / path), shot))
             finally:
                 browser.close()
     print()
