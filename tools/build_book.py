@@ -8,7 +8,8 @@
   slides: full mode by default, ``--fast`` as the tests do) with its figures; progress bars left out.
 - ``exercises/NN_topic_exercises.html``: the exercise notebooks as learners get them, without answers
   (generated from solutions/, the answers replaced by ``raise NotImplementedError``), not executed.
-- ``solutions/NN_topic_exercises.html``: the solutions, on pages of their own, not executed.
+- ``solutions/NN_topic_exercises.html``: the solutions, on pages of their own, executed like the lectures
+  (same cache), so a learner checking an answer sees its checker's report, figures and numbers.
 
 Rendered with nbconvert (the Jupyter project's own converter, already installed with the course):
 no new dependency, the same renderer and executed notebooks as the slides, and every asset
@@ -35,6 +36,7 @@ ROOT = ex.ROOT
 ASSETS = Path(__file__).resolve().parent / "assets"
 TEMPLATE = Path(__file__).resolve().parent / "book_template"
 WIDGET = "application/vnd.jupyter.widget-view+json"
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 SYLLABUS = re.compile(r"<!-- syllabus:start -->(.*?)<!-- syllabus:end -->", re.S)
 
 CSS = """
@@ -133,12 +135,17 @@ def rewrite_links(markdown: str) -> str:
                   lambda m: f"({'lectures' if m.group(1) == 'notebooks' else m.group(1)}/{m.group(2)}.html)", markdown)
 
 
-def build(fast: bool, out: Path, jobs: int, execute: list[str] | None = None) -> Path:
-    """Write the site to `out`; with `execute`, only the lectures starting with those prefixes are executed
-    (the others are shown as stored, without outputs: what the quick test of the site uses)."""
+def build(fast: bool, out: Path, jobs: int, execute: list[str] | None = None,
+          execute_solutions: list[str] | None = None) -> Path:
+    """Write the site to `out`; with `execute`, only the lectures and solutions starting with those prefixes
+    are executed (the others are shown as stored, without outputs: what the quick test of the site uses);
+    `execute_solutions` picks the solutions apart, when given."""
     started = time.monotonic()
+    solution_prefixes = execute if execute_solutions is None else execute_solutions
     chosen = [path for path in ex.LECTURES if execute is None or path.name.startswith(tuple(execute))]
-    print(f"executing {len(chosen)} lecture(s) in {'fast' if fast else 'full'} mode (cache: build/executed/)")
+    chosen += [path for path in SOLUTIONS if solution_prefixes is None or path.name.startswith(tuple(solution_prefixes))]
+    print(f"executing {len(chosen)} lecture(s) and solution notebook(s) in {'fast' if fast else 'full'} mode "
+          f"(cache: build/executed/)")
     runs = ex.executed(chosen, fast=fast, jobs=jobs)
     if out.exists():
         shutil.rmtree(out)
@@ -153,7 +160,7 @@ def build(fast: bool, out: Path, jobs: int, execute: list[str] | None = None) ->
         pages.append((f"lectures/{path.stem}.html", title_of(notebook, path.stem), notebook))
     for folder, label in (("exercises", "Exercises"), ("solutions", "Solutions")):
         for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb")):
-            notebook = nbformat.read(path, as_version=4)
+            notebook = for_the_page(nbformat.read(runs.get(path, path), as_version=4))
             pages.append((f"{folder}/{path.stem}.html", f"{label} · {title_of(notebook, path.stem)}", notebook))
 
     search = [{"url": "index.html", "title": "Syllabus", "text": ""}]
@@ -197,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "site")
     parser.add_argument("--jobs", type=int, default=2, help="lectures executed at once")
     parser.add_argument("--execute", nargs="+", metavar="PREFIX",
-                        help="execute only these lectures (the others are shown without outputs)")
+                        help="execute only these lectures and solutions (the others are shown without outputs)")
     args = parser.parse_args(argv)
     build(args.fast, args.out.resolve(), args.jobs, args.execute)
     return 0

@@ -4,8 +4,9 @@ For a deck (``slides/NN_topic.slides.html``, from ``tools/build_slides.py``) it 
 sub-slide and fails on:
 
 - a slide whose content is taller or wider than the 1280x720 slide (scroll size past the slide box);
-- a figure that did not load, lies outside the slide box, or a deck that shows fewer figures than the
-  build put in it (``manifest.json`` beside the decks);
+- a figure that did not load, lies outside the slide box, is shown too small to read (narrower than
+  560 px and shorter than 380 px of the slide), or a deck that shows fewer figures than the build put
+  in it (``manifest.json`` beside the decks);
 - math left unrendered (``$$``, ``\\(`` or ``\\begin`` in the text outside code, or a MathJax error);
 - any request that is not a local file (the network is blocked, and a deck must not need it), any
   ``http(s)`` URL in a ``src``/``href`` of the page's scripts, styles and images, and any console error.
@@ -33,6 +34,7 @@ from urllib.parse import unquote, urlparse
 from playwright.sync_api import sync_playwright
 
 WIDTH, HEIGHT = 1280, 720
+MIN_FIGURE = (560, 380)  # a figure narrower and shorter than this is unreadable from the back of a room
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--allow-file-access-from-files"]
 
@@ -46,7 +48,8 @@ JS_SLIDE = """([width, height]) => {
     return {loaded: img.complete && img.naturalWidth > 0,
             inside: (r.top - box.top) / scale >= -1 && (r.bottom - box.top) / scale <= height + 1
                     && (r.left - box.left) / scale >= -1 && (r.right - box.left) / scale <= width + 1,
-            bottom: Math.round((r.bottom - box.top) / scale)};
+            bottom: Math.round((r.bottom - box.top) / scale),
+            width: Math.round(r.width / scale), height: Math.round(r.height / scale)};
   });
   const clone = slide.cloneNode(true);
   clone.querySelectorAll('.jp-CodeCell .jp-InputArea, pre, code, aside.notes, mjx-container, script').forEach(n => n.remove());
@@ -134,6 +137,9 @@ def check_deck(session: Session, deck: Path, expected_figures: int | None, scree
                 problems.append(f"{where}: a figure did not load")
             elif not image["inside"]:
                 problems.append(f"{where}: a figure ends at {image['bottom']} px, outside the slide")
+            elif image["width"] < MIN_FIGURE[0] and image["height"] < MIN_FIGURE[1]:
+                problems.append(f"{where}: a figure shown at {image['width']}x{image['height']} px, too small to "
+                                f"read on a {WIDTH}x{HEIGHT} slide (at least {MIN_FIGURE[0]} wide or {MIN_FIGURE[1]} tall)")
             else:
                 shown_figures += 1
         if state["mathErrors"]:
