@@ -21,6 +21,11 @@
 # `NODECOURSE_FAST=1` (set by the test suite) shrinks every training loop so the whole course runs
 # as tests in minutes; without it you get the full experiments.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (1 min). Run the welcome in the first class, on the machine you present from: this cell
+# checks the package, the device and fast mode, and prints all three. Everything in the course runs on a
+# CPU; a GPU only makes the MNIST notebook faster. Ask the room: who sees a GPU, who sees `cpu`?
+
 # %%
 import sys
 
@@ -56,6 +61,13 @@ print(f"nodecourse {nodecourse.__version__}, torch {torch.__version__}, device: 
 # notebook with the same line, marked ✗), and a line starting with · is a number shown but not
 # checked, because it depends on your machine, for example a wall-clock time.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (2 min). Introduce the claim lines here: the cell that computes a result prints the claim
+# with the measured value, ✓ for a claim that held and · for a number shown but not checked (a wall-clock
+# time, or anything else that depends on the machine); a failing claim stops the notebook with the same line
+# marked ✗. Read the ✓ lines aloud in every lecture: they are the evidence for what is on the slide. Ask the
+# room: why is a wall-clock time shown but never checked?
+
 # %%
 k = torch.tensor([0.5, 1.0, 2.0], device=DEVICE)
 y0 = torch.ones(3, device=DEVICE)
@@ -80,6 +92,11 @@ plt.show()
 # `nodecourse.solve` takes the same arguments and also reports the number of function evaluations
 # (NFE), the unit of cost used throughout the course. A tighter tolerance costs more evaluations.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (1 min). NFE, the number of function evaluations, is the unit of cost for the whole course:
+# here it grows as the tolerance tightens. Ask the room: if every evaluation were a forward pass of a neural
+# network, what would the tightest tolerance cost?
+
 # %%
 costs = {tol: nodecourse.solve(lambda t, y: -k * y, y0, t, rtol=tol, atol=tol).stats.nfe for tol in (1e-3, 1e-6, 1e-9)}
 check("a tighter tolerance costs more evaluations", costs[1e-3] < costs[1e-6] < costs[1e-9],
@@ -88,6 +105,11 @@ check("a tighter tolerance costs more evaluations", costs[1e-3] < costs[1e-6] < 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Hyperparameters
 # Each notebook has one visible cell like the next: the only thing the test suite changes.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (1 min with the recap). Every notebook has one visible hyperparameter cell, the only thing
+# the test suite changes. In fast mode a claim line can carry a bracketed note saying why a number looks
+# weak (a shortened training loop). Ask the room: what should fast mode never change?
 
 # %%
 n_iters = 30 if FAST else 1000

@@ -60,6 +60,11 @@ print(f"device: {DEVICE}, fast mode: {FAST}")
 # ## Hyperparameters
 # The only cell the test suite changes: fast mode draws fewer random samples, nothing else.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (3 min with the setup). Fast mode only draws fewer random samples here: there is no training
+# in this notebook. Everything is float64, and the setup sets one CPU thread because the problems are tiny.
+# Ask the room: why would double precision matter in a notebook that measures errors of 1e-9?
+
 # %%
 n_pairs = 2_000 if FAST else 200_000          # random pairs for the sampled Lipschitz lower bound
 n_jacobian_points = 500 if FAST else 20_000   # points where the Jacobian's spectral norm is measured
@@ -109,6 +114,11 @@ def flow(field, x: torch.Tensor, t: float) -> torch.Tensor:
 # The eigenvalues of $A$ decide the picture: purely imaginary eigenvalues give closed orbits (a
 # *centre*), a negative real part spirals into the origin (a *spiral sink*), real eigenvalues of
 # both signs give a *saddle*.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). A solution is a curve that follows the arrows. For $\dot y = Ay$ the eigenvalues
+# decide the picture: centre, spiral sink, saddle; the solver matches $e^{tA}y_0$ to about 1e-9. Ask the
+# room: which eigenvalues give a spiral source, and what does its portrait look like?
 
 # %%
 def linear_field(A: torch.Tensor):
@@ -182,6 +192,12 @@ plt.show()
 #
 # which is `nodecourse.data.pendulum_field`. Let us check the integral form on one of its solutions.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (8 min). The integral form $y(t_1) = y_0 + \int f$ is what every solver approximates, and
+# section 5 builds the Picard operator from it. Point out the argument order `f(t, y)`, as in `odeint` (some
+# texts write $f(y, t)$). A second-order equation becomes a first-order system, as the pendulum shows. Ask
+# the room: how many state variables does a third-order scalar ODE need?
+
 # %%
 c = 0.2
 damped = partial(pendulum_field, damping=c)  # f(t, y) of the damped pendulum
@@ -226,6 +242,14 @@ claim("largest gap, odeint vs data.pendulum (RK4, h = 0.0025)", measured=(refere
 # *Why:* both $t \mapsto \Phi(t+s, x)$ and $t \mapsto \Phi(t, \Phi(s, x))$ solve $\dot y = f(y)$ and
 # equal $\Phi(s, x)$ at $t = 0$; when the IVP has a unique solution (section 5) they coincide.
 # With $t = -s$ the flow property also says $\Phi_{-s}$ inverts $\Phi_s$: a flow map is invertible.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (13 min). The triple $(\mathcal S, \mathcal T, \Phi)$. The flow property holds because the
+# IVP has a unique solution, and it gives $\Phi_{-s} = \Phi_s^{-1}$, used again in the adjoint's reverse
+# solve (notebook 04) and in CNFs (notebook 10). A non-autonomous ODE has no flow in $t$ alone until time
+# becomes part of the state. Liouville: the divergence sets the area rate, and for the damped pendulum the
+# area shrinks as $e^{-ct}$ (notebook 10 comes back to this). Ask the room: if the flow can be run backwards
+# exactly, what could still go wrong when a solver does it?
 
 # %%
 x = as_tensor(torch.randn(64, 2) * 1.5)   # 64 random states
@@ -312,6 +336,11 @@ plt.show()
 #
 # so without friction every orbit lies on a level set of $E$ (swings for $E < g/l$, full rotations
 # above), and with friction the energy can only fall.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). Conserved quantities organise a phase portrait. Derive $\dot E = -c\omega^2$ and
+# $\dot V = 0$ on the board before showing the cells that check both numerically. Ask the room: where do the
+# damped pendulum's orbits end, and why can $E$ only fall on the way?
 
 # %%
 def energy(y: torch.Tensor, g_over_l: float = 1.0) -> torch.Tensor:
@@ -403,6 +432,14 @@ plt.show()
 # Picard's iteration is computable. For $\dot y = y$, $y(0) = 1$, starting from $y^{(0)} = 1$, each
 # step integrates a polynomial, and the iterates are exactly the Taylor polynomials of $e^t$.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (13 min). State the theorem carefully: continuous in $t$, Lipschitz in $y$ *uniformly in t*,
+# local interval $h = \min(a, b/M)$, global when the constant is global. Proof idea: the $(Lh)^k/k!$
+# estimate makes a power of $P$ a contraction, and the Picard iterates of $\dot y = y$ are exactly the
+# Taylor polynomials. Common mistake: reading the theorem as global; $\dot y = y^2$ is the counterexample,
+# whose NFE climbs toward $t = 1$ until the solver stops with a step-size-underflow error. Ask the room:
+# $y^2$ is smooth, so which hypothesis fails?
+
 # %%
 from numpy.polynomial import Polynomial  # noqa: E402 - only this section needs it
 
@@ -458,6 +495,13 @@ check("the solver does not get past the blow-up", bool(stopped), detail=stopped)
 #
 # $f(y) = \sqrt{|y|}$ is continuous but not Lipschitz at $0$: the ratio
 # $|f(y) - f(0)|/|y - 0| = |y|^{-1/2}$ is unbounded.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (8 min). Continuous but not Lipschitz at 0 means infinitely many solutions $y_c$, and a
+# $10^{-10}$ perturbation changes $y(4)$ by about 4, which a Lipschitz field cannot do. Common mistake:
+# treating Lipschitz as "differentiable": $|y|$ is Lipschitz but not differentiable at 0, and $\sqrt{|y|}$
+# is continuous but not Lipschitz. Ask the room: which of the solutions $y_c$ does a solver started at
+# exactly 0 return, and why?
 
 # %%
 y_small = as_tensor([1e-2, 1e-4, 1e-6, 1e-8])
@@ -529,6 +573,14 @@ plt.show()
 #   \;\le\; \mathrm{Lip}(f) \;\le\; \underbrace{\mathrm{Lip}(\phi)^{K-1}\prod_{k=1}^K \|W_k\|_2}_{\text{upper bound}}.$$
 #
 # First fact 4, measured: the largest derivative of each activation on a fine grid.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min). Four facts: Jacobian sup, spectral norm, composition, activation slopes. Lower
+# bounds come from samples, the upper bound from the weights, and the gap grows quickly with depth (about 2x
+# at 1 hidden layer, about $10^3$ at 8): do not let learners believe the two are close for deep networks.
+# Common mistake: `torch.linalg.norm(W)` is the Frobenius norm, not the spectral norm
+# (`torch.linalg.matrix_norm(W, ord=2)`). Mention spectral normalisation as a way to *enforce* a bound, and
+# ask the room: why is the product bound exact for one linear layer but loose for two?
 
 # %%
 u = torch.linspace(-6, 6, 12001, dtype=DTYPE, device=DEVICE, requires_grad=True)
@@ -647,6 +699,14 @@ plt.show()
 #
 # We check it on the MLP field of section 7 with its upper bound as $L$. The bound holds, and, like
 # the product bound it is built on, it is far from tight.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). Uniqueness means distinct orbits never meet, and Grönwall gives $e^{\pm Lt}$. In
+# 1-D the flow is strictly increasing, so $x \mapsto -x$ is out of reach, while one Euler step with $hL > 1$
+# *is* the reflection: these are the hooks into notebooks 02 and 07. Common mistake: "cannot cross" holds
+# for *autonomous* systems in their full state space; curves of a non-autonomous system can cross in the
+# $y$-plane at different times, and 2-D projections of larger states (the PCA plots of notebook 06) can
+# appear to cross. Ask the room: how could one extra dimension let a flow map $x$ to $-x$?
 
 # %%
 mlp_field = lambda t, y: mlp(y)  # noqa: E731
@@ -767,3 +827,9 @@ plt.show()
 #   Networks*. ICLR 2018. arXiv:1802.05957.
 # - P. Kidger. *On Neural Differential Equations*. PhD thesis, University of Oxford, 2022.
 #   arXiv:2202.02435.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (3 min). Later notebooks rely on three results: the flow property (the forward pass of a
+# Neural ODE is $\Phi_T$, and $\Phi_{-T}$ undoes it), Picard-Lindelöf (an MLP field gives a well-defined
+# model) and no crossing (what notebook 07 cannot represent). Ask the room: which of the three does the
+# adjoint method of notebook 04 lean on?

@@ -71,6 +71,12 @@ F64 = dict(dtype=torch.float64)
 # ## Hyperparameters
 # The only cell the test suite changes: fast mode shrinks the training loop of section 6, nothing else.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (3 min with the setup). Fast mode changes only the training demo of section 6: 100 instead
+# of 1500 Adam steps and 256 instead of 1024 points; sections 1-5 are exact checks in float64 on the CPU.
+# Keep the one-thread line of the setup: with two threads on a busy 2-core machine the same cells run 5-10x
+# slower. Ask the room: which numbers of this notebook should fast mode leave unchanged?
+
 # %%
 n_iters = 100 if FAST else 1500   # Adam steps for each ResNet of the training demo
 n_train = 256 if FAST else 1024   # training points of the 2-D map
@@ -89,6 +95,18 @@ hidden = 32                       # width of the residual MLP
 # $$y_{n+1} = y_n + h\, f(t_n, y_n).$$
 # The vector field is evaluated once per step, at the start of the step, and the state moves along
 # it in a straight line.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (18 min). Derive Euler from Taylor's theorem on the board: local error
+# $\tfrac{h^2}{2}\ddot y(\xi)$, then the global bound $\frac{Mh}{2K}(e^{KT}-1)$ through
+# $|e_{n+1}| \le (1+hK)|e_n| + Mh^2/2$; the Lipschitz constant is $K$ in this notebook only, because $L$ is
+# the depth from section 2 on. Stress local $O(h^2)$ against global $O(h)$: $1/h$ steps cost one power of
+# $h$, the pattern of every solver in notebook 03. Show the from-scratch `euler` matching `odeint` to 4e-16,
+# the circle (the radius grows by exactly $\sqrt{1+h^2}$ per step), the measured orders 2.000 (local), 1.019
+# and 0.997 (global), and the error at about 1/3 of the bound. Common mistakes: evaluating $f$ at the end of
+# the step (implicit Euler, or simply wrong), assuming a uniform grid, forgetting $y_0$ in the trajectory,
+# fitting orders in float32 or in the round-off regime; ask the room how many more steps Euler needs for one
+# more digit.
 
 # %%
 def euler_step(f, t, y, h):
@@ -242,6 +260,15 @@ plt.show()
 # straight line along $h f(t_n, y_n)$, the tangent of the solution through $y_n$, while the exact
 # solution (grey) curves away; the dotted gap after one step is the local error.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min). Put the two update rules side by side, then the figure: the skip connection is the
+# identity term of Euler's step, and each Euler step moves along the tangent, with the local error of one
+# step marked. `ResNet(mlp, 6).trajectory(x)` and Euler `odeint` with `step_size=1` on `arange(7)` agree
+# exactly; common mistakes are a residual block without the skip connection, and asking `odeint` only for
+# `t = [0, L]` when every hidden state is wanted. The step size is only a scale on the last layer, so the
+# step by itself means nothing: the content is the limit $L \to \infty$ with $T$ fixed (section 4). Ask the
+# room: which step size does a ResNet use?
+
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
 resnet_block_vs_euler_step(ax1, ax2, oscillator, [0.0, 1.0], h=0.5, n_steps=3)
@@ -298,6 +325,12 @@ claim(f"largest gap, step h = {h} vs the last layer scaled by h", at_most=1e-12,
 # `ResNet(mlp, depth, shared=False)` gives each block its own copy of `mlp`. We perturb the copies
 # so they differ, then solve the piecewise-constant field with Euler and compare.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (8 min). Depth-variant weights give a field that depends on time through $\theta(t)$,
+# piecewise constant in time, with $L$ times the parameters; shared weights give an autonomous field. Point
+# forward to notebook 08 (smooth $\theta(t)$: Galerkin, stacked) and to `ODEFunc(time_dependent=True)`. Ask
+# the room: what must the weights of a depth-variant ResNet do as $L$ grows, for a limit to exist?
+
 # %%
 L = 4
 variant = ResNet(mlp, L, shared=False)
@@ -342,6 +375,13 @@ check(f"the depth-variant ResNet has L = {L} times the parameters", n_variant ==
 #
 # (Without the factor $T/L$, i.e. with $h = 1$, a ResNet of depth $L$ approximates the flow to
 # time $L$: every depth computes a different map. Fixing $T$ is what makes depth continuous.)
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min). $h = T/L$ with shared weights, $L = 2 \dots 256$ against dopri5 at 1e-10: the gap
+# goes from 0.45 to 0.0049 with slope $-0.93$ overall, $L\cdot$gap levels off at 1.25, and doubling $L$
+# halves the gap (checked). The left plot shows the ResNet's hidden states approaching the ODE's curves.
+# Common mistake: the step $1/L$ instead of $T/L$. Ask the room: with $h = 1$ instead of $T/L$, what does a
+# deeper ResNet approximate?
 
 # %%
 seed_everything(2)
@@ -401,6 +441,13 @@ plt.show()
 # is shared by every step, which is what makes it a discretised ODE rather than a ResNet with free
 # layers.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (7 min). Read the architecture diagram next to `nodecourse.models.NeuralODE`: shapes,
+# `.output_size` (defaults to `hidden_size`), parameters independent of `num_steps`, and equal to a
+# projection, a ResNet and a projection to 1e-15. Name what the continuous view buys and where the course
+# shows it: the adjoint (04), adaptive steps (03), irregular times (09). Ask the room: if the parameter
+# count does not grow with `num_steps`, what does?
+
 # %%
 model = NeuralODE(input_size=8, hidden_size=256, num_steps=10, step_size=0.1)
 print(model)
@@ -448,6 +495,15 @@ claim("largest gap, NeuralODE vs projection + ResNet + projection", measured=gap
 # by 90 degrees; the radius stays constant along the flow), so a continuous model can represent it
 # exactly. We train shared-weight ResNets with $L = 1, 4, 16$ blocks of step $h = 1/L$ (so
 # $T = 1$ for all), and a depth-variant ResNet with 4 blocks, on the mean squared error.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min). The target swirl is itself the time-1 flow of an ODE (checked to 1e-6); shared
+# ResNets with $L = 1, 4, 16$ and $h = 1/L$, plus a depth-variant $L = 4$, lower their losses 600-1900x in
+# full mode. The hidden-state plots go from straight jumps ($L=1$) to smooth arcs ($L=16$). Key result:
+# solved as an ODE with dopri5, each trained MLP gives a gap of 0.45 / 0.16 / 0.04 for $L = 1 / 4 / 16$, and
+# the ODE loss of the $L=1$ field is 100x its ResNet loss: a shallow ResNet is not a Neural ODE, a deep one
+# with small steps nearly is (Sander et al., NeurIPS 2022, study when). Ask the room: is a trained ResNet a
+# Neural ODE?
 
 # %%
 def swirl(x, t=1.0):
@@ -575,3 +631,9 @@ claim(f"the deep ResNet is closer to its ODE: gap at L = {train_depths[0]} / gap
 #   Problems*. 2nd ed., Springer, 1993 (Euler's method and its error bound: chapter I.7 and II.3).
 # - P. Kidger. *On Neural Differential Equations*. PhD thesis, University of Oxford, 2022.
 #   arXiv:2202.02435.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (3 min). "A ResNet is an Euler discretisation" is only half the story, because any ResNet is
+# one for any $h$; the content is the limit with $T$ fixed and shared (or smoothly varying) weights, where
+# the gap closes like $1/L$. Ask the room: what does notebook 03 have to add to Euler for a Neural ODE to be
+# worth its cost?

@@ -70,6 +70,11 @@ F64 = {"dtype": torch.float64, "device": DEV}
 # ## Hyperparameters
 # The only cell the test suite changes: fast mode shrinks the experiments, nothing else.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (2 min with the setup). Fast mode shrinks the batch of section 8, the tolerance sweep and
+# the timed repeats of section 9. The notebook computes in float64 so that measured slopes stay out of the
+# round-off regime. Ask the room: what would RK4's measured slope do in float32 with tiny steps?
+
 # %%
 n_batch = 16 if FAST else 64  # samples in the batched solve of section 8
 tightest = 7 if FAST else 10  # work-precision study: tolerances 1e-3 ... 10^-tightest
@@ -98,6 +103,14 @@ n_timing = 3 if FAST else 15  # timed repeats per solver in section 9
 # More generally, $k_2 = f(t + \alpha h, y + \alpha h k_1)$ and $y_1 = y + h(b_1 k_1 + b_2 k_2)$ match
 # the expansion exactly when $b_1 + b_2 = 1$ and $b_2 \alpha = \tfrac12$: $\alpha = \tfrac12, b = (0, 1)$
 # is the midpoint method, $\alpha = 1, b = (\tfrac12, \tfrac12)$ is Heun's method.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min). The Taylor argument is the whole theory in small: match the expansion to order
+# $p$, get local error $O(h^{p+1})$ and global error $O(h^p)$; everything after this is bookkeeping of the
+# same idea. The two-stage family (midpoint, Heun) follows from $b_1 + b_2 = 1$, $b_2\alpha = \tfrac12$; the
+# measured local slopes are 2 and 3. Common mistake: confusing local and global order (Euler: local
+# $O(h^2)$, global $O(h)$). Ask the room: why does a local error $O(h^3)$ give a global error of only
+# $O(h^2)$?
 
 # %% [markdown]
 # Our test problem throughout: a slowly decaying rotation $\dot y = A y$, whose exact solution is the
@@ -160,6 +173,12 @@ claim("slope of the midpoint method's local error", measured=fit_order(hs, local
 # checks them all); RK4 meets them, so its local error is $O(h^5)$ and its global error $O(h^4)$,
 # for four evaluations of $f$ per step.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (8 min). RK4 is Simpson's rule with estimated stage values: one step on $y' = \cos t$ *is*
+# Simpson, and the local slope is 5. Common mistake: the stage times $t$ instead of $t + c_i h$, invisible
+# on autonomous problems and wrong on time-dependent ones (the exercise-2 checker uses a forced problem to
+# catch it). Ask the room: why does RK4 estimate the midpoint value twice?
+
 # %%
 def rk4_classic_step(f, t, y, h):
     k1 = f(t, y)
@@ -188,6 +207,15 @@ claim("slope of RK4's local error", measured=fit_order(hs, local_rk4), expected=
 # the fields `c`, `a` (row $i$ has $i$ entries), `b`, the order, and for adaptive methods a second
 # set of weights `b_embedded` and the `error_order` used by the step-size controller (section 5). `fsal`
 # ("first same as last") says whether the last stage is $f(t+h, y_1)$, the next step's $k_1$.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min). A method *is* its tableau: let learners read `TABLEAUX["rk4"]` and find the 3/8
+# rule, not the classical RK4; both are fourth order and differ only on nonlinear problems (section 4 shows
+# one step on Van der Pol). The eight order conditions up to order 4 are checked exactly on every tableau,
+# with `error_order = min(p, p_hat) + 1`, and the generic `rk_step` matches `odeint` to 1e-15. Common
+# mistake: thinking `b_embedded` is always the lower-order solution; in RKF45 the propagated `b` is fourth
+# order and `b_embedded` fifth, and what matters is their difference. Ask the room: how many stages does a
+# fourth-order method need at least?
 
 # %%
 print(f"{'method':10s} {'stages':>6s} {'order':>5s} {'adaptive':>8s} {'error_order':>11s} {'fsal':>5s}")
@@ -317,6 +345,13 @@ for name in ("euler", "midpoint", "heun2", "rk4"):
 # Now the global error at $T = 2$ for $N = 8, 16, \dots, 128$ steps of size $h = T/N$, against the
 # exact $e^{AT} y_0$. On a log-log plot error $\approx C h^p$ is a line of slope $p$.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (8 min). Global error on $\dot y = Ay$ against the matrix exponential: slopes 1, 2, 2, 4, 4,
+# and methods of the same order coincide on linear problems (both compute the truncated exponential). Common
+# mistakes: fitting an order from the two end points instead of a least-squares line, and fitting outside
+# the asymptotic regime (steps too large) or in the round-off regime (RK4 with tiny steps in float32), where
+# the slope bends. Ask the room: why do midpoint and Heun give identical errors here but not on Van der Pol?
+
 # %%
 T = 2.0
 Ns = [8, 16, 32, 64, 128]
@@ -392,6 +427,13 @@ claim("one step on Van der Pol: |classical RK4 - 3/8 rule|", measured=gap_rk4, a
 # extrapolation"), so its estimate is that of the fourth-order one, a safe overestimate.
 #
 # Let us check both claims on single steps from the exact $y_0$:
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min, with the error-control sub-slide). The error estimate is the difference of two
+# solutions built from the same stages: RKF45's estimate equals its error, dopri5's overestimates it about
+# 10x (local extrapolation). Then the scale, the RMS norm, the controller, accept or reject. Common mistakes
+# in the controller: shrinking the next step after an accepted one, or the exponent $-1/p$ instead of
+# $-1/$`error_order`. Ask the room: why is an overestimated error the safe side?
 
 # %%
 hs5 = [0.8, 0.4, 0.2, 0.1, 0.05]
@@ -469,6 +511,15 @@ plt.show()
 # ## 6. An adaptive RKF45 from scratch
 # Put together: try a step, estimate its error, accept or reject, pick the next step; shorten the
 # last step so that it lands exactly on $t_1$.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min). The 20-line solver takes the same steps, with the same accuracy, as
+# `nodecourse.solve`: for `rkf45` both shorten the last step to land on $t_1$ (`lands_on_last_time`). Open
+# `nodecourse/solvers/textbook.py`, the package's whole adaptive solve in one file, which takes the same
+# trial steps. Stress that the tolerance bounds the error *per step*, not the final error: on the rotation
+# over [0, 10] the final error is about 30x the tolerance, yet within the sum of the per-step budgets, and
+# this is the most common misunderstanding of `rtol`/`atol`. End with the step-size trace on Van der Pol
+# ($\mu = 5$) and ask the room: to get a final error of 1e-6, what tolerance do you ask for?
 
 # %%
 def rkf45(f, y_start, t0, t1, rtol, atol, first_step):
@@ -606,6 +657,12 @@ plt.show()
 # returns it with the solution: `stats.nfe`, `stats.n_steps` (attempted), `stats.n_accepted` and
 # `stats.n_rejected`. We count the calls ourselves to see that the statistic is what it says.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). `stats` (nfe, n_steps, n_accepted, n_rejected) is checked by counting the calls.
+# NFE is the cost that transfers to Neural ODEs, since each evaluation is a forward pass. The work-precision
+# diagram is the tool for choosing a solver, and the winner changes with the accuracy asked for: bosh3 at
+# 1e-2, dopri5 at 1e-5. Ask the room: which accuracy does training usually need, and so which solver?
+
 # %%
 class Counted:
     """Wrap a vector field and count its calls."""
@@ -727,6 +784,16 @@ claim("error 1e-5: NFE of rk4 / dopri5", measured=tight["rk4"] / tight["dopri5"]
 # A batch whose samples need very different steps: decay rates $k_b$ spread over two orders of
 # magnitude, $\dot y_b = -k_b y_b$, with the exact solution $e^{-k_b t}$.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (7 min). Shared step (torchdiffeq's default and `nodecourse`'s): the whole batch is one ODE,
+# the hardest sample sets the step, and the RMS norm over the batch dilutes one sample's error by
+# $1/\sqrt{B}$. Per-sample steps give every sample exactly the solve it would get alone (checked), but the
+# batched function is still called until the slowest sample finishes: the saving is in work per sample and
+# in accuracy control, not in wall-clock time on a GPU unless finished samples are dropped. Common mistakes
+# in the masked loop: letting finished samples move again (ignoring `active`), or leaving a sample's time a
+# rounding error short of `t_end`, so that it takes a useless tiny step. Ask the room: when would you pay
+# for per-sample steps?
+
 # %%
 rates = torch.logspace(0, 2, n_batch, **F64)  # 1 ... 100
 seen_t_shapes = set()
@@ -814,6 +881,14 @@ claim("evaluations summed over samples, per sample / shared", measured=work_ps /
 # evaluation counts are checked. The optional appendix (notebook 12) goes further: per-sample batches
 # against torchode, and a compiled step that removes most of the overhead.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (5 min). This section is about *where* time goes, not about winning: on course-sized
+# problems every small tensor operation costs microseconds of Python dispatch, so the solver's bookkeeping
+# can cost as much as the network. Fewer operations or one compiled graph per step are the two remedies (the
+# appendix, notebook 12, shows the second); once the overhead factor is near 1, only fewer evaluations help.
+# The times are your machine's, so the notebook shows them and checks only the evaluation counts. Ask the
+# room: would a bigger network raise or lower the overhead factor?
+
 # %%
 import torchdiffeq
 
@@ -882,3 +957,8 @@ for r in rows:
 # - M. Lienen, S. Günnemann. *torchode: A Parallel ODE Solver for PyTorch*. The Symbiosis of Deep Learning
 #   and Differential Equations workshop, NeurIPS 2022. arXiv:2210.12375. (Per-sample step sizes in a batch.)
 # - P. Kidger. *On Neural Differential Equations*. PhD thesis, University of Oxford, 2022. arXiv:2202.02435.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (2 min). The solver and its tolerance are hyperparameters, chosen by the accuracy the task
+# needs and measured in NFE. Ask the room: which solver and tolerance would you try first for a Neural ODE
+# classifier?

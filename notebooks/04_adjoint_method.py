@@ -308,6 +308,12 @@ plt.show()
 # $\mathrm d L / \mathrm d A = \int_{t_0}^{t_1} a(t)^\top h(t)^\top \mathrm dt$. We evaluate it with
 # Simpson's rule on the closed forms and compare with autograd through `odeint`.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (8 min). The trick is to let $\theta$ ride along as state that never moves: then the
+# parameter gradient is just the adjoint of that extra state, $a_\theta(t_0)$, an integral of
+# $-a\,\partial f/\partial\theta$ along the trajectory. Ask the room why $a_\theta(t_1) = 0$ (the loss
+# sees $\theta$ only through $h(t_1)$). The Simpson check against autograd is the evidence: read its line.
+
 # %%
 ts_fine = torch.linspace(0.0, t1, 801, **F64)
 h_fine = torch.stack([torch.linalg.matrix_exp(A * s) @ v0 for s in ts_fine])
@@ -439,6 +445,12 @@ claim("largest relative gradient error against backprop", measured=max(rel_error
 # three things: $h$, recomputed backwards and restarted from the stored state at every output time
 # (grey arrows); $a$, which starts at $\partial \ell_N / \partial h(t_N)$ and jumps at every output time;
 # and $g$, which starts at zero and accumulates the parameter gradient without jumps.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (17 min). Draw the two sweeps before showing the figure: forward keeps only the output
+# states; backward carries $[h, a, g]$, restarts $h$ from the stored state at every output time, adds each
+# output's gradient to $a$ (the jump), and only accumulates $g$. Common mistake: forgetting the jump, so
+# only the last output's loss reaches the gradient. The finite-difference check closes the section.
 
 # %%
 fig, ax = plt.subplots(figsize=(10, 4.6))
@@ -711,6 +723,11 @@ plt.show()
 # `adjoint_options={"norm": "seminorm"}`. We count the backward evaluations at several tolerances and
 # compare both gradients with a tightly solved backprop reference: the adjoint controls its numerical
 # error through the tolerance of the reverse solve, with or without the seminorm.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (5 min). Nothing depends on $g$, so its error never feeds back: measuring the step error on
+# $h$ and $a$ only is safe (Kidger, Chen and Lyons, 2021). Point at the backward NFE with and without the
+# seminorm at each tolerance, and at the gradient errors, which stay at the level the tolerance buys.
 
 # %%
 torch.manual_seed(0)

@@ -71,6 +71,12 @@ torch.set_num_threads(1)
 # The settings of the original example, and the one number fast mode changes: the number of
 # iterations. The bars below which we call the points "fitted" follow from it.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (part of section 1's 5 min). Fast mode runs 300 iterations per run instead of 1000, and the
+# fit bar follows from it. The setup sets one CPU thread: with 10 points and 25 hidden units several threads
+# only add overhead (on a loaded 2-core machine a run was 5-10x slower without it). Ask the room: why is the
+# fit bar looser in fast mode?
+
 # %%
 n_iters = 300 if FAST else 1000      # optimizer steps per training run (the original: 1000)
 lr = 0.01                            # learning rate (the original, with SGD)
@@ -83,6 +89,11 @@ rtol = atol = 1e-3                   # the ODE-Net's solver tolerances (the orig
 # `nodecourse.data.cubic_regression()` returns them as two `[10, 1]` tensors. We will plot every
 # model on $[-3, 3]$: the outer parts, $2 < |x| \le 3$, are extrapolation, where no point tells the
 # model anything.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (5 min with the setup). `cubic_regression()`: ten points of $x^3 + 0.1x$ on $[-2, 2]$; the
+# plotting grid is $[-3, 3]$, with the extrapolation bands marked. Ask the room: what should a model predict
+# at $x = 3$, and what do you expect these two models to predict there?
 
 # %%
 x, y = cubic_regression(device=DEVICE)
@@ -122,6 +133,15 @@ plt.show()
 # In `nodecourse` these are `ResNet(MLP([1, 25, 1]), depth=3)` and
 # `ODEBlock(ODEFunc(MLP([2, 25, 1]), time_dependent=True))`. We build each once and copy the
 # initial weights into every experiment, so that all runs start from the same point.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). The ResNet shares one MLP across its three layers: it *is* Euler's method with
+# $h = 1$ (checked to 1e-6; link back to notebook 02). The ODE-Net's extra input is the time, which is why
+# its first layer is 2 -> 25; parameter counts are 76 (shared), 228 (unshared) and 101, from the $ab + b$
+# formula. Common mistakes: building the ODE-Net's MLP as [1, 25, 1] and forgetting `time_dependent=True`
+# (or the other way round), so the shapes do not match or the time is silently ignored; believing the
+# parameter count grows with depth or with the number of solver steps. Ask the room: how many parameters
+# does the ODE-Net have when the solver takes 100 steps?
 
 # %%
 seed_everything(0)
@@ -186,6 +206,14 @@ check("ODE-Net: 101 parameters, a*b + b for [2, 25, 1]", n_odenet == linear_para
 # with `torch.optim.SGD`, learning rate 0.01, 1000 full-batch iterations. `nodecourse.train.train`
 # runs such a loop and returns a `History` with the loss of every iteration (and, for models with
 # an `ODEBlock`, the NFE of every forward and backward pass).
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). Be honest about the original example: with SGD at lr 0.01 for 1000 iterations the
+# loss falls 13.6 -> 0.26 (ResNet) and 8.5 -> 0.22 (ODE-Net), $R^2$ about 0.985, but the curves visibly miss
+# the outer points. The ResNet's loss jumps x2.7 in one step: the loss is ill-conditioned. All runs start
+# from the same initial weights, so every comparison is paired; comparing optimizers or solvers from
+# different random initial weights is a common mistake. Ask the room: why can one learning rate not suit a
+# badly conditioned loss?
 
 # %%
 mse = nn.MSELoss()
@@ -265,6 +293,11 @@ claim("SGD overshoots on the ResNet: the largest one-step rise of the loss", at_
 # parameter's step by a running estimate of its gradient's size, which is exactly what a surface
 # with very different curvatures needs.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (5 min). Same learning rate, iterations and initial weights: MSE 0.0009 (ResNet) and 0.0005
+# (ODE-Net), both below the 0.01 fit bar. Make learners say what Adam's per-parameter scaling does about the
+# conditioning of section 3.
+
 # %%
 run("ResNet, Adam", make_resnet(), "adam")
 run("ODE-Net, Adam", make_odenet(), "adam")
@@ -301,6 +334,14 @@ plt.show()
 # **the identity plus a bounded correction**: far from the data they grow like $x$, never like $x^3$.
 # The data on $[-2, 2]$ cannot change this; it is built into the architecture (tanh units, a
 # one-dimensional state). We check the bound on $[-100, 100]$:
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). Derive $|f| \le B = \sum|W_\text{last}| + |b_\text{last}|$ for tanh units, so
+# ResNet(x) - x stays within 3B and the ODE-Net's within B (checked on $[-100, 100]$); the MSE outside
+# $[-2, 2]$ is $10^3$-$10^4$ times the MSE inside. Extrapolation is an architecture property, not a training
+# failure: the bound holds for any weights, and the ODE-Net is no better at it than the ResNet. Ask the room
+# what would have to change: unbounded activations, a different output layer, or a model that knows the form
+# of the answer.
 
 # %%
 def output_bound(net: MLP) -> float:
@@ -352,6 +393,15 @@ for name in ("ResNet, Adam", "ODE-Net, Adam"):
 # step costs 6 new evaluations. Before the first step, the solver evaluates $f$ at the start and once
 # more to choose the initial step size. So $\text{NFE} = 2 + 6 \times \text{steps}$ (rejected steps
 # count as steps). `nodecourse.solve` reports the steps of the same solve:
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). NFE is the cost of an ODE-Net, and it is decided during training, not by the
+# architecture: derive $2 + 6 \times$ steps for dopri5 (FSAL) on the board before showing the check. Forward
+# NFE goes 14 -> 20 over training while the field grows (mean $|f|$ 0.08 -> 1.3); backward NFE is 0 with
+# backprop and 20-26 with the adjoint. "nfe_backward = 0" does not mean there is no backward pass: backprop
+# replays the recorded graph, which is exactly the memory the adjoint saves. Common mistake: reading
+# wall-clock time as the cost on a shared CPU, where NFE is the stable measure; ask the room why a stronger
+# field needs more steps at the same tolerance.
 
 # %%
 odenet_adam = runs["ODE-Net, Adam"][0]
@@ -416,6 +466,13 @@ plt.show()
 # $\dot a = -a^\top \partial f/\partial y$ backwards and integrates $-a^\top \partial f/\partial\theta$
 # (notebook 04). Each is exact only up to the solver's error, so they agree to about the tolerance.
 # With tight tolerances in float64 they agree to many digits:
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). The gradients agree to 3e-4 at rtol 1e-3 and to 3e-8 at rtol 1e-9 (float64): both
+# approximate the exact gradient to about the tolerance, so expecting the adjoint to reproduce backprop
+# exactly at rtol 1e-3 is a common mistake. The bytes saved for backward grow linearly with the Euler steps
+# for backprop (4.7 kB -> 119 kB for 2 -> 50 steps) and stay at 168 B for the adjoint, which costs more than
+# twice the evaluations. Ask the room: which would you use here, and when would the answer change?
 
 # %%
 def gradient(model: ODEBlock, dtype: torch.dtype) -> torch.Tensor:
@@ -499,6 +556,15 @@ report("training time, adjoint / backprop", runs["ODE-Net, Adam, adjoint"][2] / 
 # forward pass costs exactly $1/h$ evaluations (a method with $s$ stages costs $s/h$), whatever the
 # weights. We train the same ODE-Net (same start, Adam) with Euler at $h = 1$ (one step: a one-layer
 # ResNet with a time input!), Euler at $h = 1/4$, RK4 at $h = 1/2$, and compare with the Dopri5 run.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (15 min). The solver is part of the model. Euler h = 1 (NFE 1), Euler h = 1/4 (NFE 4), RK4 h
+# = 1/2 (NFE 8) and Dopri5 (NFE 20) all fit; re-solved accurately, the Euler-trained models break (MSE 0.002
+# -> 20.5 and 0.001 -> 0.53) while RK4 and Dopri5 stay put. Use the two-panel figure: the Euler h = 1 net is
+# a one-layer ResNet with a time input that has learned the discretisation (Ott et al., 2021). Common
+# mistakes: evaluating models without `torch.no_grad()` (graphs pile up), or forgetting `.cpu()` before
+# plotting on a GPU. Ask the room: which training solver would you pick for a model you will later solve
+# with another one?
 
 # %%
 solver_runs = {"Euler h=1": ("euler", 1.0), "Euler h=1/4": ("euler", 0.25), "RK4 h=1/2": ("rk4", 0.5)}
