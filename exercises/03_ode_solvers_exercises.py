@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-42d7dedc1903b063"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-d951b2c8fc925698"]
 # > **This notebook is generated** from `solutions/03_ode_solvers_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -11,9 +11,10 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 · ODE solvers: exercises
 #
-# Seven exercises on the solvers of the lecture: five rebuild it piece by piece, up to the batched
-# adaptive RKF45 that keeps one step size per sample and masks out the samples that are done; then a
-# bug hunt in an adaptive solve and an open task on accuracy against cost.
+# Seven exercises on the solvers of the lecture: a measured convergence order, a third-order method
+# derived from the order conditions, then the pieces of a batched adaptive RKF45 that keeps one step
+# size per sample and masks out the samples that are done; then a bug hunt in an adaptive solve and an
+# open task on accuracy against cost.
 # Exercises 1-5 ask you to implement a function, exercise 6 to find and repair a bug, exercise 7 is an
 # open task with a measurable target. The checker below each one runs your answer on several labelled
 # cases and tells you what passed. Hints come in stages: the first failure says which property failed,
@@ -23,7 +24,7 @@
 #
 # **Learning objectives**
 # - measure a convergence order from errors at several step sizes;
-# - write one explicit Runge-Kutta step, with its embedded error estimate, from a Butcher tableau;
+# - derive a third-order Runge-Kutta method from the order conditions and measure its order;
 # - implement the step-size controller and the masking of finished samples;
 # - assemble them into a batched adaptive solver and check it against `nodecourse.solve`.
 #
@@ -59,9 +60,11 @@ print(f"device: {DEVICE}, fast mode: {FAST}")
 # %%
 import numpy as np
 
+from fractions import Fraction
+
 from nodecourse import odeint, solve
 from nodecourse.exercises import ex03
-from nodecourse.solvers import TABLEAUX
+from nodecourse.solvers import TABLEAUX, ButcherTableau
 
 DEV = torch.device("cpu") if DEVICE.type == "mps" else DEVICE  # float64 is not available on MPS
 F64 = {"dtype": torch.float64, "device": DEV}
@@ -109,54 +112,74 @@ for method, theory in (("euler", 1), ("midpoint", 2), ("rk4", 4)):
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## Exercise 2: a Runge-Kutta step from its Butcher tableau
-# Write `rk_step(f, t, y, h, tableau)` for any explicit tableau of `nodecourse.solvers.TABLEAUX`
-# (fields `c`, `a`, `b`, `b_embedded`; the entries are `fractions.Fraction`, turn them into numbers with
-# `float`). With $s$ stages:
-# $$k_i = f\Big(t + c_i h,\; y + h\sum_{j<i} a_{ij} k_j\Big),\qquad
-# y_1 = y + h \sum_i b_i k_i,\qquad \mathrm{err} = h \sum_i (b_i - \hat b_i)\, k_i ,$$
-# where row `i` of `tableau.a` holds the $i$ weights $a_{ij}$, $j < i$, and $\hat b$ is `tableau.b_embedded`.
-# Return the pair `(y1, err)`, with `err = None` when `tableau.b_embedded is None` (fixed-step methods).
+# ## Exercise 2: a third-order method from the order conditions
+# Section 3 of the lecture checks the order conditions on tableaux that are given. Run them the other
+# way: an explicit method with three stages has the nodes $c = (0, c_2, c_3)$, the stage weights
+# $a_{21}, a_{31}, a_{32}$ and the weights $b_1, b_2, b_3$. Choose the nodes, and the conditions decide
+# the rest. Write `third_order_tableau(c2, c3)` that returns the method of order 3 with these nodes.
+# What it must do (the checker tests each point):
 #
-# The step must also work **per sample**: `t` and `h` may be floats or `[B]` tensors (one time and one
-# step per sample, `y` is then `[B, N]`). The first lines of the function make `h_y`, a version of `h`
-# that broadcasts against `y`; use `h_y` to update states and the plain `h` for times (`f` receives
-# `t + c_i h`, of shape `[B]` per sample).
+# - it returns a `ButcherTableau(name, c=..., a=..., b=..., order=3)` (from `nodecourse.solvers`; row
+#   $i$ of `a` holds its $i$ weights) whose nodes are $(0, c_2, c_3)$ and whose rows of $a$ each sum to
+#   their node, as the lecture's table of conditions assumes;
+# - its weights meet all four order conditions of orders 1, 2 and 3 in the lecture's table;
+# - it works for any nodes that determine such a method, also with $c_3 < c_2$, given as `Fraction`s
+#   (then `Fraction` arithmetic keeps every coefficient exact) or as floats;
+# - when no third-order method has these nodes, or they do not determine a unique one, it raises a
+#   `ValueError`.
 
 # %%
-def rk_step(f, t, y, h, tableau):
-    """One explicit RK step; returns (y1, err) with err = None for a tableau without b_embedded."""
-    h_y = torch.as_tensor(h, dtype=y.dtype, device=y.device)
-    if h_y.dim() == 1:  # one step per sample: [B] -> [B, 1, ...] to broadcast over the state
-        h_y = h_y.reshape(-1, *([1] * (y.dim() - 1)))
+def third_order_tableau(c2, c3):
+    """The explicit three-stage Runge-Kutta method of order 3 with the nodes (0, c2, c3)."""
     raise NotImplementedError("Exercise 2")
 
 
-rk_step = ex03.check_rk_step(rk_step)
-
+third_order_tableau = ex03.check_third_order_tableau(third_order_tableau)
 
 # %% [markdown]
-# Check it against `nodecourse.odeint`: ten steps of the 3/8-rule `rk4` on a batch of three states.
-# Then per sample: stepping three samples with three different step sizes at once must give what
-# stepping each sample alone gives.
+# Almost every choice of nodes gives a method of its own. Three of them have names: Heun's (1/3, 2/3), Ralston's
+# (1/2, 3/4) and Kutta's (1/2, 1). Run each with `rk_step`, the lecture's step from any tableau (here
+# `ex03.rk_step`, which also takes one time and one step size per sample, as exercise 5 needs), on the
+# nonlinear Van der Pol oscillator, and measure its order with your `convergence_order` of exercise 1.
+# Heun's nodes give the package's `heun3`, and Ralston's the first three stages of `bosh3`, whose
+# propagated solution is exactly this third-order method.
 
 # %%
-def rotation(t, y):
-    return y @ A.T
+from nodecourse.exercises.checking import who
+
+rk_step = ex03.rk_step
 
 
-batch = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.5]], **F64)
-y = batch
-for i in range(10):
-    y, _ = rk_step(rotation, 0.1 * i, y, 0.1, TABLEAUX["rk4"])
-reference = odeint(rotation, batch, torch.tensor([0.0, 1.0], **F64), method="rk4", options={"step_size": 0.1})[-1]
-assert torch.allclose(y, reference, atol=1e-12)
+def van_der_pol(t, y):
+    return torch.stack([y[..., 1], (1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0]], dim=-1)
 
-h_each = torch.tensor([0.1, 0.3, 0.05], **F64)
-together, _ = rk_step(rotation, torch.zeros(3, **F64), batch, h_each, TABLEAUX["dopri5"])
-alone = torch.stack([rk_step(rotation, 0.0, batch[b], h_each[b].item(), TABLEAUX["dopri5"])[0] for b in range(3)])
-print("rk4 vs odeint:", (y - reference).abs().max().item(), "| per-sample vs alone:", (together - alone).abs().max().item())
-assert torch.allclose(together, alone, atol=1e-14)
+
+z0, T_vdp = torch.tensor([1.0, 1.0], **F64), 1.0
+z_T = solve(van_der_pol, z0, torch.tensor([0.0, T_vdp], **F64), rtol=1e-13, atol=1e-13, method="dopri8").ys[-1]
+n_steps_list = [20, 40, 80, 160]
+named_nodes = {"Heun": (Fraction(1, 3), Fraction(2, 3)), "Ralston": (Fraction(1, 2), Fraction(3, 4)),
+               "Kutta": (Fraction(1, 2), Fraction(1))}
+for name, (c2, c3) in named_nodes.items():
+    tableau = third_order_tableau(c2, c3)
+    errs = []
+    for n in n_steps_list:
+        y = z0
+        for i in range(n):
+            y, _ = rk_step(van_der_pol, i * T_vdp / n, y, T_vdp / n, tableau)
+        errs.append((y - z_T).norm().item())
+    p = convergence_order([T_vdp / n for n in n_steps_list], errs)
+    print(f"{name:8s} nodes ({c2}, {c3}): error {errs[-1]:.2e} with {n_steps_list[-1]} steps, order {p:.3f}")
+    assert abs(p - 3) < 0.1
+
+
+def coefficients(tab, stages=3):
+    return [float(x) for x in [*tab.c[:stages], *tab.b[:stages], *(x for row in tab.a[:stages] for x in row)]]
+
+
+heun, ralston = third_order_tableau(*named_nodes["Heun"]), third_order_tableau(*named_nodes["Ralston"])
+print(f"({who(third_order_tableau)} third_order_tableau) Heun's nodes give heun3, Ralston's the stages of bosh3")
+assert max(abs(x - y) for x, y in zip(coefficients(heun), coefficients(TABLEAUX["heun3"]))) < 1e-12
+assert max(abs(x - y) for x, y in zip(coefficients(ralston), coefficients(TABLEAUX["bosh3"]))) < 1e-12
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -234,8 +257,8 @@ mask_update = ex03.check_mask_update(mask_update)
 # - `y_end` is `[B, N]` like `y0`; `n_steps` is a `[B]` integer tensor counting each sample's
 #   **attempted** steps, rejected ones included.
 #
-# How you organise the loop is up to you; the functions of exercises 2 to 4 (yours or the references
-# the notebook goes on with) do most of the work.
+# How you organise the loop is up to you; `rk_step` (see exercise 2: it takes `t` and `h` of shape `[B]`)
+# and your functions of exercises 3 and 4 (or the references the notebook goes on with) do most of the work.
 
 # %%
 def batched_rkf45(f, y0, t_end, rtol, atol, first_step):
@@ -257,8 +280,6 @@ batched_rkf45 = ex03.check_batched_rkf45(batched_rkf45)
 # - on average a sample needs far fewer steps than the shared step size makes it take.
 
 # %%
-from nodecourse.exercises.checking import who
-
 rates = torch.logspace(0, 2, n_batch, **F64)
 
 
@@ -352,8 +373,8 @@ print(f"the notebook goes on with {who(solver_settings)} settings: {solver_setti
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap
 # - A convergence order is the slope of a least-squares line on a log-log plot of error against step size.
-# - One function runs every explicit Runge-Kutta method from its tableau; the embedded weights give an
-#   error estimate from the same stages.
+# - The order conditions are equations for the coefficients: with three stages, the two nodes fix the
+#   unique method of order 3 (Heun's, Ralston's, Kutta's, ...), or there is none.
 # - The controller turns the error ratio into the next step: `h * clamp(0.9 r^(-1/q), low, 10)`.
 # - Per-sample stepping is bookkeeping with masks: move the accepted, retire the finished, stop when
 #   none is left; each sample then takes only the steps it needs.

@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-032908a15059d911"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-cfe7eaadb52c05a1"]
 # > **This notebook is generated** from `solutions/04_adjoint_method_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -12,9 +12,9 @@
 # # 04 · The adjoint method: exercises
 #
 # Five exercises that rebuild the adjoint method of lecture 04 piece by piece: the adjoint of a
-# linear ODE in closed form, the augmented dynamics by vector-Jacobian products, a meter for the memory
-# autograd keeps (and a prediction of what it measures), and a complete adjoint gradient by one
-# reverse solve, which you then train with.
+# linear ODE in closed form, the augmented dynamics by vector-Jacobian products, the exact memory price
+# of the checkpoints that repair the reverse solve (and a prediction of what backpropagation keeps), and
+# a complete adjoint gradient by one reverse solve, which you then train with.
 # Exercises 1, 3 and 5 ask you to implement a function, exercise 2 to find and repair a bug, exercise 4
 # to predict a measurement before you see it. The checker after each runs your answer on labelled cases
 # and prints what passed and what failed. Hints come in stages (the first failure names the property,
@@ -26,7 +26,8 @@
 # - compute $\partial L / \partial h(t_0)$ for a linear ODE from the adjoint equation in closed form;
 # - write the augmented vector field $(f, -a\,\partial f/\partial h, -a\,\partial f/\partial\theta)$ with one
 #   `torch.autograd.grad` call;
-# - measure the bytes autograd saves for backward with `saved_tensors_hooks`;
+# - predict in closed form the bytes the adjoint keeps for backward with $n$ checkpoints, and check the
+#   prediction with the lecture's meter built on `saved_tensors_hooks`;
 # - compute the gradient of an ODE solve by the adjoint method and train a vector field with it.
 #
 # **Estimated time:** 60 minutes
@@ -54,6 +55,7 @@ import torch
 from torch import nn
 
 from nodecourse import odeint, odeint_adjoint
+from nodecourse.benchmarking import saved_tensor_bytes as saved_bytes  # the lecture's meter (section 1)
 from nodecourse.config import FAST, device, seed_everything
 from nodecourse.exercises import ex04
 from nodecourse.exercises.checking import who
@@ -75,7 +77,8 @@ F64 = dict(dtype=torch.float64, device=DEV64)
 # The only cell the test suite changes: fast mode shrinks the loops, nothing else.
 
 # %%
-memory_steps = [10, 100] if FAST else [10, 100, 1000]  # rk4 steps for the memory comparison
+memory_steps = [10, 100] if FAST else [10, 100, 1000]  # rk4 steps for the memory comparisons
+checkpoint_counts = [0, 10, 100]                       # checkpoints for the adjoint's memory (Exercise 3)
 n_iters = 15 if FAST else 150                          # training iterations after Exercise 5
 
 
@@ -160,30 +163,68 @@ print("outer-product form confirmed")
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## Exercise 3: the memory autograd keeps
+# ## Exercise 3: the price of checkpoints
 #
-# Write `saved_bytes(fn)` that runs `fn()` (a function of no arguments) and returns the number of
-# bytes of the tensors autograd saves for the backward pass meanwhile. Use
-# `torch.autograd.graph.saved_tensors_hooks(pack, unpack)`: `pack(tensor)` is called for every saved
-# tensor and must return something that `unpack` turns back into the tensor (here: the tensor itself).
-#
-# Count each **storage** once: a weight used by five layers, or by every step of a solver, is saved
-# five times but occupies memory once. Key a dictionary by `tensor.untyped_storage().data_ptr()` with
-# value `tensor.untyped_storage().nbytes()`. Keep `fn()`'s output alive until you have counted (the
-# graph, and the saved tensors, die with it).
+# Section 8 of the lecture repaired the adjoint's reverse solve with checkpoints: output times that the
+# loss does not use, from whose stored states the reverse solve restarts, "at the price of $O(n)$
+# memory". Put an exact number on that price. Write `checkpointed_bytes(y0, n_checkpoints)` that returns,
+# without running anything, the number of bytes that `saved_bytes` (the lecture's meter of section 1,
+# imported above) measures for `odeint_adjoint(func, y0, t)`, where `t` holds $t_0$, `n_checkpoints`
+# times in between and $t_1$ (a 1-D tensor of `y0`'s dtype), `y0` is data that needs no gradient (as in
+# training) and the parameters of `func` do. Requirements, each checked against the meter:
+# - the count is exact, in bytes, an `int`, for a batch `[B, D]` of float32 states;
+# - it holds for any number of checkpoints, zero included;
+# - it holds for float64 states;
+# - it holds for a state of any shape: one state `[D]` without a batch, a batch of images `[B, C, H, W]`.
 
 # %%
-def saved_bytes(fn) -> int:
-    """Bytes of the distinct storages autograd saves for backward while fn() runs."""
+def checkpointed_bytes(y0: torch.Tensor, n_checkpoints: int) -> int:
+    """Bytes the adjoint keeps for backward with n_checkpoints output times between t0 and t1."""
     raise NotImplementedError("Exercise 3")
 
 
-saved_bytes = ex04.check_saved_bytes(saved_bytes)
+checkpointed_bytes = ex04.check_checkpointed_bytes(checkpointed_bytes)
+
+# %% [markdown]
+# Your formula against the meter on a small MLP field, with the step counts of the hyperparameter cell:
+# the bytes do not depend on the steps. Then the price of a checkpoint against what backpropagation
+# through the same solve keeps.
+
+# %%
+torch.manual_seed(0)
+mlp_field = ODEFunc(MLP([2, 32, 2])).to(DEVICE)
+x_batch = torch.randn(16, 2, device=DEVICE)  # data: no gradient needed
+rk4_steps = {n: dict(method="rk4", options={"step_size": 1 / n}) for n in memory_steps}
+
+
+def output_times(n_checkpoints):
+    return torch.linspace(0.0, 1.0, n_checkpoints + 2, device=DEVICE)
+
+
+whose = who(checkpointed_bytes)
+for n in checkpoint_counts:
+    measured = [saved_bytes(lambda: odeint_adjoint(mlp_field, x_batch, output_times(n), **rk4_steps[steps]))
+                for steps in memory_steps]
+    print(f"{n:3d} checkpoints: measured {measured} bytes at {memory_steps} steps; {whose} formula: "
+          f"{checkpointed_bytes(x_batch, n)}")
+    assert measured == [checkpointed_bytes(x_batch, n)] * len(memory_steps)
+per_checkpoint = checkpointed_bytes(x_batch, 1) - checkpointed_bytes(x_batch, 0)
+backprop = saved_bytes(lambda: odeint(mlp_field, x_batch, output_times(0), **rk4_steps[memory_steps[-1]]))
+per_step = backprop / memory_steps[-1]
+print(f"one checkpoint keeps {per_checkpoint} bytes; one rk4 step of backprop keeps {per_step:.0f} bytes, "
+      f"as much as {per_step / per_checkpoint:.0f} checkpoints")
+assert per_step > 10 * per_checkpoint
+
+# %% [markdown]
+# A checkpoint stores one state of the batch and one time. A step of backpropagation stores, for each of
+# its four stages, what every layer of the network needs for its backward pass. So even a checkpoint at
+# every step keeps far less than backpropagating through those steps.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercise 4: predict, then measure
-# The next cell measures, with the meter of exercise 3, the bytes autograd keeps while backpropagation
-# runs through a fixed-step RK4 solve of a small MLP field, once with 10 steps and once with 100.
+# The next cell measures, with the lecture's meter `saved_bytes`, the bytes autograd keeps while
+# backpropagation runs through a fixed-step RK4 solve of a small MLP field, once with 10 steps and once
+# with 100.
 # **Before you run it**, write into `predicted_ratio` the ratio you expect: bytes kept with 100 steps
 # divided by bytes kept with 10. The checker compares it with the measured ratio (15% either way passes).
 
@@ -192,12 +233,10 @@ predicted_ratio = None  # your prediction: a number
 measured_ratio = ex04.check_memory_ratio_prediction(predicted_ratio)
 
 # %% [markdown]
-# With your meter: backpropagation through RK4 keeps memory in proportion to the step count, the
-# adjoint keeps the same few hundred bytes at every step count.
+# Measured: backpropagation through RK4 keeps memory in proportion to the step count, the adjoint
+# keeps the same few hundred bytes at every step count.
 
 # %%
-torch.manual_seed(0)
-mlp_field = ODEFunc(MLP([2, 32, 2])).to(DEVICE)
 y_start = torch.randn(16, 2, device=DEVICE, requires_grad=True)
 span = torch.tensor([0.0, 1.0], device=DEVICE)
 kept = {name: [saved_bytes(lambda: solver(mlp_field, y_start, span, method="rk4", options={"step_size": 1 / n}))
@@ -293,8 +332,8 @@ plt.show()
 # - For a linear ODE the adjoint is a matrix exponential: $a(t_0)^\top = e^{A^\top (t_1 - t_0)} a(t_1)^\top$.
 # - The augmented dynamics need one vector-Jacobian product per evaluation (`torch.autograd.grad` with
 #   `grad_outputs=-a`), never a Jacobian, and zeros for unused parameters.
-# - `saved_tensors_hooks` shows what autograd keeps: linear in the steps for backprop, constant for the
-#   adjoint.
+# - `saved_tensors_hooks` shows what autograd keeps: linear in the steps for backprop; for the adjoint
+#   only the output states and times, so each checkpoint costs one state and one time, whatever the steps.
 # - One forward solve without a graph and one reverse solve of $(h, a, g)$ give every gradient; that
 #   is enough to train.
 #

@@ -18,7 +18,7 @@ and graded in four steps:
 3. **The grader runs each checker call itself.** Before any learner code runs, a first cell loads
    the checkers and records the state of ``nodecourse``, ``torch``, ``numpy``, ``math`` and the
    builtins. Each check then puts that state back for its duration (so a learner cell that rebinds
-   ``ex03.check_rk_step``, swaps a function's code or patches ``torch.allclose`` checks nothing),
+   ``ex03.check_mask_update``, swaps a function's code or patches ``torch.allclose`` checks nothing),
    calls the official checker and records the checker's own report objects.
 4. **The marks travel outside the notebook.** The results go to files whose paths only the grader and
    that first cell know, read right after each check, never from printed text.

@@ -176,8 +176,8 @@ claim("slope of the midpoint method's local error", measured=fit_order(hs, local
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Speaker notes (8 min). RK4 is Simpson's rule with estimated stage values: one step on $y' = \cos t$ *is*
 # Simpson, and the local slope is 5. Common mistake: the stage times $t$ instead of $t + c_i h$, invisible
-# on autonomous problems and wrong on time-dependent ones (the exercise-2 checker uses a forced problem to
-# catch it). Ask the room: why does RK4 estimate the midpoint value twice?
+# on autonomous problems and wrong on time-dependent ones (try it on $y' = \cos t$). Ask the room: why does
+# RK4 estimate the midpoint value twice?
 
 # %%
 def rk4_classic_step(f, t, y, h):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ import torch
 from nodecourse import solve
 from nodecourse.exercises import ex03
 from nodecourse.exercises import checking
-from nodecourse.solvers import TABLEAUX
+from nodecourse.solvers import TABLEAUX, ButcherTableau
+
+from helpers import assert_checker_rejects as _fails
 
 F64 = torch.float64
 
@@ -77,6 +80,63 @@ def test_rk_step_per_sample_equals_one_sample_at_a_time():
     for b in range(3):
         alone, err_b = ex03.rk_step(field, t[b].item(), y[b], h[b].item(), TABLEAUX["dopri5"])
         assert torch.allclose(together[b], alone, atol=1e-15) and torch.allclose(err[b], err_b, atol=1e-15)
+
+
+def _order_conditions_up_to_3(tab):
+    """The four order conditions of orders 1-3, each as value - target, in exact arithmetic."""
+    b, c, a = list(tab.b), list(tab.c), [list(row) for row in tab.a]
+    return [sum(b) - 1,
+            sum(bi * ci for bi, ci in zip(b, c)) - Fraction(1, 2),
+            sum(bi * ci * ci for bi, ci in zip(b, c)) - Fraction(1, 3),
+            sum(b[i] * a[i][j] * c[j] for i in range(3) for j in range(i)) - Fraction(1, 6)]
+
+
+def test_third_order_tableau_gives_the_methods_of_heun_kutta_and_ralston():
+    """Heun's nodes give the package's heun3; Kutta's (1901) weights are b = (1/6, 2/3, 1/6) with a31 = -1,
+    a32 = 2; Ralston's nodes 1/2, 3/4 give the third-order solution that bosh3 propagates."""
+    F = Fraction
+    heun = ex03.third_order_tableau(F(1, 3), F(2, 3))
+    assert (list(heun.c), [list(r) for r in heun.a], list(heun.b)) == (
+        list(TABLEAUX["heun3"].c), [list(r) for r in TABLEAUX["heun3"].a], list(TABLEAUX["heun3"].b))
+    kutta = ex03.third_order_tableau(F(1, 2), F(1))
+    assert [list(r) for r in kutta.a] == [[], [F(1, 2)], [F(-1), F(2)]] and list(kutta.b) == [F(1, 6), F(2, 3), F(1, 6)]
+    bosh3, ralston = TABLEAUX["bosh3"], ex03.third_order_tableau(F(1, 2), F(3, 4))
+    assert list(ralston.c) == list(bosh3.c[:3]) and [list(r) for r in ralston.a] == [list(r) for r in bosh3.a[:3]]
+    assert list(ralston.b) == list(bosh3.b[:3]) and bosh3.b[3] == 0
+    assert heun.order == kutta.order == 3 and heun.n_stages == 3
+
+
+@pytest.mark.parametrize("c2, c3", [(Fraction(1, 5), Fraction(7, 9)), (Fraction(-1, 2), Fraction(3, 2)),
+                                    (Fraction(5, 4), Fraction(1, 3)), (Fraction(1), Fraction(1, 2))])
+def test_third_order_tableau_meets_the_conditions_exactly_and_rows_sum_to_the_nodes(c2, c3):
+    tab = ex03.third_order_tableau(c2, c3)
+    assert all(isinstance(x, Fraction) for x in [*tab.c, *tab.b, *(x for row in tab.a for x in row)])
+    assert list(tab.c) == [0, c2, c3] and all(sum(tab.a[i]) == tab.c[i] for i in range(3))
+    assert _order_conditions_up_to_3(tab) == [0, 0, 0, 0]
+
+
+def test_a_derived_method_converges_with_order_three_on_a_nonlinear_problem():
+    def vdp(t, y):
+        return torch.stack([y[1], (1 - y[0] ** 2) * y[1] - y[0]])
+
+    z0, T = torch.tensor([1.0, 1.0], dtype=F64), 1.0
+    exact = solve(vdp, z0, torch.tensor([0.0, T], dtype=F64), rtol=1e-13, atol=1e-13, method="dopri8").ys[-1]
+    tab = ex03.third_order_tableau(0.4, 0.8)  # float nodes: a method no library ships
+    errors = []
+    for n in (20, 40, 80, 160):
+        y = z0
+        for i in range(n):
+            y, err = ex03.rk_step(vdp, i * T / n, y, T / n, tab)
+        errors.append((y - exact).norm().item())
+    assert err is None and np.polyfit(np.log([T / n for n in (20, 40, 80, 160)]), np.log(errors), 1)[0] == \
+        pytest.approx(3, abs=0.1)
+
+
+@pytest.mark.parametrize("c2, c3", [(0, 0.5), (0.5, 0), (0.5, 0.5), (Fraction(2, 3), Fraction(2, 3)),
+                                    (Fraction(2, 3), 1)])
+def test_nodes_without_a_unique_third_order_method_are_refused(c2, c3):
+    with pytest.raises(ValueError, match="third-order method"):
+        ex03.third_order_tableau(c2, c3)
 
 
 def test_next_step_size_by_hand():
@@ -149,8 +209,10 @@ def test_bad_input_gets_clear_errors():
         ex03.batched_rkf45(lambda t, y: -y, torch.ones(3), 1.0, 1e-6, 1e-6, 0.1)
     with pytest.raises(ValueError, match="positive"):
         ex03.batched_rkf45(lambda t, y: -y, torch.ones(3, 1), 0.0, 1e-6, 1e-6, 0.1)
+    with pytest.raises(TypeError, match="finite number"):
+        ex03.third_order_tableau("1/2", 1.0)
     with pytest.raises(TypeError, match="expects your function"):
-        ex03.check_rk_step(None)
+        ex03.check_third_order_tableau(None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,31 +231,67 @@ def test_end_point_slope_fails_the_noisy_case(capsys):
     assert "[stage 2 of 2]" in out and "x_centred" not in out  # a nudge, never the answer
 
 
-def test_rk_step_that_ignores_stage_times_fails_on_time_dependent_fields(capsys):
-    def no_c(f, t, y, h, tableau):
-        h_y = torch.as_tensor(h, dtype=y.dtype)
-        h_y = h_y.reshape(-1, *([1] * (y.dim() - 1))) if h_y.dim() == 1 else h_y
-        k = []
-        for row in tableau.a:
-            k.append(f(t, y + h_y * sum(float(a) * kj for a, kj in zip(row, k))))
-        y1 = y + h_y * sum(float(b) * ki for b, ki in zip(tableau.b, k))
-        if tableau.b_embedded is None:
-            return y1, None
-        return y1, h_y * sum(float(b - bl) * ki for b, bl, ki in zip(tableau.b, tableau.b_embedded, k))
-
-    assert ex03.check_rk_step(no_c) is ex03.rk_step
-    out = capsys.readouterr().out
-    assert "ok    midpoint, rotation" in out and "wrong heun2" in out and "t + c_i h" in out
+def _tableau_from(c2, c3, b2, b3, a31, a32):
+    return ButcherTableau("learner's", c=[0, c2, c3], a=[[], [c2], [a31, a32]], b=[1 - b2 - b3, b2, b3], order=3)
 
 
-def test_rk_step_with_the_error_sign_flipped_fails_on_err(capsys):
-    def flipped(f, t, y, h, tableau):
-        y1, err = ex03.rk_step(f, t, y, h, tableau)
-        return y1, None if err is None else -err
+def test_a_tableau_whose_third_row_does_not_sum_to_c3_fails_where_a31_is_not_zero(capsys):
+    """A learner who sets a31 = 0 (it is 0 for Heun's and Ralston's nodes) gets Heun right and Kutta wrong."""
+    def no_row_sum(c2, c3):
+        if c2 == 0 or c3 == 0 or c2 == c3 or 3 * c2 == 2:
+            raise ValueError("no unique method")
+        b2, b3 = (3 * c3 - 2) / (6 * c2 * (c3 - c2)), (2 - 3 * c2) / (6 * c3 * (c3 - c2))
+        return _tableau_from(c2, c3, b2, b3, 0, 1 / (6 * b3 * c2))
 
-    assert ex03.check_rk_step(flipped) is ex03.rk_step
-    out = capsys.readouterr().out
-    assert "wrong rkf45: solution and error estimate: err: values differ" in out
+    out = _fails(ex03.check_third_order_tableau, no_row_sum, capsys,
+                 "ok    Heun's nodes 1/3, 2/3", "row 3 of a sums to 2, not to its node c_3 = 1")
+    assert "wrong Kutta's nodes 1/2, 1" in out and "[stage 2 of 2]" in out and "1 / (6" not in out
+
+
+def test_a32_from_the_wrong_node_fails_on_the_last_order_condition(capsys):
+    """b3 a32 c2 = 1/6 written with c3 for c2: the rows still sum to c, orders 1 and 2 still hold."""
+    def wrong_node(c2, c3):
+        if c2 == 0 or c3 == 0 or c2 == c3 or 3 * c2 == 2:
+            raise ValueError("no unique method")
+        b2, b3 = (3 * c3 - 2) / (6 * c2 * (c3 - c2)), (2 - 3 * c2) / (6 * c3 * (c3 - c2))
+        a32 = 1 / (6 * b3 * c3)
+        return _tableau_from(c2, c3, b2, b3, c3 - a32, a32)
+
+    out = _fails(ex03.check_third_order_tableau, wrong_node, capsys,
+                 "the order condition order 3: sum_ij b_i a_ij c_j = 1/6 fails")
+    assert "ok    nodes 1/2, 1/2: no unique method" in out and "ok    nodes 2/3, 1" in out
+
+
+def test_nodes_that_make_b3_vanish_must_raise_a_value_error(capsys):
+    """A learner who refuses only a singular system divides by b3 = 0 at c2 = 2/3."""
+    def singular_only(c2, c3):
+        if c2 * c3 * (c3 - c2) == 0:
+            raise ValueError("the nodes do not fix b2 and b3")
+        b2, b3 = (3 * c3 - 2) / (6 * c2 * (c3 - c2)), (2 - 3 * c2) / (6 * c3 * (c3 - c2))
+        a32 = 1 / (6 * b3 * c2)
+        return _tableau_from(c2, c3, b2, b3, c3 - a32, a32)
+
+    out = _fails(ex03.check_third_order_tableau, singular_only, capsys,
+                 "wrong nodes 2/3, 1: no third-order method, a ValueError is expected: raised ZeroDivisionError")
+    assert "ok    nodes 1/2, 1/2: no unique method" in out and "passed 5/6" not in out and "FAILED 5/6" in out
+
+
+def test_a_third_order_tableau_solved_numerically_passes(capsys):
+    """The four conditions as a linear solve in floats (numpy), refusing a singular system or b3 = 0."""
+    def numerically(c2, c3):
+        c2, c3 = float(c2), float(c3)
+        matrix = np.array([[c2, c3], [c2**2, c3**2]])
+        if abs(np.linalg.det(matrix)) < 1e-12:
+            raise ValueError(f"the nodes {c2}, {c3} do not fix b2 and b3")
+        b2, b3 = np.linalg.solve(matrix, [1 / 2, 1 / 3])
+        if abs(b3) < 1e-12:
+            raise ValueError("b3 = 0: no method of order 3")
+        a32 = 1 / (6 * b3 * c2)
+        return ButcherTableau("numerical", c=[0.0, c2, c3], a=[[], [c2], [c3 - a32, a32]],
+                              b=[1 - b2 - b3, b2, b3], order=3)
+
+    assert ex03.check_third_order_tableau(numerically) is numerically
+    assert "passed 6/6" in capsys.readouterr().out
 
 
 def test_controller_that_shrinks_accepted_steps_fails(capsys):

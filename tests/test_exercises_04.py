@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nodecourse import odeint
+from nodecourse import odeint, odeint_adjoint
 from nodecourse.exercises import ex04
 from nodecourse.exercises import checking
 from nodecourse.models import MLP, ODEFunc
@@ -88,6 +88,32 @@ def test_saved_bytes_counts_what_backward_needs():
     assert sizes[2] > 3.5 * sizes[0]
 
 
+@pytest.mark.parametrize("shape, dtype, n_checkpoints, solver", [
+    ((16, 2), torch.float32, 0, {}),
+    ((16, 2), torch.float32, 7, {"method": "rk4", "options": {"step_size": 0.01}}),
+    ((3,), torch.float64, 5, {"rtol": 1e-9, "atol": 1e-9}),
+    ((2, 3, 4), torch.float64, 12, {"method": "bosh3"}),
+])
+def test_checkpointed_bytes_is_what_the_meter_measures_whatever_the_solver(shape, dtype, n_checkpoints, solver):
+    """Measured on a field and with solvers the checker does not use: only the shapes and the dtype count."""
+    field = _field([shape[-1], 12, shape[-1]], seed=5).to(dtype)
+    y0 = torch.randn(*shape, dtype=dtype)
+    t = torch.linspace(-1.0, 2.0, n_checkpoints + 2, dtype=dtype)
+    measured = ex04.saved_bytes(lambda: odeint_adjoint(field, y0, t, **solver))
+    assert ex04.checkpointed_bytes(y0, n_checkpoints) == measured
+    assert isinstance(ex04.checkpointed_bytes(y0, n_checkpoints), int)
+
+
+def test_checkpointed_bytes_by_hand_and_against_backprop():
+    y0 = torch.zeros(16, 2)  # 12 outputs of 32 numbers and a time, 4 bytes each
+    assert ex04.checkpointed_bytes(y0, 10) == 12 * 33 * 4
+    assert ex04.checkpointed_bytes(y0.double(), 0) == 2 * 33 * 8
+    field = _field([2, 32, 2], seed=6).float()
+    t = torch.tensor([0.0, 1.0])
+    per_step = ex04.saved_bytes(lambda: odeint(field, y0, t, method="rk4", options={"step_size": 0.01})) / 100
+    assert per_step > 10 * (ex04.checkpointed_bytes(y0, 1) - ex04.checkpointed_bytes(y0, 0))
+
+
 def test_adjoint_gradients_match_backprop():
     field = _field([3, 16, 2], seed=3, time_dependent=True)
     h0 = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
@@ -152,19 +178,43 @@ def test_augmented_dynamics_using_backward_is_reported(capsys):
     _fails(ex04.check_augmented_dynamics, with_backward, capsys, "use torch.autograd.grad")
 
 
-def test_saved_bytes_without_deduplication_fails(capsys):
-    def naive(fn):
-        total = 0
+def test_checkpointed_bytes_without_the_times_fails_and_says_so(capsys):
+    def states_only(y0, n_checkpoints):
+        return (n_checkpoints + 2) * y0.numel() * y0.element_size()
+    _fails(ex04.check_checkpointed_bytes, states_only, capsys, "the output times are saved too")
 
-        def pack(tensor):
-            nonlocal total
-            total += tensor.numel() * tensor.element_size()
-            return tensor
 
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            fn()
-        return total
-    _fails(ex04.check_saved_bytes, naive, capsys, "one weight used by five layers", "counts once")
+def test_checkpointed_bytes_without_the_two_ends_fails_and_says_so(capsys):
+    def checkpoints_only(y0, n_checkpoints):
+        return n_checkpoints * (y0.numel() + 1) * y0.element_size()
+    _fails(ex04.check_checkpointed_bytes, checkpoints_only, capsys,
+           "wrong a batch [16, 2] of float32 states, no checkpoints (the two ends only): measured 264 bytes, you "
+           "predicted 0, which is 0 outputs' worth; this solve returns 2 outputs", "[stage 2 of 2]")
+
+
+def test_checkpointed_bytes_with_four_bytes_per_number_fails_on_float64_only(capsys):
+    def float32_only(y0, n_checkpoints):
+        return (n_checkpoints + 2) * (y0.numel() + 1) * 4
+    out = _fails(ex04.check_checkpointed_bytes, float32_only, capsys,
+                 "wrong float64 states [8, 3], 3 checkpoints", "takes 8 bytes, not 4")
+    assert "ok    a batch of images [4, 1, 6, 6], 2 checkpoints" in out and "FAILED 4/5" in out
+
+
+def test_checkpointed_bytes_as_a_float_fails(capsys):
+    def as_float(y0, n_checkpoints):
+        return (n_checkpoints + 2) * (y0.numel() + 1) * y0.element_size() / 1.0
+    _fails(ex04.check_checkpointed_bytes, as_float, capsys, "return the number of bytes as an int, got float")
+
+
+def test_checkpointed_bytes_written_with_tensors_passes(capsys):
+    """Builds the times and the output tensor the solve keeps, empty, and asks them their sizes."""
+    def by_the_tensors(y0, n_checkpoints):
+        t = torch.empty(n_checkpoints + 2, dtype=y0.dtype)
+        outputs = y0.new_empty((len(t), *y0.shape))
+        return sum(x.untyped_storage().nbytes() for x in (t, outputs))
+
+    assert ex04.check_checkpointed_bytes(by_the_tensors) is by_the_tensors
+    assert "passed 5/5" in capsys.readouterr().out
 
 
 def test_adjoint_gradients_without_the_backward_solve_fails(capsys):
@@ -198,6 +248,10 @@ def test_reference_input_errors():
         ex04.adjoint_linear(torch.eye(2), torch.ones(3), 0.0, 1.0)
     with pytest.raises(TypeError, match="function of no arguments"):
         ex04.saved_bytes(torch.ones(2))
+    with pytest.raises(TypeError, match="floating tensor"):
+        ex04.checkpointed_bytes(torch.ones(2, dtype=torch.long), 1)
+    with pytest.raises(ValueError, match="whole number >= 0"):
+        ex04.checkpointed_bytes(torch.ones(2), -1)
 
 
 def test_checker_hands_back_the_reference_and_notebook_can_go_on(capsys):

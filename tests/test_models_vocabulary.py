@@ -94,3 +94,22 @@ def test_every_model_has_the_same_default_solver():
     assert (DEFAULT_METHOD, DEFAULT_RTOL, DEFAULT_ATOL) == ("dopri5", 1e-3, 1e-3)
     for model in models:
         assert _solver(model) == (DEFAULT_METHOD, DEFAULT_RTOL, DEFAULT_ATOL), type(model).__name__
+
+
+def test_augment_takes_aug_size_and_still_the_old_aug_dim_with_a_warning():
+    from nodecourse.models.augmented import augment
+
+    assert "aug_size" in inspect.signature(augment).parameters
+    assert not set(inspect.signature(augment).parameters) & OLD_NAMES
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    expected = torch.tensor([[1.0, 2.0, 0.0, 0.0, 0.0], [3.0, 4.0, 0.0, 0.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(augment(x, aug_size=3), expected) and torch.equal(augment(x, 3), expected)
+    with pytest.warns(DeprecationWarning, match="'aug_dim' is now called 'aug_size'.*next release") as record:
+        assert torch.equal(augment(x, aug_dim=3), expected)
+    assert record[0].filename == __file__  # the warning points at the caller, not at the package
+    with pytest.raises(TypeError, match="got both 'aug_dim' and its new name 'aug_size'"):
+        augment(x, 3, aug_dim=3)
+    with pytest.raises(TypeError, match="got both 'aug_dim' and its new name 'aug_size'"):
+        augment(x, aug_size=3, aug_dim=3)

@@ -1,15 +1,19 @@
-"""Checkers for notebook 03 (ODE solvers): convergence orders, a Runge-Kutta step from its tableau,
-the step-size controller, the masking of finished samples and a batched adaptive RKF45.
+"""Checkers for notebook 03 (ODE solvers): convergence orders, a third-order Runge-Kutta method derived
+from the order conditions, the step-size controller, the masking of finished samples and a batched
+adaptive RKF45.
 
 Each ``check_*`` runs the learner's function against the reference below on several cases, prints a
 report and returns the function to go on with (the learner's when every case passed, else the
-reference). The references are public so a notebook can also call them directly.
+reference). The references are public so a notebook can also call them directly; ``rk_step`` is the
+lecture's step from any tableau, extended to one time and one step size per sample.
 """
 from __future__ import annotations
 
 import functools
 import math
-
+import numbers
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
@@ -19,14 +23,15 @@ from nodecourse.solvers import TABLEAUX, ButcherTableau
 from .checking import Case, Target, check_function, check_target, close, one_thread, require_callable
 from .checking import answers_for
 
-__all__ = ["show_answer", 
+__all__ = ["show_answer",
     "convergence_order",
     "rk_step",
+    "third_order_tableau",
     "next_step_size",
     "mask_update",
     "batched_rkf45",
     "check_convergence_order",
-    "check_rk_step",
+    "check_third_order_tableau",
     "check_next_step_size",
     "check_mask_update",
     "check_batched_rkf45",
@@ -98,6 +103,31 @@ def rk_step(f: Field, t: Time, y: torch.Tensor, h: Time,
         return y1, None
     err = h_y * sum(float(b_i - bl_i) * k_i for b_i, bl_i, k_i in zip(tableau.b, tableau.b_embedded, k))
     return y1, err
+
+
+def third_order_tableau(c2: Union[Fraction, float], c3: Union[Fraction, float]) -> ButcherTableau:
+    """The explicit three-stage Runge-Kutta method of order 3 with the nodes ``c = (0, c2, c3)``.
+
+    With the nodes fixed, the order conditions ``sum b_i c_i = 1/2`` and ``sum b_i c_i^2 = 1/3`` are two
+    linear equations in ``b2, b3``; ``sum b_i = 1`` gives ``b1``, ``sum b_i a_ij c_j = b3 a32 c2 = 1/6``
+    gives ``a32``, and the row sums give ``a21 = c2``, ``a31 = c3 - a32``. The method is unique when
+    ``c2, c3 != 0``, ``c2 != c3`` and ``c2 != 2/3``; otherwise there is none (or a family): ValueError.
+    ``Fraction`` nodes give exact coefficients, floats give floats.
+    """
+    for name, node in (("c2", c2), ("c3", c3)):
+        if isinstance(node, bool) or not isinstance(node, numbers.Real) or not math.isfinite(node):
+            raise TypeError(f"{name} must be a finite number (a Fraction or a float), got {node!r}.")
+    if c2 == 0 or c3 == 0 or c2 == c3:
+        raise ValueError(f"the nodes 0, {c2}, {c3} do not determine a unique third-order method: the two "
+                         f"conditions on b2, b3 are singular when c2 or c3 is 0 or c2 = c3.")
+    b2 = (3 * c3 - 2) / (6 * c2 * (c3 - c2))
+    b3 = (2 - 3 * c2) / (6 * c3 * (c3 - c2))
+    if b3 == 0:
+        raise ValueError(f"no third-order method has the nodes 0, {c2}, {c3}: c2 = 2/3 forces b3 = 0, and then "
+                         f"b3 a32 c2 = 1/6 cannot hold.")
+    a32 = 1 / (6 * b3 * c2)
+    return ButcherTableau(f"order 3, c = (0, {c2}, {c3})", c=[c2 - c2, c2, c3], a=[[], [c2], [c3 - a32, a32]],
+                          b=[1 - b2 - b3, b2, b3], order=3)
 
 
 def next_step_size(h: torch.Tensor, ratio: torch.Tensor, order: int, safety: float = 0.9,
@@ -264,11 +294,12 @@ def _decay(rates: torch.Tensor) -> Field:
     return field
 
 
-def _dtype_first(expected: Any, got: Any) -> Optional[str]:
-    """A dtype mismatch, said plainly, before the values are compared."""
+def _matches(expected: Any, got: Any, rtol: float = 1e-5, atol: float = 1e-6) -> Optional[str]:
+    """The one comparison of this module: ``None`` when ``got`` matches ``expected``, else why not. A dtype
+    mismatch is said plainly before the values are compared (with :func:`checking.close`)."""
     if torch.is_tensor(expected) and torch.is_tensor(got) and got.dtype != expected.dtype:
         return f"expected dtype {expected.dtype}, got {got.dtype}"
-    return None
+    return close(expected, got, rtol=rtol, atol=atol)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,57 +325,99 @@ def check_convergence_order(fn: Callable[..., float], verbose: bool = True) -> C
             "fit the line y = p x + c to x = log h, y = log error by least squares (centre x and y first, or "
             "numpy.polyfit), and return p as a Python float."]
 
-    compare = functools.partial(close, rtol=1e-6, atol=1e-9)
+    compare = functools.partial(_matches, rtol=1e-6, atol=1e-9)
 
     result, _ = check_function("Exercise 1 (convergence order)", fn, convergence_order, cases, hint=hint,
                                compare=compare, verbose=verbose)
     return result
 
 
-def check_rk_step(fn: Callable[..., tuple], verbose: bool = True) -> Callable[..., tuple]:
-    """Exercise 2: one explicit Runge-Kutta step from a Butcher tableau, with its error estimate."""
-    require_callable("check_rk_step", fn)
-    f64 = torch.float64
-    gen = torch.Generator().manual_seed(2)
-    y2 = torch.tensor([1.0, 0.5], dtype=f64)
-    batch = torch.tensor([[1.0], [-0.5], [2.0]], dtype=f64)
-    vdp_y = torch.tensor([[2.0, 0.0], [1.0, -1.0], [-0.5, 2.0], [0.1, 0.3]], dtype=f64)
-    vdp = _van_der_pol(torch.tensor([0.5, 1.0, 3.0, 10.0], dtype=f64))
-    t_ps = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=f64)
-    h_ps = torch.tensor([0.1, 0.05, 0.2, 0.01], dtype=f64)
+@dataclass
+class _Raised:
+    """What a call ended with when it raised the ValueError the statement asks for."""
+
+    message: str
+
+
+def _outcome(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` whose ValueError becomes a value, so a checker can compare "raises" like any result."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as exc:
+            return _Raised(str(exc))
+    return call
+
+
+def _order3_conditions(b: Sequence[float], c: Sequence[float],
+                       a: Sequence[Sequence[float]]) -> list[tuple[str, float, float]]:
+    """``(condition, value, target)`` for the four order conditions of orders 1 to 3 (the lecture's table)."""
+    s = len(c)
+    ac = [sum(a[i][j] * c[j] for j in range(i)) for i in range(s)]
+    return [("order 1: sum_i b_i = 1", sum(b), 1.0),
+            ("order 2: sum_i b_i c_i = 1/2", sum(bi * ci for bi, ci in zip(b, c)), 0.5),
+            ("order 3: sum_i b_i c_i^2 = 1/3", sum(bi * ci**2 for bi, ci in zip(b, c)), 1 / 3),
+            ("order 3: sum_ij b_i a_ij c_j = 1/6", sum(bi * x for bi, x in zip(b, ac)), 1 / 6)]
+
+
+def _compare_tableau(expected: Any, got: Any) -> Optional[str]:
+    """Name the first property of the statement that ``got`` misses, in the statement's order."""
+    if isinstance(expected, _Raised):
+        if isinstance(got, _Raised):
+            return None
+        return "no unique third-order method has these nodes: raise a ValueError instead of returning a result"
+    if isinstance(got, _Raised):
+        return f"raised ValueError ({got.message}), but these nodes have exactly one third-order method"
+    if not isinstance(got, ButcherTableau):
+        return f"return a ButcherTableau (from nodecourse.solvers), got {type(got).__name__}"
+    if got.n_stages != 3:
+        return f"expected three stages, got {got.n_stages}"
+    try:
+        c = [float(x) for x in got.c]
+        a = [[float(x) for x in row] for row in got.a]
+        b = [float(x) for x in got.b]
+    except (TypeError, ValueError) as exc:
+        return f"the coefficients must be numbers (Fractions or floats): {exc}"
+    want_c = [float(x) for x in expected.c]
+    if any(abs(x - y) > 1e-12 for x, y in zip(c, want_c)):
+        return f"nodes c: expected {[round(x, 6) for x in want_c]}, got {[round(x, 6) for x in c]}"
+    for i in (1, 2):
+        if abs(sum(a[i]) - c[i]) > 1e-10:
+            return (f"row {i + 1} of a sums to {sum(a[i]):.6g}, not to its node c_{i + 1} = {c[i]:.6g}: each "
+                    f"stage's weights must add up to its node")
+    for condition, value, target in _order3_conditions(b, c, a):
+        if abs(value - target) > 1e-10:
+            return f"the order condition {condition} fails: your weights give {value:.6g}"
+    if got.order != 3:
+        return f"the tableau's order field says {got.order!r}; the method has order 3"
+    want = [*(float(x) for x in expected.b), *(float(x) for row in expected.a for x in row)]
+    have = [*b, *(x for row in a for x in row)]
+    return None if all(abs(x - y) <= 1e-10 for x, y in zip(have, want)) else \
+        "the coefficients differ from the one third-order method with these nodes"
+
+
+def check_third_order_tableau(fn: Callable[..., ButcherTableau], verbose: bool = True) -> Callable[..., ButcherTableau]:
+    """Exercise 2: the three-stage method of order 3 with given nodes, from the order conditions."""
+    require_callable("check_third_order_tableau", fn)
+    F = Fraction
     cases = [
-        Case("euler, rotation [2]", (_rotation, 0.0, y2, 0.3, TABLEAUX["euler"])),
-        Case("midpoint, rotation [2]", (_rotation, 0.0, y2, 0.3, TABLEAUX["midpoint"])),
-        Case("heun2, y' = -y + sin(3t) + t [3, 1] at t = 0.7", (_forced, 0.7, batch, 0.25, TABLEAUX["heun2"])),
-        Case("rk4 (3/8 rule), y' = -y + sin(3t) + t at t = 1.2", (_forced, 1.2, batch, 0.4, TABLEAUX["rk4"])),
-        Case("rk4, float32 rotation [5, 2]", (_rotation, 0.0, torch.randn(5, 2, generator=gen), 0.1,
-                                               TABLEAUX["rk4"])),
-        Case("rkf45: solution and error estimate", (_forced, 0.3, batch, 0.5, TABLEAUX["rkf45"])),
-        Case("dopri5, one t and h per sample [4]", (vdp, t_ps, vdp_y, h_ps, TABLEAUX["dopri5"])),
-        Case("bosh3, per-sample t and h on y' = -y + sin(3t) + t", (_forced, t_ps[:3], batch, h_ps[:3],
-                                                                    TABLEAUX["bosh3"])),
+        Case("Heun's nodes 1/3, 2/3 (one of the weights is 0)", (F(1, 3), F(2, 3))),
+        Case("Kutta's nodes 1/2, 1 (a31 is negative: the rows of a must sum to c)", (F(1, 2), F(1))),
+        Case("nodes 1, 1/2 (c3 < c2)", (F(1), F(1, 2))),
+        Case("float nodes 0.4, 0.8", (0.4, 0.8)),
+        Case("nodes 1/2, 1/2: no unique method, a ValueError is expected", (F(1, 2), F(1, 2))),
+        Case("nodes 2/3, 1: no third-order method, a ValueError is expected", (F(2, 3), F(1))),
     ]
-    hint = ["compare the cases that pass and fail: autonomous fields against time-dependent ones, one time "
-            "against one time per sample, tableaux with and without an embedded pair.",
-            "stage i is evaluated at time t + c_i h (the plain h, [B] per sample) and state y + h_y sum_j a_ij k_j "
-            "over the earlier stages only; err uses the differences b_i - b_embedded_i and is None without them."]
-
-    def compare(expected: tuple, got: Any) -> Optional[str]:
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            return f"return a pair (y1, err), got {type(got).__name__}"
-        for what, e, g in (("y1", expected[0], got[0]), ("err", expected[1], got[1])):
-            if e is None:
-                if g is not None:
-                    return f"{what}: expected None (this tableau has no b_embedded), got {type(g).__name__}"
-                continue
-            why = _dtype_first(e, g) or close(e, g, rtol=1e-6 if e.dtype == f64 else 1e-4, atol=1e-10)
-            if why:
-                return f"{what}: {why}"
-        return None
-
-    result, _ = check_function("Exercise 2 (Runge-Kutta step from a tableau)", fn, rk_step, cases, hint=hint,
-                               compare=compare, verbose=verbose)
-    return result
+    hint = ["the failed case names the first property your tableau misses: its nodes, a row of a that does not "
+            "sum to its node, or one of the four order conditions of orders 1 to 3 (check that one by hand for "
+            "those nodes); for the last two cases, when is there no method, or more than one?",
+            "with the nodes fixed, the two conditions with c_i and c_i^2 involve b2 and b3 only; the condition "
+            "with a_ij c_j then fixes a32, and the row sums fix the rest. Where those equations have no unique "
+            "solution, there is no unique method."]
+    _, report = check_function("Exercise 2 (a third-order method from the order conditions)", _outcome(fn),
+                               _outcome(third_order_tableau), cases, hint=hint, compare=_compare_tableau,
+                               verbose=verbose, answer=third_order_tableau)
+    return fn if report.ok else third_order_tableau
 
 
 def check_next_step_size(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
@@ -368,8 +441,7 @@ def check_next_step_size(fn: Callable[..., torch.Tensor], verbose: bool = True) 
             "one to [dfactor, ifactor]; NaN compares False with everything, so handle it separately."]
 
     def compare(expected: torch.Tensor, got: Any) -> Optional[str]:
-        return _dtype_first(expected, got) or close(expected, got, rtol=1e-6 if expected.dtype == f64 else 1e-5,
-                                                    atol=1e-12)
+        return _matches(expected, got, rtol=1e-6 if expected.dtype == f64 else 1e-5, atol=1e-12)
 
     result, _ = check_function("Exercise 3 (step-size controller)", fn, next_step_size, cases, hint=hint,
                                compare=compare, verbose=verbose)
@@ -422,7 +494,7 @@ def check_mask_update(fn: Callable[..., tuple], verbose: bool = True) -> Callabl
                 return (f"t: a finished sample's time must be exactly t_end = {e_t[i].item()!r}, got "
                         f"{g_t[i].item()!r} (t + h rounds): set it to t_end, do not add")
         for what, e, g in (("t", expected[0], got[0]), ("y", expected[1], got[1])):
-            why = _dtype_first(e, g) or close(e, g, rtol=1e-6, atol=1e-12)
+            why = _matches(e, g, rtol=1e-6, atol=1e-12)
             if why:
                 return f"{what}: {why}"
         e, g = expected[2], got[2]
@@ -468,7 +540,7 @@ def check_batched_rkf45(fn: Callable[..., tuple], verbose: bool = True) -> Calla
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             return f"return a pair (y_end, n_steps), got {type(got).__name__}"
         (y_ref, n_ref, n_acc), (y_got, n_got) = expected, got
-        why = _dtype_first(y_ref, y_got) or close(y_ref, y_got, rtol=1e-3, atol=1e-4 if y_ref.dtype == f64 else 1e-3)
+        why = _matches(y_ref, y_got, rtol=1e-3, atol=1e-4 if y_ref.dtype == f64 else 1e-3)
         if why:
             return f"y_end: {why}"
         if not torch.is_tensor(n_got) or n_got.is_floating_point() or n_got.dtype == torch.bool:
@@ -520,8 +592,7 @@ def check_adaptive_solve(fn: Callable[..., tuple], verbose: bool = True) -> Call
         if not isinstance(got, (tuple, list)) or len(got) != 3:
             return f"return a triple (y_end, accepted, rejected), got {type(got).__name__}"
         single = expected[0].dtype == torch.float32
-        why = _dtype_first(expected[0], got[0]) or close(expected[0], got[0], rtol=1e-4 if single else 1e-6,
-                                                         atol=1e-5 if single else 1e-8)
+        why = _matches(expected[0], got[0], rtol=1e-4 if single else 1e-6, atol=1e-5 if single else 1e-8)
         if why:
             return f"y_end: {why}"
         for what, e, g in (("accepted", expected[1], got[1]), ("rejected", expected[2], got[2])):

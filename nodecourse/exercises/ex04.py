@@ -1,17 +1,21 @@
-"""Checkers for 04_adjoint_method: the adjoint of a linear ODE, the augmented dynamics, the memory
-that autograd saves, and a complete adjoint gradient by one reverse solve.
+"""Checkers for 04_adjoint_method: the adjoint of a linear ODE, the augmented dynamics, the memory a
+checkpointed adjoint keeps (predicted in closed form, checked against the lecture's meter ``saved_bytes``),
+and a complete adjoint gradient by one reverse solve.
 
 Each ``check_*`` runs the learner's function against the reference on several cases, prints a
 report and returns the function to go on with (the learner's when it passes, else the reference).
 """
 from __future__ import annotations
 
+import numbers
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-from nodecourse.benchmarking import saved_tensor_bytes as saved_bytes  # the reference
+from nodecourse.adjoint import odeint_adjoint
+from nodecourse.benchmarking import saved_tensor_bytes as saved_bytes  # the lecture's meter (its section 1)
 from nodecourse.models import MLP, ODEFunc
 from nodecourse.solvers import odeint
 
@@ -19,8 +23,8 @@ from .checking import Case, check_function, check_prediction, prediction, close,
 from .checking import answers_for
 
 __all__ = ["show_answer", 
-    "adjoint_linear", "augmented_dynamics", "saved_bytes", "adjoint_gradients",
-    "check_adjoint_linear", "check_augmented_dynamics", "check_saved_bytes", "check_adjoint_gradients",
+    "adjoint_linear", "augmented_dynamics", "saved_bytes", "checkpointed_bytes", "adjoint_gradients",
+    "check_adjoint_linear", "check_augmented_dynamics", "check_checkpointed_bytes", "check_adjoint_gradients",
     "buggy_augmented_dynamics", "check_memory_ratio_prediction",
 ]
 
@@ -70,6 +74,21 @@ def buggy_augmented_dynamics(func: nn.Module, t: torch.Tensor, h: torch.Tensor,
     vjps = torch.autograd.grad(f, (h, *params), grad_outputs=-a, allow_unused=True)
     vjps = tuple(torch.zeros_like(x) if v is None else v for x, v in zip((h, *params), vjps))
     return f.detach(), vjps[0], vjps[1:]
+
+
+def checkpointed_bytes(y0: torch.Tensor, n_checkpoints: int) -> int:
+    """The bytes ``saved_bytes`` measures for ``odeint_adjoint(func, y0, t)`` with ``n_checkpoints`` output
+    times between the two ends, ``t`` a 1-D tensor of ``y0``'s dtype, ``y0`` needing no gradient.
+
+    The adjoint keeps for backward only the output times and the output states, whatever the step count
+    and the vector field: ``n_checkpoints + 2`` of each, so ``(n_checkpoints + 2) (y0.numel() + 1)``
+    numbers of ``y0.element_size()`` bytes.
+    """
+    if not torch.is_tensor(y0) or not y0.is_floating_point():
+        raise TypeError(f"y0 must be a floating tensor, got {getattr(y0, 'dtype', type(y0).__name__)}.")
+    if isinstance(n_checkpoints, bool) or not isinstance(n_checkpoints, numbers.Integral) or n_checkpoints < 0:
+        raise ValueError(f"n_checkpoints must be a whole number >= 0, got {n_checkpoints!r}.")
+    return (int(n_checkpoints) + 2) * (y0.numel() + 1) * y0.element_size()
 
 
 def adjoint_gradients(func: nn.Module, h0: torch.Tensor, t0: float, t1: float, grad_h1: torch.Tensor,
@@ -203,52 +222,66 @@ def check_augmented_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     return fn if report.ok else augmented_dynamics
 
 
-def _tanh_vector():
-    x = torch.randn(100, requires_grad=True)
-    return torch.tanh(x)  # saves its output: 100 float32
+@dataclass
+class _Measured:
+    """What the meter measured for one checkpointed adjoint solve, and the sizes it depends on."""
+
+    bytes: int
+    n_checkpoints: int
+    numel: int
+    element_size: int
 
 
-def _product_float64():
-    x = torch.randn(10, 10, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(10, 10, dtype=torch.float64, requires_grad=True)
-    return x * w  # saves both factors
+def _checkpointed_solve_bytes(y0: torch.Tensor, n_checkpoints: int) -> _Measured:
+    """Measure with ``saved_bytes``: a small MLP field on ``y0``'s last dimension, dopri5, outputs at t0 = 0,
+    ``n_checkpoints`` evenly spaced times and t1 = 1 (a tensor of ``y0``'s dtype)."""
+    width = y0.shape[-1]
+    func = _field([width, 8, width], y0.dtype, seed=20 + n_checkpoints)
+    t = torch.linspace(0.0, 1.0, n_checkpoints + 2, dtype=y0.dtype)
+    with one_thread():
+        measured = saved_bytes(lambda: odeint_adjoint(func, y0, t, rtol=1e-5, atol=1e-6))
+    return _Measured(measured, n_checkpoints, y0.numel(), y0.element_size())
 
 
-def _shared_weight():
-    w = torch.randn(8, 8, requires_grad=True)
-    x = torch.randn(8)
-    for _ in range(5):  # w is saved five times: one storage
-        x = torch.tanh(w @ x)
-    return x
-
-
-def _no_grad():
-    x = torch.randn(50, requires_grad=True)
-    with torch.no_grad():
-        return torch.tanh(x)
-
-
-def _euler_steps():
-    func = _field([2, 16, 2], torch.float32, seed=4)
-    y0 = torch.randn(8, 2, requires_grad=True)
-    return odeint(func, y0, torch.tensor([0.0, 1.0]), method="euler", options={"step_size": 0.1})
+def _compare_bytes(expected: _Measured, got: object) -> Optional[str]:
+    """The measured bytes against the prediction, naming the usual miscount when there is one."""
+    if isinstance(got, bool) or not isinstance(got, numbers.Integral):
+        return f"return the number of bytes as an int, got {type(got).__name__} {got!r}"
+    got = int(got)
+    if got == expected.bytes:
+        return None
+    n, numel, size = expected.n_checkpoints, expected.numel, expected.element_size
+    why = f"measured {expected.bytes} bytes, you predicted {got}"
+    if got == (n + 2) * numel * size:
+        return f"{why}: the output times are saved too"
+    if size != 4 and got * size == expected.bytes * 4:
+        return f"{why}: a number of this dtype takes {size} bytes, not 4"
+    per_output = (numel + 1) * size
+    if got % per_output == 0:
+        return f"{why}, which is {got // per_output} outputs' worth; this solve returns {n + 2} outputs"
+    return why
 
 
 @keep_random_state()
-def check_saved_bytes(fn: Callable, verbose: bool = True) -> Callable:
-    """Exercise 3: the bytes autograd saves for backward, each storage counted once."""
-    require_callable("check_saved_bytes", fn)
+def check_checkpointed_bytes(fn: Callable, verbose: bool = True) -> Callable:
+    """Exercise 3: the memory a checkpointed adjoint keeps, predicted in closed form, against the meter."""
+    require_callable("check_checkpointed_bytes", fn)
     cases = [
-        Case("tanh of 100 float32 values", (_tanh_vector,)),
-        Case("product of two [10, 10] float64 tensors", (_product_float64,)),
-        Case("one weight used by five layers (count it once)", (_shared_weight,)),
-        Case("under torch.no_grad (nothing saved)", (_no_grad,)),
-        Case("an Euler solve of a small MLP field", (_euler_steps,)),
+        Case("a batch [16, 2] of float32 states, no checkpoints (the two ends only)",
+             (_randn(16, 2, dtype=torch.float32, seed=21), 0)),
+        Case("the same batch with 10 checkpoints", (_randn(16, 2, dtype=torch.float32, seed=22), 10)),
+        Case("float64 states [8, 3], 3 checkpoints", (_randn(8, 3, seed=23), 3)),
+        Case("one state [5] without a batch dimension, 4 checkpoints", (_randn(5, dtype=torch.float32, seed=24), 4)),
+        Case("a batch of images [4, 1, 6, 6], 2 checkpoints", (_randn(4, 1, 6, 6, dtype=torch.float32, seed=25), 2)),
     ]
-    hint = ("inside `with torch.autograd.graph.saved_tensors_hooks(pack, unpack):` run fn() and keep its "
-            "output; pack(tensor) records tensor.untyped_storage().data_ptr() -> .nbytes() in a dict (so a "
-            "storage saved twice counts once) and returns the tensor; unpack returns it unchanged.")
-    return check_function("Exercise 3 (saved bytes)", fn, saved_bytes, cases, hint, verbose=verbose)[0]
+    hint = ["the failed case names what your count misses: how many outputs the solve returns, what else it "
+            "saves besides the states, the bytes of one number of the dtype, or a state that is not [B, D].",
+            "Section 6 of the lecture: the adjoint keeps the output states and the output times for backward, "
+            "nothing per step. Count every output time (the two ends as well), every number of every state, and "
+            "y0.element_size() bytes per number."]
+    _, report = check_function("Exercise 3 (the memory of a checkpointed adjoint)", fn, _checkpointed_solve_bytes,
+                               cases, hint, compare=_compare_bytes, verbose=verbose, answer=checkpointed_bytes)
+    return fn if report.ok else checkpointed_bytes
 
 
 @keep_random_state()

@@ -17,8 +17,10 @@ whole final state (e.g. class logits). ``hidden_size`` is the width of the vecto
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -26,7 +28,7 @@ from torch import nn
 from nodecourse._validation import check_batch, check_count
 
 from .mlp import MLP, hidden_sizes
-from ._compat import renamed
+from ._compat import _warn, renamed
 from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, ODEBlock
 from .odefunc import ODEFunc, time_column
 
@@ -47,11 +49,38 @@ Activation = type[nn.Module] | nn.Module | Callable[[], nn.Module]
 # --------------------------------------------------------------------------------------------------
 
 
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def _keyword_renamed(old: str, new: str) -> Callable[[_Fn], _Fn]:
+    """Function decorator, the functions' form of ``_compat.renamed``: the old keyword ``old`` still works for
+    one release, with a DeprecationWarning naming ``new``; passing both is a TypeError. The signature shows
+    only the new name."""
+
+    def decorate(fn: _Fn) -> _Fn:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if old in kwargs:
+                if new in kwargs or new in signature.bind_partial(*args).arguments:
+                    raise TypeError(f"{fn.__name__} got both {old!r} and its new name {new!r}; pass only {new}=....")
+                _warn(fn.__name__, old, new, "keyword")
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+@_keyword_renamed("aug_dim", "aug_size")
 def augment(x: torch.Tensor, aug_size: int) -> torch.Tensor:
     """``x [..., d]`` with ``aug_size`` zeros appended along the last dimension: ``[..., d + aug_size]``.
 
     The zeros are made on x's device and dtype, and gradients flow to ``x`` through the first ``d``
     entries. This is the lift of an augmented Neural ODE (ANODE): solve in ``R^(d + aug_size)``.
+    The old keyword ``aug_dim=`` still works for one release, with a DeprecationWarning.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"augment needs a tensor x of shape [..., d], got {type(x).__name__}.")
