@@ -62,6 +62,15 @@ print(f"device: {DEVICE}, fast mode: {FAST}")
 # The only cell the test suite changes: fast mode trains on 2,048 digits for one pass (64 iterations),
 # which still lifts every model well above chance (10%); the full run trains for a few epochs.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (3 min with the setup). Only this cell depends on fast mode: the accuracy bars are 95% for
+# the ODE-Net in full mode and 60% in fast mode (chance is 10%), and in fast mode each accuracy line adds
+# that one pass over 2,048 digits leaves the models far from trained (the MLP at about 65%). The full run
+# trains for about a minute on a 2-core CPU (the ODE-Net's share is 16-35 s): start the training cell of
+# section 3 early and talk over it. Keep the one-thread cell below: with two threads on a busy 2-core
+# machine the training runs several times slower; with full MNIST on disk the notebook trains on all
+# 60,000 digits for 2 epochs, a few minutes more. Ask the room why one thread can beat two.
+
 # %%
 n_train = 2048 if FAST else None      # training digits used (None: all of them)
 n_test = 300 if FAST else None         # held-out digits evaluated (None: all of them)
@@ -90,6 +99,13 @@ torch.set_num_threads(1)
 # test set of its own, so we hold out a stratified 1,000 (100 per class) and train on the other
 # 4,000. With full MNIST we train on all 60,000 training digits and test on the 10,000 test digits,
 # for fewer epochs.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (8 min). `load_mnist` says which source it used: read that line aloud. The shipped subset
+# is sorted by class, so always sample at random: the first digits would be a few classes only. Random
+# shifts of up to 2 pixels do much of the work on 4,000 digits, and the ink check shows that a shift is a
+# pure translation for the 88% of digits with a blank 2-pixel border. Ask: which augmentations would be
+# unsafe for digits?
 
 # %%
 mnist = load_mnist()
@@ -190,6 +206,15 @@ plt.show()
 # The plain baseline flattens the image to 784 numbers and sends it through five hidden layers of
 # 128 tanh units. A `Linear(m, n)` layer has $mn + n$ parameters (weights and biases).
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min). Stem, body, head: the ResNet and the ODE-Net differ only in the body, and ResNet
+# minus ODE-Net is exactly 5 × 4,736 parameters (six fields against one). Point out the GroupNorm in the
+# field: BatchNorm would make $f$ depend on the batch and on train/eval mode, so it would not be one
+# vector field (a common mistake, like calling `train()` at evaluation time). Explain the adjoint choice:
+# constant memory, and a backward cost we can count. `ResNet(field, depth=6, shared=False)` deep-copies
+# one field, so the six blocks start from the same weights and diverge as they train. Ask: which of the
+# three models does the least compute per digit?
+
 # %%
 mlp_sizes = [28 * 28, 128, 128, 128, 128, 128, 10]
 mlp = nn.Sequential(nn.Flatten(), MLP(mlp_sizes, nn.Tanh))
@@ -283,6 +308,14 @@ check("six fields against one: ResNet - ODE-Net = 5 fields", params["ResNet"] - 
 # rate, same number of iterations; `nodecourse.train.train` runs the loop and records the loss and,
 # for the ODE-Net, the forward and backward NFE of every iteration. We time each run.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). Same seed, so all three models see the same batches and shifts. A typical full
+# run: MLP about 90%, ResNet about 96-97%, ODE-Net about 97% (bar 95%); the ODE-Net's training time
+# (16-35 s) is a `·` line, because a clock is never a check. Do not sell the ranking; sell the parameter
+# count and the cost. The misconception to name: "the ODE-Net is cheaper because it has fewer parameters".
+# It needs about 20 evaluations of $f$ forward and about 20 vector-Jacobian products backward, against 6 +
+# 6 for the ResNet. Ask the room to guess the ranking before the table appears.
+
 # %%
 n_iters = n_epochs * (len(y_train) // batch_size)
 histories, seconds, accuracies = {}, {}, {}
@@ -343,6 +376,14 @@ for name, history in histories.items():
 # dopri5 solve too, of the augmented state $[h, a, g]$, so its count has the same form; each of its
 # evaluations is one evaluation of $f$ plus a vector-Jacobian product.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). For dopri5 (FSAL), NFE = 2 + 6 × steps, and a check line confirms it on every
+# iteration. Forward NFE is about 21, backward about 21 (ratio 0.9-1.1), against the ResNet's 6 block
+# evaluations; per iteration the ODE-Net is about 3× slower than the ResNet. The batch shares one step
+# size (notebook 03), so one hard digit makes the whole batch pay. Common mistake: expecting
+# `nfe_backward` without the adjoint; backpropagating through the solver reports 0, because autograd
+# replays the recorded graph. Ask: how many evaluations do three dopri5 steps cost?
+
 # %%
 nfe_f = torch.tensor(histories["ODE-Net"].nfe_forward)
 nfe_b = torch.tensor(histories["ODE-Net"].nfe_backward)
@@ -385,6 +426,14 @@ claim("mean forward NFE of the ODE-Net, against the ResNet's 6 blocks", nfe_f.fl
 # again after training. A loose tolerance takes few, large steps; a tight one many small steps. We
 # evaluate the trained ODE-Net at $\text{rtol} = \text{atol} \in \{10^{-1}, \dots, 10^{-5}\}$ and
 # record the held-out accuracy and the mean forward NFE per batch of 1,000 digits.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (12 min). From rtol = atol = 1e-1 to 1e-5 the NFE goes 14, 20, 20, 32, 50 and the accuracy
+# stays put to 0.1 point: tighter than the training tolerance buys nothing. Fixed steps on the trained
+# field: Euler with 6 steps (a weight-tied 6-block ResNet, notebook 02) is within a point of dopri5, and 1
+# step loses 1-2 points; stress that this describes this trained field, not a law. Common mistake: reading
+# a tighter tolerance as "more accurate classification"; it only makes the ODE solution more accurate. Ask
+# the room to predict the accuracy at 1e-5 before the sweep runs.
 
 # %%
 def evaluate_at_tolerances(model, X, y, tols, batch_size=1000):
@@ -489,6 +538,15 @@ claim("|accuracy of the weight-tied 6-step Euler ResNet - dopri5's|", abs(fixed[
 # $H - \bar H = U S V^\top$ and keep the coordinates along the first two columns of $V$, the two
 # directions in which the path spreads most (`nodecourse.plotting.pca_project`).
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (15 min). The MLP gives 5 points in $\mathbb R^{128}$, the ResNet 7 points in
+# $\mathbb R^{784}$, the ODE-Net a path of 121 samples of one solution. In the projection the MLP turns by
+# up to about 175°, the ResNet by about 30-45°, the ODE-Net by at most about 0.5° between consecutive
+# samples: the classic MLP-versus-Neural-ODE picture, with the ResNet in between. Do not over-read the
+# figure: each panel has its own principal components (signs arbitrary) and its own scales, and a 2-D
+# projection can show crossings that the full state does not have (notebook 01). Ask: what would the
+# ResNet's panel look like with 100 blocks?
+
 # %%
 digit = X_test[:1].to(DEVICE)
 with torch.no_grad():
@@ -574,3 +632,8 @@ claim("largest turning angle, ODE-Net / MLP", angles["ODE-Net"].max() / angles["
 #   arXiv:2002.08071.
 # - I. T. Jolliffe, J. Cadima. *Principal component analysis: a review and recent developments*.
 #   Philosophical Transactions of the Royal Society A 374, 2016.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (5 min). Close on the trade: parameters for compute, with the solver, not the architect,
+# choosing the depth, and the tolerance as a knob after training. Ask: when would you deploy the ODE-Net
+# rather than the ResNet?

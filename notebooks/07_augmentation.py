@@ -112,6 +112,14 @@ rtol = atol = 1e-3                          # dopri5's tolerances, for every mod
 # about $x_{\max}^2/3 = 1/3$ for inputs uniform on $[-1, 1]$; and the best it can do is to squash the
 # whole line onto one point.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (15 min with the setup). The flow map is a homeomorphism whose inverse is the same ODE
+# solved backwards (notebook 04), and on the line it is strictly increasing. Before deriving the bound,
+# ask the room: what is the best increasing fit to a decreasing target? Then derive MSE ≥ Var(y) with
+# Chebyshev's sum inequality, attained by the constant. Stress that the obstruction is topological, not a
+# matter of capacity or training time: the bound holds for any width and any number of iterations, and the
+# trained model will meet it from above.
+
 # %%
 x_ref, y_ref = reflection_1d(100, seed=0, device=DEVICE)       # x uniform on [-1, 1], y = -x, both [100, 1]
 bound = y_ref.var(unbiased=False).item()
@@ -134,6 +142,14 @@ claim("MSE of the constant mean - Var(y)", mses["constant mean"] - bound, expect
 # `nodecourse.models.augmented.PlainNODE(1, hidden)` is the plain model: $\dot z = \mathrm{MLP}(z)$
 # on the line, $z(0) = x$, output $z(1)$, nothing before or after the flow. We train it on the
 # mean squared error with Adam and watch the loss approach, and never cross, the bound.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). `PlainNODE(1, 32)` stops at the bound (loss 0.2954 against the bound 0.2933 in
+# fast mode; 0.2935 in full mode); the learned map is increasing and nearly flat: it squashes the line.
+# Its NFE per pass climbs from 14 to 32 or 38, because squashing needs a steep, contracting field, and
+# that is the first sighting of NFE as a symptom (section 7). The plot sets the crossing lines that
+# $x \mapsto -x$ needs against the learned trajectories, which bunch up instead. Ask: what would the loss
+# be after ten times as many iterations?
 
 # %%
 mse_loss = nn.MSELoss()
@@ -225,6 +241,15 @@ plt.show()
 #
 # The plain model's MLP gets 46 hidden units against the augmented models' 32, so that all four
 # classifiers of this notebook have about 230 parameters.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (18 min). Finite data can hide the obstruction: the plain model does separate all 256
+# training points (after 135-306 iterations), and the channel theorem still says where it must fail;
+# pulling the ray back with a backward solve finds that curve of class-0 inputs through the ring (computed
+# and checked). Why MSE on ±1 targets (Dupont et al.'s formulation): cross-entropy rewards ever larger
+# outputs, so every model's flow stretches and every NFE rises, which spoils the comparison; worth trying
+# live if someone asks. Ask the room: what is the inverse flow in code? (The same ODE solved from $T$ back
+# to 0.)
 
 # %%
 X_train, labels_train = nested_circles(256, seed=0, device=DEVICE)
@@ -415,6 +440,18 @@ plt.show()
 # $a = 0$ and the ends below it. The same field in the plane, $\dot z_3 = \tfrac34 - |x|^2$, lifts the
 # disk above the ring in $\mathbb R^3$, where a plane separates them.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (18 min). Draw the idea by hand first: the 1-D cut through the circles (disk = middle,
+# ring = both ends) lifted by $\dot a = 3/4 - x^2$, then the circles lifted to $\mathbb R^3$ by the same
+# field, so that the plane $a = 0$ separates them. The exact half turn $\pi J$ in $(x, a)$ reflects the
+# line (error 4e-7); a trained ANODE beats the bound by about 900× (fast) to 17,000× (full) and separates
+# the circles in about 40-70 iterations. Do not confuse $x \mapsto -x$ in 2-D (a rotation by $\pi$, which
+# a plain 2-D flow can do) with a reflection across an axis (orientation-reversing, impossible in 2-D);
+# exercise 4 makes this point. Also: dopri5's error norm averages over all coordinates, so padding with
+# zeros changes the steps slightly, and an ANODE with unused extra dimensions equals the plain model only
+# to the tolerance (exactly with a fixed-step method). Ask: the paths in $(x, a)$ never meet, so where do
+# the crossings come from?
+
 # %%
 line = torch.linspace(-1.5, 1.5, 61)
 line = line[(line.abs() <= 0.5) | (line.abs() >= 1.0)]           # the disk's and the ring's part of the line
@@ -537,6 +574,15 @@ plt.show()
 # by the flow's topology. On the nested circles that does not help: a linear map of the plane keeps
 # the disk inside the ring, so the flow in $\mathbb R^3$ must still do the work.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (9 min). The learned lift $z(0) = Wx + b$ contains zero augmentation ($W = [I; 0]$,
+# $b = 0$). Be honest: everything outside the flow escapes its topology, so the input layer alone can do
+# $x \mapsto -x$ (a weight of -1), but no linear map pulls the disk out of the ring; that is why the
+# models are compared on the circles. Do not expect this model to be uniformly best: its margin over the
+# plain model depends on the random initial lift (over 15 seeds from 9× cheaper to 2.3× dearer, dearer on
+# 4 of them; 1.9× over all 15), so section 7 prints that ratio as a `·` line. Ask: which parts of this
+# model are bound by the flow's topology?
+
 # %%
 seed_everything(0)
 reflection_models["input-layer"] = InputLayerAugmentedNODE(1, 1, hidden, rtol=rtol, atol=atol).to(DEVICE)
@@ -566,6 +612,14 @@ claim("input-layer: lowest accuracy on 1000 fresh points over the seeds",
 # **The reflection, exactly:** the harmonic oscillator $\ddot x = -\pi^2 x$ from rest is
 # $x(t) = x_0\cos(\pi t)$, so $x(1) = -x_0$. A `SecondOrderNODE(1, hidden_size=1)` with identity
 # activation and an MLP computing $-\pi^2 x$ is that flow:
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). The state $[x, v]$ with $\dot x = v$, $\dot v = f(x, v)$, $v(0) = 0$: an
+# augmentation by $d$ dimensions with a fixed structure, where the velocity is the room to move past each
+# other. The oscillator $\ddot x = -\pi^2 x$ reflects the line exactly; the trained models solve both
+# tasks, and the phase portraits show paths that never meet in the plane. In exercise 2 the usual slips
+# are swapped halves of $z$ and calling `accel(v, x)`. Ask the room: the output is one coordinate, as for
+# the plain 1-D model, so why does the floor not apply?
 
 # %%
 oscillator = SecondOrderNODE(1, 1, activation=nn.Identity, rtol=1e-8, atol=1e-8).to(DEVICE)
@@ -624,6 +678,16 @@ plt.show()
 # models reflect the line with gentler flows. One run per model depends on its seed, and the NFE moves
 # in steps of 6 (one dopri5 step), so we compare the plain model with the augmented models' average:
 # on five seeds it ended 8 to 14 evaluations above it, and we check at least one step (6).
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). On the circles the plain model's total cost is about 5× that of zero
+# augmentation. At tolerance 1e-3 the NFE per pass moves in steps of 6 (one dopri5 step), so per-pass
+# differences look small; the total cost to reach a result is the robust comparison. Every check is on the
+# mean over the race's seeds, with bars that held for every pair of 15 seeds: the plain model costs at
+# least 2× zero augmentation and the second-order model (smallest two-seed ratio 2.5), ends above the
+# augmented models' NFE per pass and has the lowest fresh accuracy. Augmentation gives the flow room, not
+# parameters: all four classifiers have about 230 (the plain one gets 46 hidden units). Ask: why compare
+# the evaluations to separate rather than the NFE per pass?
 
 # %%
 print(f"{'model':15s} {'final MSE':>10s} {'NFE/pass at the end':>20s}")

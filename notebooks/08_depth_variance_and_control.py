@@ -104,6 +104,15 @@ coefficient_tol = 3.0 if FAST else 0.3   # how close the Galerkin model's learne
 # observed at the depths $s_k = k/16$, $k = 1, \dots, 16$. The field that generates it is *linear* in
 # $h$ with a weight $w(s) = 2\pi \cos 2\pi s$ that changes with depth.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (15 min with the setup). The lemma (a 1-D autonomous solution is monotone in depth), then
+# the go-up-and-come-back task $x e^{\sin 2\pi s}$ at 16 depths. The floor by isotonic regression (pool
+# adjacent violators, checked against the min-max formula) is 87% of the identity's loss, and a trained
+# MLP field sits on it. Stress that every "cannot" in this notebook comes with a number (here the isotonic
+# floor, in section 3 the variance floor, in section 4 the sign-of-$f(0)$ floor): a trained model on the
+# floor is the experiment, and the proof says no amount of training will move it. Ask the room: which
+# paths can a 1-D autonomous field draw?
+
 # %%
 t_obs = torch.linspace(0.0, 1.0, 17, device=DEVICE)                  # s_0 = 0, ..., s_16 = 1
 X_path = torch.linspace(-1.0, 1.0, n_samples, device=DEVICE)[:, None]  # inputs [64, 1]
@@ -202,6 +211,17 @@ claim("depth-invariant MLP: final loss / floor (2% slack for RK4's own error)", 
 # | time concatenation | $f(h, s) = \mathrm{net}([h, s])$ | one network; depth is an input |
 # | Galerkin Neural ODE | $f(h, \theta(s))$, $\theta(s) = \sum_{k} \alpha_k \varphi_k(s)$ | $K$ coefficients per weight |
 # | stacked Neural ODE | $f(h, \theta_i)$ for $s \in [s_i, s_{i+1})$ | one network per interval |
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (25 min). Three depth-variant fields, each checked by what defines it: time concatenation
+# with zero depth weights is the plain MLP, a Galerkin layer with only the constant term is `nn.Linear`,
+# identical stacked blocks are one block. The Galerkin layer costs $K$ times a plain layer, independent of
+# depth; with the right basis ten numbers hold the field exactly: in full mode the learned $w(s)$
+# coincides with $2\pi\cos 2\pi s$ (correlation 1.000, coefficient 6.28), while fast mode stops near a
+# coefficient of 4 and a correlation of 0.87, and its lines say it is under-trained, so nobody reads it as
+# a failure. Common mistakes: the Fourier order is `[1, cos 1..n, sin 1..n]`, not interleaved pairs, with
+# the factor $2\pi/\tau$ in the angle; a Galerkin layer computing `x @ W` instead of `x @ W.T`, or using
+# only the constant coefficient. Ask: why do the stacked model's four weights land near $\pm 4$?
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 2a. Time concatenation
@@ -413,6 +433,18 @@ plt.show()
 # $$\dot h = f(s, h, x), \qquad h(0) = x .$$
 # Each input now has *its own* vector field, and trajectories of different inputs may cross.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (20 min). Depth variance and data control fix different limitations: depth variance lets a
+# trajectory go up and come back, but two trajectories still cannot cross at the same depth, so no 1-D
+# depth-variant flow reflects; data control gives each input its own field, so they can. A linear
+# controlled field $\dot h = ah + bx$ reflects exactly for a whole family of $(a, b)$, and zero control
+# weights give the uncontrolled field. Common mistakes: believing time concatenation lets a 1-D model
+# reflect; concatenating `[x, h]` instead of `[h, x]`; returning `x` instead of zeros as its derivative,
+# or $f$ alone instead of the tuple. With `odeint_adjoint`, an output part that does not depend on the
+# state (`torch.zeros_like(x)`) currently makes the reverse solve fail with "element i of tensors does not
+# require grad": write `0 * x` (the package's models do). Ask the room, before the plot: will the
+# controlled model's trajectories cross?
+
 # %%
 X_ref, Y_ref = reflection_1d(n_samples, seed=0, dtype=torch.float32, device=DEVICE)
 floor_reflection = (Y_ref - Y_ref.mean()).pow(2).mean().item()
@@ -517,6 +549,18 @@ plt.show()
 # `AdaptiveDepthODE(func, depth_net)` does this with the tuple state $(h, T)$, $\dot T = 0$. We check
 # it against solving each sample separately to its own depth, and check the derivative with respect
 # to the depth, $\partial h(T)/\partial T = f(T, h(T))$, that training uses.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (20 min). Time rescaling is the whole implementation: one batched solve on $[0, 1]$ of
+# $T f(T\sigma, \tilde h)$, and the gradient with respect to $T$ comes for free from autograd (checked:
+# $\partial h(T)/\partial T = f(T, h(T))$). Be honest about the paper: its Fig. 5 shows adaptive depth
+# learning the reflection, which with an autonomous 1-D field is impossible (proved floor); what adaptive
+# depth adds is where along its orbit each input stops (overtaking: $x \mapsto 3 - x$), and with a
+# depth-variant field the reflection becomes possible, the explicit $f = 4(s - 1)$, $T = 1 + \sqrt{1 - x}$
+# showing the mechanism (all paths merge, then leave at different depths). Common mistakes: forgetting the
+# factor $T$, or calling the field at $\sigma$ instead of $T\sigma$ (visible only for depth-variant
+# fields, which the checker includes). Ask: can an autonomous adaptive-depth model learn
+# $x \mapsto x + 1$? And $x \mapsto 1 - x$?
 
 # %%
 seed_everything(5)
@@ -676,6 +720,15 @@ plt.show()
 # figure-eight $\beta(s) = (\sin s,\ \sin s\cos s)$ of period $2\pi$, which every trajectory should
 # join. A field that steers every initial state onto $\beta(s)$ at depth $s$ must depend on depth, and
 # periodically so: a **Galerkin** field in the Fourier basis with period $2\pi$.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (20 min). The generalised adjoint is the ordinary adjoint of $(h, L)$ with
+# $\dot L = \ell$: no new adjoint code, and the gradient matches backprop to 4.5e-9. This section joins
+# notebook 04 (a contracting field makes the reverse reconstruction ill-conditioned, hence 13 checkpoints)
+# and notebook 11 (without the kinetic-energy term the tracking loss has no minimiser); the periodic basis
+# keeps tracking for three periods after training on one. Common mistakes: returning the running integral
+# $L$ instead of the cost $\ell$ as $dL/ds$, and summing the cost over the batch (the state needs one
+# value per sample). Ask the room what training does as $\lambda \to 0$.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The running cost needs a price on speed

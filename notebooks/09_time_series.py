@@ -98,6 +98,13 @@ keep_fraction = 0.7                        # share of the window's points the en
 # `values` and the `clean` states `[n_series, n_points, 2]`, and `dense(t)`, the exact trajectories at
 # any times, our ground truth.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min with the setup). `irregular_time_series` gives each series its own random times
+# (gap coefficient of variation about 0.9), noisy `values`, the `clean` states and `dense(t)`, the ground
+# truth, whose closed form is checked against the field. Point at the tick plot: dense clusters, long
+# holes, a different pattern in every series. Ask the room: what must an RNN be told about these gaps, and
+# what does an ODE model need?
+
 # %%
 data = irregular_time_series(n_series=n_train, n_points=30, t_max=t_max, noise=0.05, seed=0, device=DEVICE)
 print(f"times {tuple(data.times.shape)}, values {tuple(data.values.shape)}, clean {tuple(data.clean.shape)}")
@@ -161,6 +168,13 @@ plt.show()
 # One call `odeint(f, y0_hat, t_obs)` returns the states at all observation times at once, however
 # irregular. We observe one spiral (radius 1.5) at 40 random times in $(0, 12.5)$, train on those up
 # to $t = 10$, and keep the rest to test extrapolation a little beyond the data.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (15 min). The point of the comparison: the ODE learns a law (a vector field) and
+# integrates it past the data; the MLP of $t$ learns a curve and flattens out (extrapolation MSE about
+# 0.01 against 0.26-0.63). The fit error falls by more than 20×. Near the data the learned field matches
+# $Ay$ (relative error about 0.05-0.07); outside radius 1.8 it does not (about 0.3): it is only as good as
+# the data that constrained it. Ask: where in the plane would you trust the learned field?
 
 # %%
 spiral = irregular_time_series(n_series=1, n_points=40, t_max=12.5, noise=0.05, seed=0,
@@ -301,6 +315,14 @@ plt.show()
 # batch is **padded**: each series fills the start of a row, and a boolean **mask** marks the real
 # entries. `pad_batch` does this for a list of series:
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). Padding is harmless only if nothing reads it: gaps are taken between real
+# entries, losses select real entries with `torch.where`, and the encoder skips padded steps; the lecture
+# poisons the padding with NaN on purpose. Common mistakes: multiplying the loss by a 0/1 mask
+# ($0 \cdot \text{NaN} = \text{NaN}$, so the loss and every gradient become NaN), and dividing by the
+# number of real entries without the $D$ channels (the loss is then $D$ times too large, which silently
+# changes the learning rate). Ask the room what the masked MSE returns if we multiply instead of select.
+
 # %%
 lengths = (4, 2, 5)
 series_t = [data.times[i, :n] for i, n in enumerate(lengths)]
@@ -353,6 +375,18 @@ check("masked MSE ignores the NaN padding and equals the MSE of the real entries
 # steps to each output time. An adaptive solver with dense output (like `nodecourse`'s) chooses its
 # steps by the error estimate alone and *interpolates* the outputs, so a thousand output times cost
 # no more evaluations than one. `union_times(times, mask)` returns the grid and the indices:
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). The union trick is what makes batched latent ODEs practical: one solve equals
+# per-series solves (to 1e-7), and 961 output times cost the same NFE as 2, because the adaptive solver
+# chooses its steps from the error estimate and interpolates at output times; a fixed-grid solver that
+# steps to every output time would pay for each (say this if asked why the latent ODE uses Dopri5). Common
+# mistakes: a union without $t_0 = 0$ (the solve then starts at the first observation, not where $z_0$
+# lives); padded times in the union (garbage such as 99 makes the solve run to $t = 99$, slowly, and it
+# can blow up); gathering along the wrong axis (`odeint` returns `[U, B, L]`: `transpose(0, 1)` before
+# `gather(1, ...)`). The sub-slide on own times shows the union's price in the adjoint, whose reverse
+# solve restarts at every grid time. Ask: why does a series need at least one reverse step per
+# observation?
 
 # %%
 grid_b, index_b = union_times(times_b, mask_b)
@@ -479,6 +513,15 @@ claim("own times: union backward calls / own backward calls", measured=union_run
 # Rubanova et al., which also take $\Delta t$ as an input. It must learn from data what a gap of
 # length $\Delta$ does to the state; the ODE gets that from integration.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (15 min). GRU encoder read backwards with gaps, $\dot z = f(z)$, linear decoder. The model
+# is deterministic on purpose (smaller, faster, enough for errors); the paper's VAE adds a
+# mean/log-variance head, $z_0 = \mu + \sigma\varepsilon$ and a KL term, a good extension for strong
+# students. The comparison is fair: same encoder, decoder, data, optimiser, schedule and steps, and the
+# RNN has more parameters (5,026 against 3,986); only the latent evolution differs. Common mistake:
+# running the encoder forwards, so that it ends next to the last observation instead of next to $t = 0$,
+# where $z_0$ lives. Ask: why must the encoder see the gaps, and not only the values?
+
 # %%
 seed_everything(0)
 latent_ode = LatentODE(input_size=2, state_size=4, encoder_hidden_size=32, hidden_size=32, atol=1e-4).to(DEVICE)
@@ -519,6 +562,12 @@ check("padding leaves z0 unchanged", torch.equal(z_pad, z_base))
 # We train on only `n_train = 100` series, the situation where a model's built-in assumptions matter
 # most: the latent ODE *assumes* that the state flows continuously under a fixed vector field, the
 # RNN has to learn from the data what a gap of each length does.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). In full mode the two runs take about 70 s on a laptop CPU (latent ODE about
+# 45 s, RNN about 25 s): start the cell, then talk through the loss and the data split while it runs. 100
+# series; the encoder sees a random 70% of $(0, 5]$, drawn anew at every step, and the loss covers every
+# point. Ask the room which points test interpolation and which extrapolation.
 
 # %%
 def encoder_mask(times: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -575,6 +624,14 @@ plt.show()
 # ODE's extrapolation error must be below `extrapolation_ratio` = 0.6 times the RNN's; the short
 # fast-mode run only checks that it is not clearly worse (ratio below 1.25) and that it interpolates
 # far better than the zero prediction.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). On 200 new series the latent ODE extrapolates in full mode with less than 0.6×
+# the RNN's error (measured 0.43); the short fast-mode run only checks that it is not clearly worse. Be
+# honest about the limits: with lots of data the RNN closes much of the gap (with 500 training series the
+# extrapolation ratio was about 0.7 in our trials); the ODE's advantage is its prior, which shows most
+# with few series, on unusual grids and past the horizon. Ask: which model would you bet on with 10,000
+# training series?
 
 # %%
 test = irregular_time_series(n_series=200, n_points=30, t_max=t_max, noise=0.05, seed=1, device=DEVICE)
@@ -633,6 +690,14 @@ plt.show()
 # particular chain of gaps that led there, so a different query grid is a different computation. We
 # query both models on a fine grid (step 0.05) and a coarse one (step 0.3, every sixth point of the
 # fine one), over $[0, 15]$, half again beyond the training horizon of $t = 10$.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). The take-home: an RNN's prediction at time $t$ depends on the chain of gaps that
+# led there, so its answer changes with the query grid (by up to about 2 here) and breaks on the fine
+# grid, whose gaps it never saw; the ODE's state at $t$ is one number, identical on both grids, and beyond
+# the training horizon the ODE is far better. Common mistake: asking an RNN for a dense plot and trusting
+# it. Ask the room to predict, before the cell runs, whether the RNN's fine-grid curve will match its
+# coarse one.
 
 # %%
 t_fine = torch.arange(0, 301, device=DEVICE) * 0.05            # 0, 0.05, ..., 15

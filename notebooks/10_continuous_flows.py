@@ -118,6 +118,19 @@ n_probes = 20000                       # probes for the unbiasedness checks
 # $e_2 = \big((\operatorname{tr} A)^2 - \operatorname{tr}(A^2)\big)/2$, the sum of the products of pairs of
 # eigenvalues, so the error of $1 + \varepsilon\operatorname{tr}A$ divided by $\varepsilon^2$ must tend to $e_2$.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (28 min with the setup, the four sub-slides included). The derivation is one line once
+# $\det(I + \varepsilon A) = 1 + \varepsilon \operatorname{tr} A + O(\varepsilon^2)$ is seen: a
+# determinant, the product of the eigenvalues, becomes a trace, their sum; the derivative follows the
+# moving point, not a fixed $x$. Sign and direction cause most confusion, so write the conventions on the
+# board once: data at $t = 0$, the Gaussian at $t = 1$, $\delta$ the change of $\log p$ along the path,
+# and "log p at the start = log p at the end minus $\delta$ at the end", in either direction of
+# integration. Common mistakes: $+\operatorname{tr}$ in the dynamics or $+\delta$ in $\log p(x)$ (the
+# linear-field check $\delta(t) = -t\operatorname{tr}A$ catches both), and forgetting
+# `torch.enable_grad()` in the dynamics, which works while training and fails under `torch.no_grad()` with
+# "element 0 of tensors does not require grad". Ask: for $\dot z = \tanh 3z$, where does the density fall
+# most, and why?
+
 # %%
 torch.manual_seed(0)
 A = torch.randn(4, 4, **F64)
@@ -327,6 +340,16 @@ claim("cnf_dynamics against CNF.augmented_dynamics: max difference", difference,
 # these estimates has a relative standard error of about 1-2%, so the variance formulas are checked to
 # 10% and the two variances, about 12% apart, are told apart.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (13 min). The exact trace is $D$ reverse passes because autograd gives vector-Jacobian
+# products, one row at a time; the batch trick (the gradient of `f[:, i].sum()`) works only because
+# samples do not interact. Hutchinson is unbiased, and Rademacher probes have less variance because the
+# diagonal is exact; the cost against $D$ is printed, not checked (a clock). Common mistakes:
+# `grad(f.sum(), z)`, the sum of all Jacobian entries instead of the trace; forgetting `create_graph=True`
+# (right values, but training silently loses the trace's gradient); a second `autograd.grad` without
+# `retain_graph`/`create_graph` ("Trying to backward through the graph a second time"). Ask: why is a
+# Rademacher probe never worse than a Gaussian one?
+
 # %%
 torch.manual_seed(2)
 D = 8
@@ -417,6 +440,15 @@ plt.show()
 # **The data.** Two interleaved half circles with a little Gaussian noise, centred at the origin. We
 # generate them here (the same recipe as scikit-learn's `make_moons`): 4,000 points to train on and
 # 1,000 fresh ones to measure the test NLL. The labels (which moon) are used only in section 6.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (15 min). The true density by quadrature gives the best possible NLL (about 0.72 nats), so
+# we know how far the flows are from perfect. We train with fixed-step RK4 to make the time comparison
+# clean and check with Dopri5 afterwards that the steps resolve the flow (the same NLL at 1e-6): the
+# solver is a hyperparameter (notebook 05), and a coarse training grid can turn a flow into a discrete
+# model whose "density" is not its ODE's. Fast mode trains a smaller flow for 200 iterations; its test NLL
+# stays about 0.6 nats above the true density's (full mode: about 0.1), and the line says so. Ask the
+# room: why can no model beat the true density's NLL on fresh data?
 
 # %%
 def two_moons(n: int, noise: float = 0.08, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -554,6 +586,16 @@ claim("|NLL with Dopri5 - NLL with RK4| (nats)", abs(nll_accurate - nll_exact), 
 # unbiased trace estimates along a fixed path, so the estimated log-likelihood is unbiased too. We
 # check that first on the untrained model, for one point repeated with 20,000 probes.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). The probe is drawn once per solve, so the ODE stays deterministic for the
+# solver, and since $z(t)$ does not depend on the probe the log-likelihood estimate is unbiased (checked):
+# Hutchinson adds variance to the gradient, not bias. In 2-D it saves at most a factor of two (measured
+# 1.3-2 per training step); the point of FFJORD is the scaling in $D$ (measured ratio 65-215 at
+# $D = 128$). Common mistake: a new probe at every function evaluation, so that the solver integrates a
+# random right-hand side (adaptive solvers misbehave). Times on a shared CPU are noisy, so the lecture
+# compares the fastest of nine alternating steps and prints the ratio as a `·` line. Ask: what would an
+# adaptive solver do if the probe changed inside a solve?
+
 # %%
 hutch_model = copy.deepcopy(initial)
 hutch_model.trace = "hutchinson"
@@ -632,6 +674,12 @@ plt.show()
 # density must integrate to one; a CNF's does by construction, since it is the pushforward of a
 # normalised Gaussian. We check it with a Riemann sum over the plotted window.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (9 min). A CNF's density is normalised by construction (the Riemann sum over the window is
+# 0.9997-0.9999): unlike an energy model, it has no partition function. Samples are base draws solved
+# backwards, with no trace needed, and the round trip checks the inversion. Ask the room: what does one
+# sample cost, compared with one evaluation of $\log p$?
+
 # %%
 n_grid = 120
 xs = torch.linspace(-2.5, 2.5, n_grid, device=DEVICE)
@@ -704,6 +752,12 @@ claim("max |end of the path - samples|", (path[-1] - samples[:1000]).abs().max()
 # holds unchanged and `log_prob(x, c)` is the conditional density $\log p(x \mid c)$. One network,
 # trained on all the data by maximising $\sum_b \log p(x_b \mid c_b)$, then samples either moon on
 # demand: solve backwards with the condition of your choice. We train it with Hutchinson's estimator.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). The conditional CNF is Massaroli et al.'s data control applied to flows; for
+# each fixed label it is an ordinary CNF, so everything above still holds. Its samples land on the
+# requested moon (a 1-nearest-neighbour judge), and Bayes' rule with $\log p(x \mid c)$ gives a classifier
+# for free. Ask: what does $p(c \mid x)$ look like between the two moons?
 
 # %%
 seed_everything(0)
@@ -788,3 +842,8 @@ plt.show()
 #   arXiv:1505.05770.
 # - G. Papamakarios, E. Nalisnick, D. J. Rezende, S. Mohamed, B. Lakshminarayanan. *Normalizing Flows
 #   for Probabilistic Modeling and Inference*. JMLR 22(57), 2021. arXiv:1912.02762.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (5 min). Close on the two costs: the trace (exact, $D$ passes; Hutchinson, one) and the
+# solve (its steps, checked against Dopri5). Ask: which of today's results would change for images, with
+# $D = 784$?

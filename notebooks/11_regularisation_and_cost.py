@@ -77,6 +77,15 @@ F64 = {"dtype": torch.float64, "device": DEV}
 # The only cell the test suite changes: fast mode trains for fewer iterations, on two seeds and two of
 # the four variants, and sweeps the stiff problems over a smaller range.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (3 min with the setup). Fast mode changes the iterations, the seeds, the variants trained
+# (plain and kinetic + Jacobian, not the two single terms), the range of $\lambda$ and the accuracy bars:
+# after 120 iterations about one run in four still sits on a plateau near 85-90% (every run tried reached
+# 100% by 500), so fast mode checks a mean of 80% and a gap of 5 points instead of 95% and 2, and its
+# lines say so. The full run takes about 90 s on a 2-core CPU (the twelve classifiers about 60 s, the
+# stiff sweep most of the rest); everything uses one CPU thread, because the models have 4 hidden
+# dimensions, and the stiffness sections are float64 and train nothing.
+
 # %%
 n_iters = 120 if FAST else 500              # optimizer steps per training run
 seeds = [0, 1] if FAST else [0, 1, 2]       # every variant is trained once per seed, from the same init
@@ -105,6 +114,14 @@ vdp_span = 1.0 if FAST else 3.0             # Van der Pol with mu = 1000 on [0, 
 # They are not invisible to the solver. The point travels along a circle of length $\omega_k |z_0|$,
 # and its **kinetic energy** $\int_0^1 \|f(z(t))\|^2\,dt = \omega_k^2 |z_0|^2$ grows with every
 # extra turn. We solve each with dopri5 at one tolerance and count.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). The rotations $\omega_k = \pi/2 + 2\pi k$ all give the same quarter turn at
+# $t = 1$; at tolerance 1e-6 the NFE is 80, 272, 512 and 728 for $k = 0, \dots, 3$, and the kinetic energy
+# matches $\omega_k^2|z_0|^2$. Stress that the training loss sees only the end map: which of the many
+# fields gets learned is free, and it decides the cost. Derive $\ddot z = Jf$ on the board: the bound
+# $\|\ddot z\| \le \|J\|_F\|f\|$ is the whole motivation for both regularisers. Ask the room, before the
+# count: how much dearer is the field with three extra turns?
 
 # %%
 theta = math.pi / 2
@@ -182,6 +199,19 @@ check("more energy, more evaluations: the NFE grows with k", all(a < b for a, b 
 # `nodecourse.models.regularised` has the two integrands, `kinetic_integrand(f)` and
 # `jacobian_probe_integrand(f, z, eps)`, and `RegularisedODEFunc(net)`, the augmented dynamics.
 # We check each against an independent computation.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (15 min). The augmented state $(z, E_K, E_J)$; the Hutchinson argument
+# $\mathbb E\,\varepsilon^\top JJ^\top\varepsilon = \|J\|_F^2$ takes three lines, and
+# `torch.autograd.grad(f, z, eps, create_graph=True)` gives $\varepsilon^\top J$ for the whole batch in
+# one pass. The probe is fixed for the whole solve and drawn afresh for each solve: if it changed inside a
+# solve, an adaptive solver would see a different field at every stage. Common mistakes: the full Jacobian
+# "to be exact" ($D$ backward passes per evaluation, where an unbiased estimate is all a stochastic
+# gradient needs); $J\varepsilon$ (a JVP) instead of $\varepsilon^\top J$, unbiased too but a different
+# number and not one reverse pass; forgetting `create_graph=True`, so that the penalty is a constant and
+# training silently ignores it; calling `autograd.grad` under `torch.no_grad()` or on a `z` that does not
+# require grad (the dynamics need `torch.enable_grad()` and a leaf copy of `z`). Ask: why is one noisy
+# probe per solve enough?
 
 # %%
 seed_everything(0)
@@ -267,6 +297,19 @@ claim("the z part against the plain ODE's solution: max difference", (z_path - p
 #
 # Every variant starts from the same initial weights (the same seed) and sees the same minibatches;
 # backpropagation through dopri5 (`rtol = atol = 1e-3`) gives the gradients.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (25 min, the two sub-slides included). Full mode (3 seeds): all four variants reach 100%,
+# with test NFE plain 26, kinetic 18, Jacobian 16, both 14; $E_K$ is 51.8 against 1.0 and $E_J$ 10.7
+# against 0.2; the plain model takes its scale from the flow ($|W_{out}|$ 1.45 against 4.09, logit margin
+# 10.4 against 5.6). Its paths are 6.4 against 1.0 long and bend 12% against 1%: the regulariser produces
+# the straight, constant-speed optimal-transport path (fast mode's bend bar is 0.75, and its line says the
+# paths are still straightening); the tolerance sweep goes 20 to 76 (plain) and 14 to 30 (regularised)
+# from 1e-2 to 1e-6, cheaper at every tolerance and with a widening gap. Stress: the regularisers express
+# a preference among equally good fields, so accuracy does not have to suffer, and here it does not.
+# Common mistake: comparing NFE across models at different tolerances, or counting the regularised model's
+# training solve (it carries the integrals) as its test cost; the lecture measures test NFE with the plain
+# dynamics at one tolerance. Ask: why does cross-entropy push the plain model towards a larger $f$?
 
 # %%
 X_train, y_train = nested_circles(1024, seed=0, device=DEVICE)
@@ -502,6 +545,18 @@ claim("worst accuracy of the regularised model minus best of the plain one, over
 # on a real negative eigenvalue the condition is $h \le 2/|\nu|$. A method of order $p$ has
 # $R(z) = \sum_{k \le p} z^k/k! + O(z^{p+1})$, the Taylor polynomial of $e^z$: we check that on every
 # tableau and compute the real stability limit $x^*$, the largest $x$ with $|R(-s)| \le 1$ on $[0, x]$.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (25 min, the sub-slides included). Notation, once on the board: $\nu$ an eigenvalue,
+# $\lambda$ the stiffness rate of $\dot y = My$, $(A, b, c)$ a Butcher tableau, $\mu$ Van der Pol's
+# parameter. Real limits $x^*$: Euler 2, RK4 2.785, bosh3 2.513, dopri5 3.307; on $[0, 10]$ dopri5 takes
+# 393, 3783 and 37658 steps for $\lambda = 10^2, 10^3, 10^4$ (slope 0.99), accepted steps within 10% of
+# $T\lambda/x^*$, the same count at 1e-3 and 1e-6: the signature to teach is a step count that grows like
+# the stiffness ratio and ignores the tolerance. Van der Pol with $\mu = 1000$: the steps sit at 1.025
+# times $x^*/\rho(J)$ while $x$ only moves from 2 to 1.998; backward Euler with $h = 0.05$, 250 times the
+# explicit limit, is stable and first-order accurate. Common mistake: taking $2/|\nu|$ as Euler's limit
+# for a complex eigenvalue; the bound is $-2\operatorname{Re}\nu/|\nu|^2$. Ask the room, before the sweep:
+# how will the step count change if the tolerance is tightened a thousandfold?
 
 # %%
 def stability_coefficients(tableau) -> torch.Tensor:
@@ -759,6 +814,16 @@ claim("the implicit method needs far fewer evaluations: NFE, Radau / dopri5", ra
 #    NaN there. A solution that blows up in finite time ($\dot y = y^2$, notebook 01) ends the same
 #    way, with a message about the state's size instead.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). Four `SolverError`s are caught and their messages checked: too many steps,
+# non-finite values from explicit Euler above its limit, and step-size underflow from a NaN field and from
+# a blow-up. Read the messages aloud and go through the table: each names its cause and maps to a remedy.
+# Common mistake: raising `max_num_steps` on a stiff problem; the error goes away, the solve takes
+# forever, and nothing about the cause changes. Close with the learned dynamics: the largest eigenvalue of
+# $\partial f/\partial z$ along the test paths is 8.7 (plain) and 1.4 (regularised) in full mode, and both
+# models are accuracy-limited, not stiff, because their steps are below $x^*/\rho$. Ask: which row of the
+# table would a model that learned a stiff field hit first?
+
 # %%
 lam4 = stiff_matrix(1e4)
 failing = {
@@ -864,3 +929,8 @@ claim("the Jacobian penalty shrinks the eigenvalues: largest |eigenvalue|, regul
 #   Problems*, 2nd ed. Springer, 1996.
 # - R. T. Q. Chen, Y. Rubanova, J. Bettencourt, D. Duvenaud. *Neural Ordinary Differential
 #   Equations*. NeurIPS 2018. arXiv:1806.07366.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (2 min). One sentence per half: regularisers choose a cheap field among equally good ones;
+# stiffness caps an explicit solver's step, whatever the tolerance. Ask: which of the two could a
+# regulariser fix?

@@ -76,6 +76,13 @@ F64 = {"dtype": torch.float64, "device": DEV}
 # ## Hyperparameters
 # The only cell the test suite changes: fast mode takes fewer timed repeats and smaller batches.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (2 min with the setup). An optional appendix, outside every lecture's plan: for a
+# tutorial, a lab or learners who ask where the time goes. Stress the two kinds of line: every time is a
+# `·` line, shown and never checked, because it depends on the machine and on what else runs on it; the
+# `✓` lines are the counts (NFE, steps, operations) and the accuracy, which do not. Ask the room why a
+# lecture should never fail on a clock.
+
 # %%
 n_timing = 3 if FAST else 15     # timed repeats per solver (the median is shown)
 n_repeats = 1 if FAST else 5     # timed repeats of the adjoint comparison, plus two
@@ -89,6 +96,12 @@ n_compare = 64 if FAST else 256  # batch of the adjoint comparison of section 3
 # one step per sample (`options={"per_sample": True}`) each takes its own, while the batched function
 # is still called until the slowest sample is done. torchode always keeps one step per sample. We
 # time all of them with dopri5 and torchdiffeq's shared step beside them.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (8 min). The decay batch of notebook 03: with one step per sample each sample takes about
+# a third of the shared step's steps (checked), and on a problem this small it is still slower on the
+# clock (shown), because the batch waits for its slowest sample and every step does more bookkeeping. Ask:
+# on what kind of problem would per-sample steps also win on the clock?
 
 # %%
 rates = torch.logspace(0, 2, n_batch, **F64)  # 1 ... 100
@@ -153,6 +166,14 @@ report("time per sample / time shared", mixed[1].seconds / mixed[0].seconds, fmt
 #
 # The network of notebook 03, section 9, with a batch of 64, and the time of one bare call of it:
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (10 min). About 36 operations launched per step eager against 2-3 compiled (a ratio of at
+# least 10 is checked); the first compilation takes seconds and the speed-up is shown, not checked.
+# Compilation pays back in training loops of thousands of solves, not in one. On a machine without a C++
+# compiler the compiled cell warns and falls back to eager steps, and the notebook says so instead of
+# checking the operation counts. Ask the room: how many solves does it take to pay back a compilation of
+# about 15 s?
+
 # %%
 torch.manual_seed(0)
 mlp = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(),
@@ -213,6 +234,12 @@ report("speed-up of the compiled solve, eager time / compiled time", seconds["ea
 # seminorm. The time column ("ms") and "NFE" below are those of the backward pass, the adjoint's own
 # work (the forward solve's time is listed under each row); the gradient error is measured against a
 # float64 backprop reference at a tight tolerance.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (8 min). The same reverse steps (backward NFE equal, checked) and the same accuracy
+# (checked), with and without the seminorm; only the backward times differ, and they are shown. Stress the
+# order: compare solvers by NFE and accuracy first, then by the clock. Ask: if two adjoints take the same
+# steps, where can their times differ?
 
 # %%
 class CountedMLP(torch.nn.Module):
@@ -303,3 +330,7 @@ check("the seminorm saves backward evaluations",
 #   ICML 2021. arXiv:2009.09457.
 # - R. T. Q. Chen. *torchdiffeq: ODE solvers and adjoint sensitivity analysis in PyTorch*, 2018 (the library
 #   compared with here).
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Speaker notes (2 min). Counts are checked, clocks are shown. Ask: which line of this notebook would you
+# rerun on the machine you train on?

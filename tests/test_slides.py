@@ -75,6 +75,22 @@ def test_a_long_section_is_continued_on_sub_slides_and_the_deck_loads_nothing_re
     assert "assets/reveal.js/reveal.js" in html and "assets/mathjax/tex-svg-full.js" in html
 
 
+def test_every_numbered_section_of_every_lecture_has_speaker_notes():
+    """The instructor's points for a section sit in its speaker notes (a cell of slide type "notes")."""
+    missing = []
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        section, has_notes = None, True
+        for cell in nbformat.read(path, as_version=4).cells + [nbformat.v4.new_markdown_cell("## end")]:
+            if cell.cell_type == "markdown" and re.match(r"^## ", cell.source.lstrip()):
+                if section and not has_notes:
+                    missing.append(f"{path.stem}: {section}")
+                heading = cell.source.lstrip().splitlines()[0]
+                section, has_notes = (heading, False) if re.match(r"^## \d+\.", heading) else (None, True)
+            elif cell.metadata.get("slideshow", {}).get("slide_type") == "notes":
+                has_notes = True
+    assert not missing, "sections without speaker notes:\n" + "\n".join(missing)
+
+
 def test_the_vendored_assets_carry_their_licences():
     assets = ROOT / "tools" / "assets"
     assert "MIT" in (assets / "reveal.js" / "LICENSE").read_text() or "Permission is hereby granted" in (
