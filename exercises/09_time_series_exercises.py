@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-385e6b1bc88a2aa1"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-1e384bd93a6a3213"]
 # > **This notebook is generated** from `solutions/09_time_series_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -14,9 +14,11 @@
 # Six exercises that build the plumbing of a latent ODE for irregularly sampled series (notebook
 # 09): pad series of different lengths into a batch, average a loss over real observations only,
 # find the union of a batch's query times, and predict every series at its own times from one ODE
-# solve. At the end your four functions train a latent ODE. Each exercise is a function; the checker
-# below it runs your function against a reference on several cases, prints what passed and what
-# failed with a hint, and hands back the function the rest of the notebook goes on with.
+# solve. At the end the four functions train a latent ODE. Exercises 1-4 ask you to implement a
+# function; the checker below each runs it on labelled cases, one per requirement of the statement,
+# prints what passed and what failed with a hint, and hands back the function the rest of the notebook
+# goes on with: yours once it passes, the reference until then. The cells after it say whose function
+# they ran.
 #
 # Exercises 5 and 6 are of two other kinds: exercise 5 hands you a function with a bug to find and
 # repair, exercise 6 asks you to predict a number before a cell measures it. Hints come in stages: the
@@ -65,6 +67,7 @@ from torch import nn
 from nodecourse import odeint
 from nodecourse.data import irregular_time_series
 from nodecourse.exercises import ex09
+from nodecourse.exercises.checking import who
 from nodecourse.models.latent import LatentODE
 
 torch.set_num_threads(1)   # small models: one CPU thread is fastest (see notebook 09)
@@ -74,7 +77,7 @@ torch.set_num_threads(1)   # small models: one CPU thread is fastest (see notebo
 # Fast mode shortens the training run at the end; the checkers always run the same cases.
 
 # %%
-n_iters = 80 if FAST else 600   # Adam steps of the latent ODE trained with your functions
+n_iters = 80 if FAST else 600   # Adam steps of the latent ODE trained with the functions of exercises 1-4
 t_split = 5.0                   # the encoder sees each series up to this time
 
 # %% [markdown]
@@ -110,7 +113,8 @@ pad_batch = ex09.check_pad_batch(pad_batch)
 
 # %%
 times, values, mask = pad_batch(series_times, series_values)
-print(f"times {tuple(times.shape)}, values {tuple(values.shape)}, {int(mask.sum())} real entries")
+print(f"{who(pad_batch)} pad_batch: times {tuple(times.shape)}, values {tuple(values.shape)}, "
+      f"{int(mask.sum())} real entries")
 assert mask.sum(1).tolist() == lengths
 assert torch.equal(values[mask], torch.cat(series_values))
 
@@ -121,7 +125,8 @@ assert torch.equal(values[mask], torch.cat(series_values))
 # mean of the squared errors over the real entries and all $D$ channels,
 # $$\frac{\sum_{b,k} m_{bk} \|\hat x_{bk} - x_{bk}\|^2}{D \sum_{b,k} m_{bk}},$$
 # returned as a 0-d tensor (so that it can be backpropagated). The padding of `target` may hold
-# anything, **NaN included**, and must not change the result: note that $0 \cdot \text{NaN} = \text{NaN}$.
+# anything, **NaN included**, and must change neither the result nor its gradient with respect to `pred`:
+# note that $0 \cdot \text{NaN} = \text{NaN}$.
 
 # %%
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -138,7 +143,7 @@ masked_mse = ex09.check_masked_mse(masked_mse)
 # %%
 poisoned = values.masked_fill(~mask.unsqueeze(-1), float("nan"))
 loss_zero = masked_mse(torch.zeros_like(values), poisoned, mask)
-print(f"MSE of the zero prediction: {loss_zero:.4f}")
+print(f"MSE of the zero prediction ({who(masked_mse)} masked_mse): {loss_zero:.4f}")
 assert torch.allclose(loss_zero, torch.cat(series_values).pow(2).mean())
 
 
@@ -166,7 +171,8 @@ union_times = ex09.check_union_times(union_times)
 
 # %%
 grid, index = union_times(times, mask)
-print(f"{int(mask.sum())} real times -> a grid of {grid.numel()} times starting at {grid[0]:.0f}")
+print(f"{who(union_times)} union_times: {int(mask.sum())} real times -> a grid of {grid.numel()} times "
+      f"starting at {grid[0]:.0f}")
 assert torch.equal(grid[index][mask], times[mask]) and grid[0] == 0
 
 
@@ -194,22 +200,27 @@ def predict_at_times(dynamics: nn.Module, decoder: nn.Module, z0: torch.Tensor, 
 predict_at_times = ex09.check_predict_at_times(predict_at_times)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## Your functions train a latent ODE
+# ## The four functions train a latent ODE
 # Take the encoder, latent field and decoder of `nodecourse.models.latent.LatentODE` and put them
-# together with your four functions: the encoder sees each series up to $t = 5$, your
-# `predict_at_times` decodes the latent path at all of the series' times, your `masked_mse` compares
-# with the data. First a check that your assembly is the package's model:
+# together with the four functions of exercises 1-4 (yours where they passed): the encoder sees each
+# series up to $t = 5$, `predict_at_times` decodes the latent path at all of the series' times,
+# `masked_mse` compares with the data. First a check that the assembly is the package's model:
 
 # %%
+functions = {"pad_batch": pad_batch, "masked_mse": masked_mse, "union_times": union_times,
+             "predict_at_times": predict_at_times}
+print("the functions used below: " + ", ".join(f"{name} ({who(fn)})" for name, fn in functions.items()))
+
 seed_everything(0)
 model = LatentODE(input_size=2, state_size=4, encoder_hidden_size=32, hidden_size=32, atol=1e-4).to(DEVICE)
 seen = mask & (times <= t_split)
 with torch.no_grad():
     z0 = model.encode(times, values, seen)
-    mine = predict_at_times(model.dynamics, model.decoder, z0, times, mask, rtol=model.rtol, atol=model.atol)
-    theirs = model(times, values, seen, times, mask)
-print(f"largest difference to LatentODE.forward at the real entries: {(mine - theirs)[mask].abs().max():.1e}")
-assert torch.allclose(mine[mask], theirs[mask], atol=1e-5)
+    assembled = predict_at_times(model.dynamics, model.decoder, z0, times, mask, rtol=model.rtol, atol=model.atol)
+    package = model(times, values, seen, times, mask)
+print(f"largest difference of the assembly ({who(predict_at_times)} predict_at_times) to LatentODE.forward at the "
+      f"real entries: {(assembled - package)[mask].abs().max():.1e}")
+assert torch.allclose(assembled[mask], package[mask], atol=1e-5)
 
 # %%
 optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
@@ -224,13 +235,14 @@ for it in range(n_iters):
     optimizer.step()
     losses.append(loss.item())
 first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-print(f"training loss {first:.4f} -> {last:.4f} in {n_iters} steps")
+print(f"training loss ({who(masked_mse)} masked_mse) {first:.4f} -> {last:.4f} in {n_iters} steps")
 assert last < first / 3, "the loss falls by a factor of 3 or more"
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 axes[0].semilogy(losses)
-axes[0].set(xlabel="step", ylabel="masked MSE", title="a latent ODE trained with your functions")
+axes[0].set(xlabel="step", ylabel=f"masked MSE ({who(masked_mse)})",
+            title=f"a latent ODE trained with {who(predict_at_times)} predict_at_times")
 b = 0
 fine = torch.linspace(0, 10, 200, device=DEVICE).unsqueeze(0)
 with torch.no_grad():
@@ -238,7 +250,8 @@ with torch.no_grad():
                              fine, torch.ones_like(fine, dtype=torch.bool), rtol=1e-3, atol=1e-4)
 axes[1].axvspan(0, t_split, color="0.94")
 axes[1].plot(fine[0].cpu(), full.dense(fine[0])[b, :, 0].cpu(), color="0.7", lw=3, label="truth")
-axes[1].plot(fine[0].cpu(), curve[0, :, 0].cpu(), color="C0", label="latent ODE")
+axes[1].plot(fine[0].cpu(), curve[0, :, 0].cpu(), color="C0",
+             label=f"latent ODE ({who(predict_at_times)} predict_at_times)")
 axes[1].plot(series_times[b].cpu(), series_values[b][:, 0].cpu(), "o", color="k", ms=3, label="observations")
 axes[1].set(xlabel="t", ylabel="$y_1$", title="series 0 (the encoder sees the grey window)")
 axes[1].legend(fontsize=8)

@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-b423d3a03634f721"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-5110ad7a95d54928"]
 # > **This notebook is generated** from `solutions/10_continuous_flows_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -13,11 +13,11 @@
 #
 # Seven exercises that build a continuous normalizing flow from its parts: the base log-density, the
 # exact trace of the Jacobian, Hutchinson's estimator, the augmented dynamics of the state and its
-# log-density, and the log-likelihood by one solve. With your functions you then train a CNF on a
-# mixture of four Gaussians and sample from it. Each exercise is a function; the checker after it
-# runs your function against a reference on several cases, prints what passed and what failed with a
-# hint, and hands back the function the notebook goes on with (yours once it passes, the reference
-# until then).
+# log-density, and the log-likelihood by one solve. With these functions you then train a CNF on a
+# mixture of four Gaussians and sample from it. Exercises 1-5 ask you to implement a function; the
+# checker after each runs it on labelled cases, one per requirement of the statement, prints what
+# passed and what failed with a hint, and hands back the function the notebook goes on with: yours
+# once it passes, the reference until then. The cells after it say whose function they ran.
 #
 # Exercises 6 and 7 are of two other kinds: exercise 6 hands you a function with a bug to find and
 # repair, exercise 7 asks you to predict a number before a cell measures it. Hints come in stages: the
@@ -60,6 +60,7 @@ import torch
 from nodecourse import odeint
 from nodecourse.config import FAST, device, seed_everything
 from nodecourse.exercises import ex10
+from nodecourse.exercises.checking import who
 from nodecourse.models.flows import CNF, CNFField, sample_probe
 
 seed_everything(0)
@@ -110,7 +111,8 @@ z = torch.randn(20000, 3, **F64)
 reference = torch.distributions.MultivariateNormal(torch.zeros(3, **F64), torch.eye(3, **F64)).log_prob(z)
 assert torch.allclose(standard_normal_log_prob(z), reference)
 bits_per_dim = -standard_normal_log_prob(z).mean().item() / (3 * math.log(2))
-print(f"NLL of Gaussian data: {bits_per_dim:.4f} bits/dim (entropy {0.5 * math.log2(2 * math.pi * math.e):.4f})")
+print(f"NLL of Gaussian data ({who(standard_normal_log_prob)} standard_normal_log_prob): {bits_per_dim:.4f} bits/dim "
+      f"(entropy {0.5 * math.log2(2 * math.pi * math.e):.4f})")
 assert abs(bits_per_dim - 0.5 * math.log2(2 * math.pi * math.e)) < 0.02
 
 
@@ -145,10 +147,10 @@ field = CNFField(2, hidden_size=16).to(**F64)
 points = torch.randn(4, 2, **F64)
 jacobians = torch.stack([torch.autograd.functional.jacobian(lambda p: field(0.5, p[None])[0], p) for p in points])
 zg = points.clone().requires_grad_(True)
-ours = exact_trace(field(0.5, zg), zg)
-print("exact_trace:        ", ours.tolist())
-print("trace of Jacobians: ", torch.diagonal(jacobians, dim1=1, dim2=2).sum(1).tolist())
-assert torch.allclose(ours, torch.diagonal(jacobians, dim1=1, dim2=2).sum(1), atol=1e-12)
+traces = exact_trace(field(0.5, zg), zg)
+print(f"exact_trace ({who(exact_trace)}):", traces.tolist())
+print("trace of Jacobians:", torch.diagonal(jacobians, dim1=1, dim2=2).sum(1).tolist())
+assert torch.allclose(traces, torch.diagonal(jacobians, dim1=1, dim2=2).sum(1), atol=1e-12)
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -186,7 +188,7 @@ assert set(eps.unique().tolist()) == {-1.0, 1.0}
 estimates = hutchinson_trace(f_many, z_many, eps).detach()
 exact = exact_trace(f_many, z_many)[0].item()
 se = estimates.std().item() / math.sqrt(len(estimates))
-print(f"exact {exact:.4f}; Hutchinson mean {estimates.mean().item():.4f} +- {se:.4f} "
+print(f"exact {exact:.4f}; Hutchinson mean ({who(hutchinson_trace)}) {estimates.mean().item():.4f} +- {se:.4f} "
       f"({abs(estimates.mean().item() - exact) / se:.2f} standard errors); one estimate's std {estimates.std().item():.3f}")
 assert abs(estimates.mean().item() - exact) < 4 * se
 
@@ -200,7 +202,8 @@ assert abs(estimates.mean().item() - exact) < 4 * se
 # tuple `(f, -trace)` using your `exact_trace`. A solver may call it with autograd switched off (for
 # example inside `torch.no_grad()`) and with a `z` that does not require grad; the trace needs autograd
 # all the same, so work inside `with torch.enable_grad():` and, if `z` does not require grad, use
-# `z = z.detach().requires_grad_(True)`.
+# `z = z.detach().requires_grad_(True)`. A `z` that already requires grad is used as it is: during
+# training it carries the graph of the solver's earlier steps, and the gradient must flow back through it.
 
 # %%
 def cnf_dynamics(field, t, state):
@@ -219,6 +222,7 @@ A = torch.tensor([[0.4, -1.0], [1.0, -0.9]], **F64)
 times = torch.linspace(0, 3, 4, **F64)
 _, deltas = odeint(lambda t, s: cnf_dynamics(lambda t_, z: z @ A.T, t, s),
                    (torch.randn(5, 2, **F64), torch.zeros(5, **F64)), times, rtol=1e-9, atol=1e-9)
+print(f"with {who(cnf_dynamics)} cnf_dynamics:")
 for t, d in zip(times, deltas):
     print(f"t = {t:.0f}: delta = {d[0].item():+.6f}, -t tr A = {-t.item() * torch.trace(A).item():+.6f}")
 assert torch.allclose(deltas, -times[:, None] * torch.trace(A), atol=1e-8)
@@ -243,20 +247,21 @@ def cnf_log_prob(field, x: torch.Tensor, t1: float = 1.0, n_steps: int = 8) -> t
 cnf_log_prob = ex10.check_cnf_log_prob(cnf_log_prob)
 
 # %% [markdown]
-# Your function against the package's `CNF.log_prob` with the same field and the same solver.
+# The function against the package's `CNF.log_prob` with the same field and the same solver.
 
 # %%
 flow = CNF(2, hidden_size=16, method="rk4", options={"step_size": 1 / 8}).to(**F64)
 x_check = torch.randn(6, 2, **F64)
 assert torch.allclose(cnf_log_prob(flow.field, x_check), flow.log_prob(x_check), atol=1e-10)
-print("cnf_log_prob agrees with nodecourse's CNF.log_prob")
+print(f"{who(cnf_log_prob)} cnf_log_prob agrees with nodecourse's CNF.log_prob")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Putting it to work: a flow for a mixture of four Gaussians
 # Data: four Gaussians with standard deviation 0.25 at $(\pm1, \pm1)$. Because we know the true
 # density, we know the best possible test NLL: the data's own negative log-density under the true
-# mixture. We train a `CNFField` by maximum likelihood with **your** `cnf_log_prob`, check how close it
-# gets to that bound, and sample by solving the field backwards from the base Gaussian.
+# mixture. We train a `CNFField` by maximum likelihood with `cnf_log_prob` (yours once it passed),
+# check how close it gets to that bound, and sample by solving the field backwards from the base
+# Gaussian.
 
 # %%
 centres = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]], device=DEVICE)
@@ -298,7 +303,8 @@ for _ in range(n_iters):
     losses.append(loss.item())
 with torch.no_grad():
     nll_after = -cnf_log_prob(field, X_test, 1.0, n_steps).mean().item()
-print(f"test NLL: {nll_before:.3f} -> {nll_after:.3f} nats (true density: {best_nll:.3f})")
+print(f"trained with {who(cnf_log_prob)} cnf_log_prob: test NLL {nll_before:.3f} -> {nll_after:.3f} nats "
+      f"(true density: {best_nll:.3f})")
 assert nll_after < nll_before - 1.0
 assert nll_after - best_nll < nll_gap_bar
 
@@ -330,7 +336,7 @@ with torch.no_grad():
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 axes[0].plot(losses)
 axes[0].axhline(best_nll, color="k", ls=":", label="true density (test)")
-axes[0].set(xlabel="iteration", ylabel="training NLL (nats)", title="maximum likelihood")
+axes[0].set(xlabel="iteration", ylabel="training NLL (nats)", title=f"maximum likelihood ({who(cnf_log_prob)})")
 axes[0].legend()
 axes[1].imshow(logp.reshape(n_grid, n_grid).clamp(min=-8).cpu(), origin="lower", extent=(-2.5, 2.5, -2.5, 2.5),
                cmap="magma")

@@ -6,11 +6,13 @@
 #
 # Seven exercises that rebuild the pieces of lecture 08: the Fourier basis and a Galerkin layer whose
 # weights are series in depth, the field of a data-controlled Neural ODE, the augmented dynamics of an
-# integral loss, and the depth rescaling behind adaptive depth. After each, the notebook uses your
+# integral loss, and the depth rescaling behind adaptive depth. After each, the notebook uses the
 # function: to fit a depth-variant task, to learn the reflection $x \mapsto -x$, to check the
-# generalised adjoint against backpropagation, and to train an adaptive-depth model. Each checker runs
-# your function against a reference on several cases, prints what passed and what failed with a hint,
-# and hands back the function the notebook goes on with (yours once it passes, the reference until then).
+# generalised adjoint against backpropagation, and to train an adaptive-depth model. Exercises 1-5 ask
+# you to implement a function. Each checker runs your function on labelled cases, one per requirement
+# of the statement, prints what passed and what failed with a hint, and hands back the function the
+# notebook goes on with: yours once it passes, the reference until then. The cells after it say whose
+# function they ran.
 #
 # Exercises 6 and 7 are of two other kinds: exercise 6 hands you a function with a bug to find and
 # repair, exercise 7 asks you to predict a number before a cell measures it. Hints come in stages: the
@@ -54,6 +56,7 @@ from nodecourse import odeint, odeint_adjoint
 from nodecourse.config import FAST, device, seed_everything
 from nodecourse.data import reflection_1d
 from nodecourse.exercises import ex08
+from nodecourse.exercises.checking import who
 from nodecourse.models import MLP, ODEFunc
 from nodecourse.models.depth_variant import GalerkinLinear
 from nodecourse.models.depth_variant import fourier_basis as package_fourier_basis
@@ -99,18 +102,18 @@ def fourier_basis(s: torch.Tensor, n_harmonics: int, period: float = 1.0) -> tor
 fourier_basis = ex08.check_fourier_basis(fourier_basis)
 
 # %% [markdown]
-# Your basis against the package's, and a look at it: every function has period 1 here, so a weight
-# built from them repeats itself every unit of depth.
+# The basis the notebook goes on with against the package's, and a look at it: every function has
+# period 1 here, so a weight built from them repeats itself every unit of depth.
 
 # %%
 s_grid = torch.linspace(0.0, 2.0, 201, **F64)
 gap = (fourier_basis(s_grid, 3, 1.0) - package_fourier_basis(s_grid, 3, 1.0)).abs().max().item()
-print(f"largest difference to nodecourse.models.depth_variant.fourier_basis: {gap:.1e}")
+print(f"largest difference of {who(fourier_basis)} fourier_basis to the package's: {gap:.1e}")
 assert gap < 1e-12
 
 fig, ax = plt.subplots(figsize=(7, 2.8))
 ax.plot(s_grid.cpu(), fourier_basis(s_grid, 2, 1.0).cpu())
-ax.set(xlabel="depth s", title="Fourier basis, n = 2, period 1 (two periods shown)")
+ax.set(xlabel="depth s", title=f"Fourier basis ({who(fourier_basis)}), n = 2, period 1 (two periods shown)")
 plt.show()
 
 
@@ -122,7 +125,7 @@ plt.show()
 # $$W(s) = \sum_{k=0}^{K-1} \varphi_k(s)\, A_k, \qquad b(s) = \sum_{k=0}^{K-1} \varphi_k(s)\, c_k ,$$
 # where $\varphi$ is your Fourier basis with $n = (K - 1)/2$ harmonics and the given period,
 # `weight_coeffs` $= (A_k)$ has shape `[K, out, in]`, `bias_coeffs` $= (c_k)$ has shape `[K, out]`, and
-# `x` is a batch `[B, in]`. Return `[B, out]`.
+# `x` is a batch `[B, in]`. Return `[B, out]`, in `x`'s dtype.
 
 # %%
 def galerkin_linear(x: torch.Tensor, s: torch.Tensor, weight_coeffs: torch.Tensor, bias_coeffs: torch.Tensor,
@@ -140,7 +143,7 @@ galerkin_linear = ex08.check_galerkin_linear(galerkin_linear)
 
 # %% [markdown]
 # The package's `GalerkinLinear` keeps the same coefficients as parameters; with them copied over,
-# both must agree at every depth. Then we use your layer as a whole vector field,
+# both must agree at every depth. Then the layer serves as a whole vector field,
 # $\dot h = W(s) h + b(s)$ with `in = out = 1`, and fit the go-up-and-come-back task of the lecture:
 # $h(s) = x\,e^{\sin 2\pi s}$ observed at 16 depths, which no depth-invariant 1-D field can follow.
 
@@ -152,7 +155,7 @@ with torch.no_grad():
 x_test = torch.randn(5, 3, **F64)
 gap = max((galerkin_linear(x_test, torch.tensor(s, **F64), layer.weight_coeffs, layer.bias_coeffs)
            - layer(torch.tensor(s, **F64), x_test)).abs().max().item() for s in (0.0, 0.37, 0.81))
-print(f"your galerkin_linear vs GalerkinLinear with the same coefficients: {gap:.1e}")
+print(f"{who(galerkin_linear)} galerkin_linear vs GalerkinLinear with the same coefficients: {gap:.1e}")
 assert gap < 1e-12
 
 # %%
@@ -172,8 +175,8 @@ for it in range(n_iters):
     loss.backward()
     optimizer.step()
     losses.append(loss.item())
-print(f"loss {losses[0]:.4f} -> {losses[-1]:.5f};  cosine coefficient of w(s): {coeffs_w[1].item():.2f} "
-      f"(the truth 2 pi cos 2 pi s has {2 * math.pi:.2f})")
+print(f"with {who(galerkin_linear)} galerkin_linear: loss {losses[0]:.4f} -> {losses[-1]:.5f};  cosine coefficient "
+      f"of w(s): {coeffs_w[1].item():.2f} (the truth 2 pi cos 2 pi s has {2 * math.pi:.2f})")
 assert losses[-1] < losses[0] / 10
 
 
@@ -199,7 +202,7 @@ controlled_dynamics = ex08.check_controlled_dynamics(controlled_dynamics)
 
 # %% [markdown]
 # Now the reflection $x \mapsto -x$ on $[-1, 1]$. A plain 1-D Neural ODE cannot go below the variance of
-# the targets (lecture, section 3). With your controlled field, $\mathrm{net} = \mathrm{MLP}([2, 16, 1])$
+# the targets (lecture, section 3). With the controlled field, $\mathrm{net} = \mathrm{MLP}([2, 16, 1])$
 # and $h(1)$ as the output:
 
 # %%
@@ -216,7 +219,8 @@ for it in range(n_iters):
     loss = nn.functional.mse_loss(h_end[-1], Y_ref)
     loss.backward()
     optimizer.step()
-print(f"data-controlled Neural ODE on the reflection: loss {loss.item():.5f} (floor of a plain one: {floor:.4f})")
+print(f"data-controlled Neural ODE ({who(controlled_dynamics)} controlled_dynamics) on the reflection: "
+      f"loss {loss.item():.5f} (floor of a plain one: {floor:.4f})")
 assert loss.item() < floor / 30
 
 
@@ -242,7 +246,7 @@ integral_loss_dynamics = ex08.check_integral_loss_dynamics(integral_loss_dynamic
 
 
 # %% [markdown]
-# The gradient of $J$ through `odeint_adjoint` on your augmented state against backpropagation, in
+# The gradient of $J$ through `odeint_adjoint` on the augmented state against backpropagation, in
 # float64 at a tight tolerance, for a running cost that tracks the unit circle $\beta(s) = (\cos s, \sin s)$
 # and also pays for speed, $\ell = \|h - \beta(s)\|^2 + 0.1\,\|f\|^2$ (so it depends on the parameters
 # too). The field is a `GalerkinLinear(2, 2)` with period $2\pi$; `adjoint_params` tells the adjoint
@@ -270,7 +274,8 @@ J_adj = odeint_adjoint(dynamics64, (h0, torch.zeros(6, **F64)), span64, rtol=1e-
 J_bp = odeint(dynamics64, (h0, torch.zeros(6, **F64)), span64, rtol=1e-10, atol=1e-12)[1][-1].sum()
 rel = max(((a - b).norm() / b.norm()).item()
           for a, b in zip(torch.autograd.grad(J_adj, params), torch.autograd.grad(J_bp, params)))
-print(f"J = {J_adj.item():.5f}; largest relative gradient difference, adjoint vs backprop: {rel:.1e}")
+print(f"with {who(integral_loss_dynamics)} integral_loss_dynamics: J = {J_adj.item():.5f}; largest relative "
+      f"gradient difference, adjoint vs backprop: {rel:.1e}")
 assert rel < 1e-6
 
 # %% [markdown]
@@ -298,8 +303,9 @@ with torch.no_grad():
                  options={"step_size": 2 * math.pi / 24})[-1]
     end_distance = (end - circle(torch.tensor(4 * math.pi, device=DEVICE))).norm(dim=-1).mean().item()
 start_distance = (H0 - circle(torch.tensor(0.0, device=DEVICE))).norm(dim=-1).mean().item()
-print(f"J/S {track_losses[0]:.3f} -> {track_losses[-1]:.4f};  mean distance to the circle: {start_distance:.3f} "
-      f"at s = 0, {end_distance:.3f} at s = 4 pi")
+print(f"trained with {who(integral_loss_dynamics)} integral_loss_dynamics: J/S {track_losses[0]:.3f} -> "
+      f"{track_losses[-1]:.4f};  mean distance to the circle: {start_distance:.3f} at s = 0, {end_distance:.3f} "
+      f"at s = 4 pi")
 assert track_losses[-1] < track_losses[0] / 3 and end_distance < start_distance / 4
 
 
@@ -324,7 +330,7 @@ def rescaled_dynamics(func, sigma: torch.Tensor, state: tuple):
 rescaled_dynamics = ex08.check_rescaled_dynamics(rescaled_dynamics)
 
 # %% [markdown]
-# Solving your rescaled field on $[0, 1]$ must give each sample's state at its own depth, which we
+# Solving the rescaled field on $[0, 1]$ must give each sample's state at its own depth, which we
 # compute separately, one solve per sample, for a depth-variant field.
 
 # %%
@@ -338,7 +344,7 @@ rescaled_end = odeint(lambda sg, st: rescaled_dynamics(func64, sg, st), (x_few, 
 separate = torch.stack([odeint(func64, x_few[i], torch.cat([torch.zeros(1, **F64), T_few[i]]),
                                rtol=1e-10, atol=1e-12)[-1] for i in range(3)])
 gap = (rescaled_end - separate).abs().max().item()
-print(f"rescaled batch vs one solve per sample: {gap:.1e}")
+print(f"rescaled batch ({who(rescaled_dynamics)} rescaled_dynamics) vs one solve per sample: {gap:.1e}")
 assert gap < 1e-8
 
 # %% [markdown]
@@ -360,8 +366,8 @@ for it in range(n_iters):
     loss = nn.functional.mse_loss(h_end[-1], Y_ref)
     loss.backward()
     optimizer.step()
-print(f"adaptive depth + depth-variant field on the reflection: loss {loss.item():.5f} (plain floor {floor:.4f}); "
-      f"depths in [{T.min().item():.2f}, {T.max().item():.2f}]")
+print(f"adaptive depth ({who(rescaled_dynamics)} rescaled_dynamics) + depth-variant field on the reflection: "
+      f"loss {loss.item():.5f} (plain floor {floor:.4f}); depths in [{T.min().item():.2f}, {T.max().item():.2f}]")
 assert loss.item() < floor / 30
 
 

@@ -9,9 +9,10 @@
 # the augmented state) and then train with them. The last two are about stiffness: the largest
 # stable step of explicit Euler on a linear system, and the stability limit of any explicit
 # Runge-Kutta method computed from its Butcher tableau, which predicts how many steps dopri5 needs.
-# Each exercise is a function; the checker below it runs your function against a reference on
-# several cases and tells you what passed. Until an exercise passes, the notebook goes on with the
-# reference, so you can do them in any order.
+# Exercises 1-5 ask you to implement a function; the checker below each runs it on labelled cases, one
+# per requirement of the statement, and tells you what passed. Until an exercise passes, the notebook
+# goes on with the reference, so you can do them in any order; the cells after it say whose function
+# they ran.
 #
 # Exercises 6 and 7 are of two other kinds: exercise 6 hands you a function with a bug to find and
 # repair, exercise 7 asks you to predict a number before a cell measures it. Hints come in stages: the
@@ -65,6 +66,7 @@ from torch import nn
 from nodecourse import SolverError, solve
 from nodecourse.data import nested_circles
 from nodecourse.exercises import ex11
+from nodecourse.exercises.checking import who
 from nodecourse.models import MLP, ODEFunc
 from nodecourse.solvers import TABLEAUX
 
@@ -106,7 +108,9 @@ kinetic_integrand = ex11.check_kinetic_integrand(kinetic_integrand)
 omega = 3.0
 z = torch.randn(5, 2, **F64)
 rotation = z @ (omega * torch.tensor([[0.0, -1.0], [1.0, 0.0]], **F64)).T
-assert torch.allclose(kinetic_integrand(rotation), omega**2 * z.pow(2).sum(1))
+gap = (kinetic_integrand(rotation) - omega**2 * z.pow(2).sum(1)).abs().max().item()
+print(f"{who(kinetic_integrand)} kinetic_integrand against omega^2 |z|^2: largest difference {gap:.1e}")
+assert gap < 1e-12
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -135,7 +139,7 @@ frobenius_probe = ex11.check_frobenius_probe(frobenius_probe)
 
 # %% [markdown]
 # Is it unbiased? Take one point $z$ and a small MLP, compute the exact $\|J\|_F^2$ with
-# `torch.autograd.functional.jacobian`, and average your estimate over many probes (the batch is the
+# `torch.autograd.functional.jacobian`, and average the estimate over many probes (the batch is the
 # same point repeated, each copy with its own probe).
 
 # %%
@@ -146,7 +150,8 @@ exact = torch.autograd.functional.jacobian(net, z_point).pow(2).sum()
 z_copies = z_point.expand(n_probes, 3).clone().requires_grad_(True)
 samples = frobenius_probe(net(z_copies), z_copies, torch.randn(n_probes, 3, **F64)).detach()
 stderr = samples.std() / math.sqrt(n_probes)
-print(f"exact {exact:.4f}; mean of {n_probes} probes {samples.mean():.4f} +- {stderr:.4f}; "
+print(f"{who(frobenius_probe)} frobenius_probe: exact {exact:.4f}; mean of {n_probes} probes {samples.mean():.4f} "
+      f"+- {stderr:.4f}; "
       f"one probe ranges over [{samples.min():.3f}, {samples.max():.3f}]")
 assert abs(samples.mean() - exact) < 4 * stderr
 
@@ -190,15 +195,15 @@ z_path, E_K, E_J = sol.ys
 with torch.no_grad():
     speed2 = torch.stack([kinetic_integrand(field(s, zt)) for s, zt in zip(t_grid, z_path)])
 trapezoid = torch.trapezoid(speed2, t_grid, dim=0)
-print("E_K(1):", E_K[-1].tolist(), "\ntrapezoid:", trapezoid.tolist())
+print(f"E_K(1) ({who(augmented_dynamics)} augmented_dynamics):", E_K[-1].tolist(), "\ntrapezoid:", trapezoid.tolist())
 assert torch.allclose(E_K[-1], trapezoid, rtol=1e-6)
 assert bool((E_J[-1] > 0).all())
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Train with it
-# Now the experiment of the lecture with your dynamics: two classifiers for the nested circles,
-# $x \mapsto z(0) = W_{\text{in}} x + b$ in 4 dimensions, $\dot z = f_\theta(z)$ on $[0, 1]$, logits
-# $= W_{\text{out}} z(1) + b$, trained from the same initial weights with and without
+# Now the experiment of the lecture with these dynamics (yours once they passed): two classifiers for
+# the nested circles, $x \mapsto z(0) = W_{\text{in}} x + b$ in 4 dimensions, $\dot z = f_\theta(z)$ on
+# $[0, 1]$, logits $= W_{\text{out}} z(1) + b$, trained from the same initial weights with and without
 # $\lambda_K \bar E_K + \lambda_J \bar E_J$ in the loss ($\lambda = 0.01$), one fresh probe per solve.
 # At test time both solve the plain ODE, and we count its evaluations.
 
@@ -214,7 +219,7 @@ class Classifier(nn.Module):
         self.embed, self.field, self.readout = nn.Linear(2, 4), ODEFunc(MLP([4, 32, 32, 4])), nn.Linear(4, 2)
 
     def forward(self, x, lam=0.0):
-        """(logits, penalty, NFE): the augmented solve with your dynamics when lam > 0, else the plain one."""
+        """(logits, penalty, NFE): the augmented solve with augmented_dynamics when lam > 0, else the plain one."""
         z0 = self.embed(x)
         if lam > 0:
             eps, zeros = torch.randn_like(z0), z0.new_zeros(len(x))
@@ -226,6 +231,7 @@ class Classifier(nn.Module):
         return self.readout(sol.ys[-1]), 0.0, sol.stats.nfe
 
 
+print(f"training with {who(augmented_dynamics)} augmented_dynamics")
 results = {}
 for lam in (0.0, weight):
     seed_everything(0)
@@ -280,7 +286,8 @@ A = torch.tensor([[-0.5, 0.0, 0.0], [0.0, -20.0, -30.0], [0.0, 30.0, -20.0]], **
 h_max = euler_step_limit(A)
 lam = torch.linalg.eigvals(A)
 print(f"eigenvalues {lam.tolist()}, stiffness ratio {lam.real.abs().max() / lam.real.abs().min():.0f}, "
-      f"Euler limit h = {h_max:.5f} (2/|lambda|max would say {2 / lam.abs().max():.5f})")
+      f"Euler limit h = {h_max:.5f} from {who(euler_step_limit)} euler_step_limit "
+      f"(2/|lambda|max would say {2 / lam.abs().max():.5f})")
 y0 = torch.ones(3, **F64)
 ends = {}
 for factor in (0.95, 1.05):
@@ -352,7 +359,8 @@ for method in ("dopri5", "bosh3"):
     for tol in (1e-3, 1e-6):
         stats = solve(lambda t, y: y @ A_stiff.T, torch.ones(2, **F64), torch.tensor([0.0, T], **F64),
                       method=method, rtol=tol, atol=tol * 1e-3).stats
-        print(f"{method} (x* = {x_star:.3f}), tol {tol:.0e}: accepted {stats.n_accepted}, predicted {predicted:.0f}")
+        print(f"{method} (x* = {x_star:.3f} from {who(stability_limit)} stability_limit), tol {tol:.0e}: "
+              f"accepted {stats.n_accepted}, predicted {predicted:.0f}")
         assert abs(stats.n_accepted / predicted - 1) < 0.15
 
 # %% [markdown]

@@ -1,9 +1,16 @@
 """Checkers of notebook 11: the references are right (against explicit Jacobians, quadrature, the package's
-regularised dynamics, hand-computed limits and the stability function itself), wrong answers fail with a
-hint, unattempted ones hand back the reference, and bad input gets a clear error."""
+regularised dynamics, hand-computed limits and the stability function itself); every exercise's plausible
+wrong answers fail on the case that names the mistake, and an answer written differently from the
+reference passes; hints come in stages and never show the answer; the solutions notebook says whose
+function its later cells ran; bad input gets a clear error."""
 from __future__ import annotations
 
+import ast
+import inspect
 import math
+import re
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +29,7 @@ F64 = torch.float64
 @pytest.fixture(autouse=True)
 def _last_hint_stage():
     """Each test sees the last (most specific) hint stage on a failure, whatever ran before it; the staging
-    itself is tested in test_checker_contract.py."""
+    itself is tested in test_hints_come_in_stages_and_never_show_the_answer (and test_checker_contract.py)."""
     checking.reset_hints(already_failed=10)
     yield
     checking.reset_hints(already_failed=0)
@@ -154,7 +161,7 @@ def test_reference_errors():
 
 
 # --------------------------------------------------------------------------------------------------
-# the checkers
+# the checkers: staged hints that never show the answer, honest labels in the notebook
 # --------------------------------------------------------------------------------------------------
 
 CHECKERS = [
@@ -163,26 +170,104 @@ CHECKERS = [
     (ex11.check_augmented_dynamics, ex11.augmented_dynamics),
     (ex11.check_euler_step_limit, ex11.euler_step_limit),
     (ex11.check_stability_limit, ex11.stability_limit),
+    (ex11.check_stiffness_ratio, ex11.stiffness_ratio),
 ]
 IDS = [checker.__name__ for checker, _ in CHECKERS]
 
 
-@pytest.mark.parametrize("checker, _", CHECKERS, ids=IDS)
-def test_checkers_need_a_function(checker, _):
-    with pytest.raises(TypeError, match="expects your function"):
-        checker(None)
+def _crashes(*args, **kwargs):
+    raise RuntimeError("a learner's slip")
+
+
+def _answer_code(fn):
+    """Every call with arguments in the body of ``fn`` (docstring aside), as written: the answer's code."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0].body
+    calls = {ast.unparse(node) for stmt in body for node in ast.walk(stmt)
+             if isinstance(node, ast.Call) and (node.args or node.keywords)}
+    return {c for c in calls if len(c) > 12}
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
+def test_hints_come_in_stages_and_never_show_the_answer(checker, reference, capsys):
+    checking.reset_hints(already_failed=0)
+    seen = []
+    for _ in range(4):
+        assert checker(_crashes) is reference
+        (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "hint: [stage" in ln]
+        stage, of, text = re.search(r"hint: \[stage (\d) of (\d)\] (.*)", line).groups()
+        seen.append((int(stage), int(of), text))
+    n = seen[0][1]
+    assert 2 <= n <= 3 and [s for s, _, _ in seen] == [min(k, n) for k in (1, 2, 3, 4)]
+    assert len({text for _, _, text in seen}) == n, "each stage says something new"
+    code = _answer_code(reference)
+    assert code, "the reference has code to compare the hints with"
+    for _, _, text in seen:
+        assert not [c for c in code if c.replace(" ", "") in text.replace(" ", "")], text
+
+
+@pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
+def test_show_answer_prints_the_reference_itself(checker, reference, capsys):
+    checker(_crashes)
+    number = re.search(r"show_answer\('11\.(\d)'\)", capsys.readouterr().out).group(1)
+    assert f"def {reference.__name__}(" in ex11.show_answer(int(number))
+
+
+def test_the_solutions_notebook_says_whose_function_each_later_cell_ran():
+    """Prints and plot titles after an exercise name the function's owner with who(), never 'your'/'mine'."""
+    source = (Path(__file__).resolve().parents[1] / "solutions" / "11_regularisation_and_cost_exercises.py").read_text()
+    code = [ln for ln in source.splitlines() if not ln.lstrip().startswith("#")]
+    labelled = [ln for ln in code if re.search(r"print\(|title=|label=|\"\"\"", ln)]
+    assert not [ln for ln in labelled if re.search(r"\b(your|yours|mine|ours)\b", ln, re.IGNORECASE)]
+    for name in ("kinetic_integrand", "frobenius_probe", "augmented_dynamics", "euler_step_limit", "stability_limit"):
+        assert f"who({name})" in source, name
+
+
+def _fails_on(checker, wrong, capsys, label, *phrases):
+    """The checker rejects ``wrong``; the case named ``label`` is among the failed ones, and each phrase shows."""
+    returned = checker(wrong)
+    out = capsys.readouterr().out
+    assert returned is not wrong and "FAILED" in out and "hint:" in out, out
+    assert f"wrong {label}" in out, out
+    for phrase in phrases:
+        assert phrase in out, out
+    return out
+
+
+def _passes(checker, answer, capsys):
+    assert checker(answer) is answer
+    out = capsys.readouterr().out
+    assert "passed" in out and "FAILED" not in out, out
+
+
+# --- exercise 1: the kinetic integrand ------------------------------------------------------------
 
 
 def test_a_mean_instead_of_a_sum_fails(capsys):
-    assert ex11.check_kinetic_integrand(lambda f: f.pow(2).mean(dim=1)) is ex11.kinetic_integrand
-    out = capsys.readouterr().out
-    assert "wrong a batch of 4 velocities" in out and "A sum, not a mean" in out
+    _fails_on(ex11.check_kinetic_integrand, lambda f: f.pow(2).mean(dim=1), capsys,
+              "a sum over the state, not a mean", "add them all")
+
+
+def test_a_norm_instead_of_its_square_fails(capsys):
+    _fails_on(ex11.check_kinetic_integrand, lambda f: f.flatten(1).norm(dim=1), capsys,
+              "the squared norm: a sum of squares, no square root ([3, 4] gives 25)", "values differ")
 
 
 def test_a_kinetic_integrand_for_2d_only_fails_on_images(capsys):
-    assert ex11.check_kinetic_integrand(lambda f: f.pow(2).sum(dim=1)) is ex11.kinetic_integrand
-    out = capsys.readouterr().out
-    assert "ok    [6, 5] float32" in out and "wrong image-shaped" in out and "expected shape (3,)" in out
+    out = _fails_on(ex11.check_kinetic_integrand, lambda f: f.pow(2).sum(dim=1), capsys,
+                    "image-shaped velocities [3, 2, 4, 4]", "expected shape (3,)")
+    assert "ok    float32 in, float32 out" in out
+
+
+def test_a_kinetic_integrand_in_float64_fails_on_float32_input(capsys):
+    _fails_on(ex11.check_kinetic_integrand, lambda f: f.double().flatten(1).pow(2).sum(1), capsys,
+              "float32 in, float32 out", "expected dtype torch.float32")
+
+
+def test_a_kinetic_integrand_with_vector_norm_passes(capsys):
+    _passes(ex11.check_kinetic_integrand, lambda f: torch.linalg.vector_norm(f.flatten(1), dim=1) ** 2, capsys)
+
+
+# --- exercise 2: the Frobenius norm from one probe ------------------------------------------------
 
 
 def test_a_jacobian_vector_product_fails_on_the_non_symmetric_jacobian(capsys):
@@ -193,9 +278,8 @@ def test_a_jacobian_vector_product_fails_on_the_non_symmetric_jacobian(capsys):
         (jv,) = torch.autograd.grad(g, u, eps, create_graph=True)
         return jv.pow(2).sum(dim=1)
 
-    assert ex11.check_frobenius_probe(jvp_version) is ex11.frobenius_probe
-    out = capsys.readouterr().out
-    assert "wrong linear f = z W^T" in out and "not a Jacobian-vector product" in out
+    _fails_on(ex11.check_frobenius_probe, jvp_version, capsys, "eps^T J, not J eps: a linear f = z W^T",
+              "not a Jacobian-vector product")
 
 
 def test_a_probe_without_create_graph_fails_only_the_training_case(capsys):
@@ -203,25 +287,61 @@ def test_a_probe_without_create_graph_fails_only_the_training_case(capsys):
         (vjp,) = torch.autograd.grad(f, z, eps)
         return vjp.pow(2).sum(dim=1)
 
-    assert ex11.check_frobenius_probe(no_graph) is ex11.frobenius_probe
-    out = capsys.readouterr().out
-    assert "ok    tanh MLP" in out and "wrong differentiable in the parameters" in out and "create_graph=True" in out
+    out = _fails_on(ex11.check_frobenius_probe, no_graph, capsys, "differentiable in the parameters",
+                    "create_graph=True")
+    assert "ok    tanh MLP" in out
 
 
-def test_augmented_dynamics_that_ignores_time_or_reuses_the_kinetic_term_fails(capsys):
+def test_the_exact_frobenius_norm_instead_of_the_estimate_fails(capsys):
+    def exact(f, z, eps):  # the quantity estimated, not the estimate: D passes, no probe
+        rows = [torch.autograd.grad(f[:, i].sum(), z, create_graph=True)[0] for i in range(z.shape[1])]
+        return torch.stack(rows, 1).pow(2).sum(dim=(1, 2))
+
+    _fails_on(ex11.check_frobenius_probe, exact, capsys, "tanh MLP 3-16-3, batch of 5", "values differ")
+
+
+def test_a_probe_summed_over_the_batch_fails(capsys):
+    def summed(f, z, eps):
+        return torch.autograd.grad(f, z, eps, create_graph=True)[0].pow(2).sum()
+
+    _fails_on(ex11.check_frobenius_probe, summed, capsys, "tanh MLP 3-16-3, batch of 5: one number per sample",
+              "expected shape (5,)")
+
+
+def test_a_probe_one_row_at_a_time_fails_on_the_number_of_passes(capsys):
+    def per_row(f, z, eps):  # the right numbers from D passes: eps^T J assembled row by row
+        rows = [torch.autograd.grad(f[:, i].sum(), z, create_graph=True)[0] for i in range(z.shape[1])]
+        vjp = torch.einsum("bi,bij->bj", eps, torch.stack(rows, 1))
+        return vjp.pow(2).sum(1)
+
+    _fails_on(ex11.check_frobenius_probe, per_row, capsys, "ONE vector-Jacobian product", "5 backward passes")
+
+
+def test_a_probe_with_einsum_passes(capsys):
+    def other(f, z, eps):
+        (v,) = torch.autograd.grad(f, z, eps, create_graph=True)
+        return torch.einsum("bd,bd->b", v, v)
+
+    _passes(ex11.check_frobenius_probe, other, capsys)
+
+
+# --- exercise 3: the augmented dynamics -----------------------------------------------------------
+
+
+def test_augmented_dynamics_that_ignores_time_fails(capsys):
     def frozen_time(func, t, state, eps):
         return ex11.augmented_dynamics(func, torch.zeros_like(torch.as_tensor(t)), state, eps)
 
-    assert ex11.check_augmented_dynamics(frozen_time) is ex11.augmented_dynamics
-    out = capsys.readouterr().out
-    assert "ok    z without grad at t = 0" in out and "wrong t = 0.7" in out
+    out = _fails_on(ex11.check_augmented_dynamics, frozen_time, capsys, "the field at time t (t = 0.7")
+    assert "ok    the triple (f, ||f||^2, ||eps^T df/dz||^2), z without grad at t = 0" in out
 
+
+def test_augmented_dynamics_that_reuses_the_kinetic_term_fails(capsys):
     def kinetic_twice(func, t, state, eps):
         f, kin, _ = ex11.augmented_dynamics(func, t, state, eps)
         return f, kin, kin
 
-    assert ex11.check_augmented_dynamics(kinetic_twice) is ex11.augmented_dynamics
-    assert "dE_J/dt: values differ" in capsys.readouterr().out
+    _fails_on(ex11.check_augmented_dynamics, kinetic_twice, capsys, "the triple", "dE_J/dt: values differ")
 
 
 def test_augmented_dynamics_that_adds_the_integrals_fails(capsys):
@@ -229,35 +349,142 @@ def test_augmented_dynamics_that_adds_the_integrals_fails(capsys):
         f, kin, jac = ex11.augmented_dynamics(func, t, state, eps)
         return f, kin + state[1], jac + state[2]
 
-    assert ex11.check_augmented_dynamics(accumulates) is ex11.augmented_dynamics
-    out = capsys.readouterr().out
-    assert "wrong the integrals' current values" in out and "do not depend on" in out
+    _fails_on(ex11.check_augmented_dynamics, accumulates, capsys, "the integrals' current values do not enter",
+              "play no part")
+
+
+def test_augmented_dynamics_that_evaluates_the_field_twice_fails(capsys):
+    def twice(func, t, state, eps):
+        z = state[0]
+        with torch.enable_grad():
+            z = z if z.requires_grad else z.detach().requires_grad_(True)
+            f = func(t, z)
+            return f, ex11.kinetic_integrand(func(t, z)), ex11.frobenius_probe(f, z, eps)
+
+    out = _fails_on(ex11.check_augmented_dynamics, twice, capsys, "func is evaluated once per call",
+                    "func was evaluated 2 times")
+    assert "ok    float32 [6, 2]" in out  # the values are right
+
+
+def test_augmented_dynamics_without_enable_grad_fails_under_no_grad(capsys):
+    def no_enable(func, t, state, eps):
+        z = state[0] if state[0].requires_grad else state[0].detach().requires_grad_(True)
+        f = func(t, z)
+        return f, ex11.kinetic_integrand(f), ex11.frobenius_probe(f, z, eps)
+
+    out = _fails_on(ex11.check_augmented_dynamics, no_enable, capsys, "called inside torch.no_grad()",
+                    "raised RuntimeError")
+    assert "ok    the field at time t" in out
+
+
+def test_augmented_dynamics_written_inline_passes(capsys):
+    def inline(func, t, state, eps):
+        with torch.enable_grad():
+            z = state[0] if state[0].requires_grad else state[0].detach().requires_grad_(True)
+            f = func(t, z)
+            (row,) = torch.autograd.grad(f, z, eps, create_graph=True)
+            return f, (f * f).sum(dim=1), (row * row).sum(dim=1)
+
+    _passes(ex11.check_augmented_dynamics, inline, capsys)
+
+
+# --- exercise 4: the explicit Euler step limit ----------------------------------------------------
 
 
 def test_two_over_the_largest_eigenvalue_fails_on_complex_eigenvalues(capsys):
     def real_only(A):
         return float(2 / torch.linalg.eigvals(A.double()).abs().max())
 
-    assert ex11.check_euler_step_limit(real_only) is ex11.euler_step_limit
-    out = capsys.readouterr().out
-    assert "ok    diag(-1, -100)" in out and "wrong a damped rotation" in out and "Re(lam)" in out
+    out = _fails_on(ex11.check_euler_step_limit, real_only, capsys, "a complex pair: eigenvalues -0.1 +- i",
+                    "real part and the modulus")
+    assert "ok    the most restrictive eigenvalue sets the limit" in out
 
 
-def test_a_coarse_scan_or_the_embedded_weights_fail(capsys):
+def test_the_largest_bound_instead_of_the_smallest_fails(capsys):
+    def loosest(A):
+        lam = torch.linalg.eigvals(A.double())
+        return float((-2 * lam.real / lam.abs() ** 2).max())
+
+    _fails_on(ex11.check_euler_step_limit, loosest, capsys, "the most restrictive eigenvalue sets the limit")
+
+
+def test_a_tensor_instead_of_a_float_fails(capsys):
+    def tensor(A):
+        lam = torch.linalg.eigvals(A.double())
+        return (-2 * lam.real / lam.abs() ** 2).min()
+
+    _fails_on(ex11.check_euler_step_limit, tensor, capsys, "float32 input, a Python float out",
+              "return a Python float")
+
+
+def test_the_euler_limit_from_numpy_eigenvalues_in_a_loop_passes(capsys):
+    def other(A):
+        import numpy as np
+
+        bounds = [2 * -lam.real / (lam.real**2 + lam.imag**2) for lam in np.linalg.eigvals(A.double().numpy())]
+        return float(min(bounds))
+
+    _passes(ex11.check_euler_step_limit, other, capsys)
+
+
+# --- exercise 5: the stability limit from the tableau ---------------------------------------------
+
+
+def test_a_coarse_scan_fails(capsys):
     def coarse(tableau):
         return math.floor(ex11.stability_limit(tableau) * 10) / 10
 
-    assert ex11.check_stability_limit(coarse) is ex11.stability_limit
-    out = capsys.readouterr().out
-    assert "wrong rk4" in out and "bisect" in out
+    _fails_on(ex11.check_stability_limit, coarse, capsys, "rk4 (four stages), to within 1e-6", "bisection")
 
+
+def test_the_embedded_weights_fail(capsys):
     def embedded(tableau):
         low = type(tableau)(tableau.name, tableau.c, tableau.a, tableau.b_embedded or tableau.b, tableau.order)
         return ex11.stability_limit(low)
 
-    assert ex11.check_stability_limit(embedded) is ex11.stability_limit
-    out = capsys.readouterr().out
-    assert "ok    euler" in out and "wrong dopri5" in out
+    out = _fails_on(ex11.check_stability_limit, embedded, capsys, "dopri5 (seven stages): the propagated weights b")
+    assert "ok    euler" in out
+
+
+def test_the_last_crossing_instead_of_the_first_fails(capsys):
+    def last_crossing(tableau):  # scan down from large s: finds where |R(-s)| leaves [-1, 1] for good
+        gamma = ex11._stability_coefficients(tableau).tolist()
+        grid = torch.arange(20000, 0, -1, dtype=torch.float64) * 1e-3
+        amp = sum(g * (-grid) ** k for k, g in enumerate(gamma)).abs()
+        lo = float(grid[int((amp <= 1).nonzero()[0])])
+        hi = lo + 1e-3
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if abs(sum(g * (-mid) ** k for k, g in enumerate(gamma))) <= 1 else (lo, mid)
+        return lo
+
+    out = _fails_on(ex11.check_stability_limit, last_crossing, capsys, "the FIRST crossing", "expected 2.76393")
+    assert "ok    rk4" in out
+
+
+def test_a_stability_limit_from_the_resolvent_passes(capsys):
+    """R(z) from (I - zA)^-1 by a linear solve instead of the polynomial, a finer scan and a different bisection."""
+    def other(tableau):
+        s = tableau.n_stages
+        A = torch.zeros(s, s, dtype=torch.float64)
+        for i, row in enumerate(tableau.a):
+            A[i, : len(row)] = torch.tensor([float(a) for a in row], dtype=torch.float64)
+        b = torch.tensor([float(x) for x in tableau.b], dtype=torch.float64)
+
+        def amp(x):
+            z = -x
+            return abs(1 + z * float(b @ torch.linalg.solve(torch.eye(s, dtype=torch.float64) - z * A,
+                                                           torch.ones(s, dtype=torch.float64))))
+
+        x = 0.0
+        while amp(x + 0.005) <= 1:
+            x += 0.005
+        lo, hi = x, x + 0.005
+        while hi - lo > 1e-9:
+            lo, hi = ((lo + hi) / 2, hi) if amp((lo + hi) / 2) <= 1 else (lo, (lo + hi) / 2)
+        return lo
+
+    _passes(ex11.check_stability_limit, other, capsys)
 
 
 def test_checkers_return_the_learners_function_for_use_in_the_notebook():

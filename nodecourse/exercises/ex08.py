@@ -8,15 +8,15 @@ report and returns the function to go on with (the learner's when it passes, els
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from nodecourse.models import MLP, ODEFunc
 
-from .checking import Case, check_function, close, require_callable
-from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
+from .checking import Case, answers_for, check_function, check_prediction, close, keep_random_state, prediction
+from .checking import require_callable
 
 __all__ = ["show_answer", "depth_weight", "buggy_depth_weight", "check_depth_weight", "check_galerkin_parameters_prediction", 
     "fourier_basis", "galerkin_linear", "controlled_dynamics", "integral_loss_dynamics", "rescaled_dynamics",
@@ -108,8 +108,58 @@ def _circle_cost(s, h):
     return (h - target).pow(2).sum(-1)
 
 
-def _tol(rtol: float = 1e-5, atol: float = 1e-6) -> Callable:
-    return lambda expected, got: close(expected, got, rtol=rtol, atol=atol)
+# --- comparisons -------------------------------------------------------------------------------
+
+def _dtype_first(expected: Any, got: Any) -> Optional[str]:
+    """A dtype mismatch, said plainly, before the values are compared."""
+    if torch.is_tensor(expected) and torch.is_tensor(got) and got.dtype != expected.dtype:
+        return f"expected dtype {expected.dtype} (the input's), got {got.dtype}"
+    return None
+
+
+def _tensor(rtol: float = 1e-5, atol: float = 1e-6) -> Callable[[Any, Any], Optional[str]]:
+    """Compare one tensor: type, shape, dtype, then values."""
+    def compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+        if not torch.is_tensor(got):
+            return f"expected a tensor, got {type(got).__name__}"
+        if got.shape != expected.shape:
+            return f"expected shape {list(expected.shape)}, got {list(got.shape)}"
+        return _dtype_first(expected, got) or close(expected, got, rtol=rtol, atol=atol)
+    return compare
+
+
+def _pair(names: tuple[str, str], rtol: float = 1e-5, atol: float = 1e-6) -> Callable[[Any, Any], Optional[str]]:
+    """Compare the pair a tuple-state field returns, naming the part that is wrong."""
+    one = _tensor(rtol, atol)
+
+    def compare(expected: tuple, got: Any) -> Optional[str]:
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            what = type(got).__name__ if not isinstance(got, (tuple, list)) else f"{len(got)} items"
+            return (f"return the pair ({names[0]}, {names[1]}), one derivative per part of the state; got {what}")
+        for name, e, g in zip(names, expected, got):
+            why = one(e.detach(), g.detach() if torch.is_tensor(g) else g)
+            if why:
+                return f"{name}: {why}"
+        return None
+    return compare
+
+
+def _basis_compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+    """:func:`_tensor`, and when only the order of the basis functions is wrong, say so."""
+    why = _tensor(1e-5, 1e-6)(expected, got)
+    if why is None or not why.startswith("values differ"):
+        return why
+    e, g = expected.reshape(-1, expected.shape[-1]), got.to(expected.dtype).reshape(-1, expected.shape[-1])
+    unused = list(range(e.shape[1]))
+    for j in range(g.shape[1]):  # match every column of the answer to a column of the reference not yet used
+        match = next((i for i in unused if torch.allclose(g[:, j], e[:, i], atol=1e-6)), None)
+        if match is None:
+            break
+        unused.remove(match)
+    if not unused:
+        return (f"{why}: the right functions in the wrong order (the constant, then cos 1 .. cos n, then "
+                f"sin 1 .. sin n)")
+    return why
 
 
 # --- checkers ----------------------------------------------------------------------------------
@@ -117,100 +167,165 @@ def _tol(rtol: float = 1e-5, atol: float = 1e-6) -> Callable:
 def check_fourier_basis(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 1: the truncated Fourier basis in depth."""
     require_callable("check_fourier_basis", fn)
+    f64 = torch.float64
+    grid = torch.rand(2, 3, dtype=f64, generator=torch.Generator().manual_seed(1))
     cases = [
-        Case("one depth s = 0.3, n = 2, period 1", (torch.tensor(0.3), 2, 1.0)),
-        Case("a vector of depths [7], n = 3, period 2", (torch.linspace(0, 2, 7), 3, 2.0)),
-        Case("a grid of depths [2, 3] in float64, n = 1, period 2 pi",
-             (torch.rand(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), 1, 2 * math.pi)),
+        Case("one depth (a 0-d s) gives 2n + 1 numbers", (torch.tensor(0.3), 2, 1.0)),
+        Case("the order: the constant, then cos 1..n, then sin 1..n (n = 3)", (torch.linspace(0, 1, 7), 3, 1.0)),
+        Case("harmonics k = 1 .. n: n = 1 gives (1, cos w s, sin w s)", (torch.linspace(0, 1, 5), 1, 1.0)),
+        Case("w = 2 pi / period (period 2)", (torch.linspace(0, 2, 7), 2, 2.0)),
+        Case("a grid of depths [2, 3]: the basis on a new last dimension, [2, 3, 2n + 1]", (grid, 1, 2 * math.pi)),
+        Case("float64 depths give a float64 basis (s's dtype)", (torch.linspace(0, 1, 4, dtype=f64), 2, 1.0)),
         Case("n = 0: only the constant", (torch.linspace(0, 1, 4), 0, 1.0)),
     ]
-    hint = ("angle = 2 pi / period * s.unsqueeze(-1) * k for k = 1..n (torch.arange(1, n + 1)); then "
-            "torch.cat([ones, cos(angle), sin(angle)], dim=-1): the constant first, then all cosines, then all "
-            "sines, so the result is [*s.shape, 2 n + 1].")
-    return check_function("Exercise 1 (Fourier basis)", fn, fourier_basis, cases, hint, compare=_tol(),
+    hint = ["the first failed case names the property: the order of the functions, which harmonics appear, the "
+            "angle's frequency, the shape (a new LAST dimension) or the dtype.",
+            "there are 2n + 1 functions: first the constant 1, then n cosines, then n sines, for k = 1, 2, ..., n "
+            "(k = 0 would repeat the constant); the angle of harmonic k is k times 2 pi / period times s. Build "
+            "every column from s itself, so its shape, dtype and device carry over."]
+    return check_function("Exercise 1 (Fourier basis)", fn, fourier_basis, cases, hint=hint, compare=_basis_compare,
                           verbose=verbose)[0]
 
 
 def check_galerkin_linear(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 2: a Galerkin linear layer at one depth."""
     require_callable("check_galerkin_linear", fn)
+    f64 = torch.float64
+    depth = lambda s, dtype=f64: torch.tensor(s, dtype=dtype)  # noqa: E731
+    constant_weight = torch.zeros(5, 2, 3, dtype=f64)
+    constant_weight[0] = _randn(2, 3, seed=13)
     cases = [
-        Case("in 3, out 2, K = 5, s = 0.25, batch 4",
-             (_randn(4, 3, seed=1), torch.tensor(0.25, dtype=torch.float64), _randn(5, 2, 3, seed=2), _randn(5, 2, seed=3))),
-        Case("in 1, out 1, K = 3, s = 0.6, period 2",
-             (_randn(6, 1, seed=4), torch.tensor(0.6, dtype=torch.float64), _randn(3, 1, 1, seed=5), _randn(3, 1, seed=6), 2.0)),
-        Case("in 2, out 4, K = 1 (depth-invariant), s = 0.9",
-             (_randn(5, 2, seed=7), torch.tensor(0.9, dtype=torch.float64), _randn(1, 4, 2, seed=8), _randn(1, 4, seed=9))),
-        Case("float32, in 2, out 3, K = 7, s = 1.7",
-             (_randn(3, 2, dtype=torch.float32, seed=10), torch.tensor(1.7), _randn(7, 3, 2, dtype=torch.float32, seed=11),
-              _randn(7, 3, dtype=torch.float32, seed=12))),
+        Case("a layer from 3 inputs to 2 outputs: A_k is [out, in], like nn.Linear's weight",
+             (_randn(4, 3, seed=1), depth(0.25), _randn(5, 2, 3, seed=2), _randn(5, 2, seed=3))),
+        Case("every basis term counts: W(s) sums phi_k(s) A_k over all K terms",
+             (_randn(4, 2, seed=14), depth(0.4), _randn(5, 2, 2, seed=15), torch.zeros(5, 2, dtype=f64))),
+        Case("the bias varies with depth too: b(s) sums phi_k(s) c_k",
+             (_randn(4, 3, seed=16), depth(0.4), constant_weight, _randn(5, 2, seed=17))),
+        Case("the given period (period 2), one input and one output",
+             (_randn(6, 1, seed=4), depth(0.6), _randn(3, 1, 1, seed=5), _randn(3, 1, seed=6), 2.0)),
+        Case("K = 1: a depth-invariant layer",
+             (_randn(5, 2, seed=7), depth(0.9), _randn(1, 4, 2, seed=8), _randn(1, 4, seed=9))),
+        Case("K = 7 (n = 3 harmonics), float32 in and out",
+             (_randn(3, 2, dtype=torch.float32, seed=10), depth(1.7, torch.float32),
+              _randn(7, 3, 2, dtype=torch.float32, seed=11), _randn(7, 3, dtype=torch.float32, seed=12))),
     ]
-    hint = ("phi = fourier_basis(s, (K - 1) // 2, period) has K entries; W = sum_k phi[k] * weight_coeffs[k] "
-            "(torch.einsum('k,koi->oi', phi, weight_coeffs)) is [out, in], b = phi @ bias_coeffs is [out]; "
-            "return x @ W.T + b, using every basis term, not only the constant one.")
-    return check_function("Exercise 2 (Galerkin linear layer)", fn, galerkin_linear, cases, hint,
-                          compare=_tol(1e-5, 1e-5), verbose=verbose)[0]
+    hint = ["the first failed case names the part of the layer: the layout of A_k, the sum over the basis terms, "
+            "the bias b(s), the period, or the dtype.",
+            "evaluate the basis once at s, with (K - 1) / 2 harmonics and the given period; W(s) and b(s) are "
+            "weighted sums of ALL their coefficients, with the same K weights; then map the batch the way "
+            "nn.Linear does with a weight of shape [out, in] (which side of x does it go on, and is it transposed?)."]
+    return check_function("Exercise 2 (Galerkin linear layer)", fn, galerkin_linear, cases, hint=hint,
+                          compare=_tensor(1e-5, 1e-5), verbose=verbose)[0]
+
+
+class _FirstInputs(nn.Module):
+    """A network that reads only the first ``width`` of its inputs: it tells [h, x] from [x, h]."""
+
+    def __init__(self, net: nn.Module, width: int, total: int) -> None:
+        super().__init__()
+        self.net, self.width, self.total = net, width, total
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        if u.shape[-1] != self.total:
+            raise ValueError(f"the network expects {self.total} inputs (h and x together), got {u.shape[-1]}")
+        return self.net(u[..., : self.width])
 
 
 def check_controlled_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 3: the field of the state (h, x) of a data-controlled Neural ODE."""
     require_callable("check_controlled_dynamics", fn)
+    f32 = torch.float32
+    reads_h = _FirstInputs(_mlp([2, 8, 2], torch.float64, 4), width=2, total=5)
     cases = [
-        Case("h [5, 1], x [5, 1], net 2-16-1", (_mlp([2, 16, 1], torch.float64, 1), torch.tensor(0.0),
-                                              (_randn(5, 1, seed=1), _randn(5, 1, seed=2)))),
-        Case("h [4, 2], x [4, 3], net 5-8-2", (_mlp([5, 8, 2], torch.float64, 2), torch.tensor(0.4),
-                                             (_randn(4, 2, seed=3), _randn(4, 3, seed=4)))),
-        Case("float32, h [3, 3], x [3, 1]", (_mlp([4, 8, 3], torch.float32, 3), torch.tensor(0.9),
-                                            (_randn(3, 3, dtype=torch.float32, seed=5),
-                                             _randn(3, 1, dtype=torch.float32, seed=6)))),
+        Case("returns the pair (dh/ds, dx/ds)", (_mlp([2, 16, 1], torch.float64, 1), torch.tensor(0.0),
+                                                 (_randn(5, 1, seed=1), _randn(5, 1, seed=2)))),
+        Case("the network sees [h, x]: the state first, then the input (a net that reads only h)",
+             (reads_h, torch.tensor(0.2), (_randn(4, 2, seed=7), _randn(4, 3, seed=8)))),
+        Case("dx/ds is zero and shaped like x: the input stays constant along depth",
+             (_mlp([3, 8, 1], torch.float64, 5), torch.tensor(0.6), (_randn(3, 1, seed=9), 5 + _randn(3, 2, seed=10)))),
+        Case("h [4, 2] and x [4, 3]: D and C differ", (_mlp([5, 8, 2], torch.float64, 2), torch.tensor(0.4),
+                                                        (_randn(4, 2, seed=3), _randn(4, 3, seed=4)))),
+        Case("float32 state and input", (_mlp([4, 8, 3], f32, 3), torch.tensor(0.9),
+                                         (_randn(3, 3, dtype=f32, seed=5), _randn(3, 1, dtype=f32, seed=6)))),
     ]
-    hint = ("return a tuple (dh/ds, dx/ds): dh/ds = net(torch.cat([h, x], dim=-1)) with h first, and "
-            "dx/ds = torch.zeros_like(x), since the input stays constant along depth.")
-    return check_function("Exercise 3 (data-controlled dynamics)", fn, controlled_dynamics, cases, hint,
-                          compare=_tol(), verbose=verbose)[0]
+    hint = ["the first failed case names the part: the pair the field returns, the order in which the network "
+            "sees h and x, or the derivative of x.",
+            "the solver carries the pair (h, x), so the field returns one derivative per part, in the same order; "
+            "the network's input joins h and x along the feature dimension with h first; x does not move along "
+            "depth, so its derivative is zero with x's own shape and dtype."]
+    return check_function("Exercise 3 (data-controlled dynamics)", fn, controlled_dynamics, cases, hint=hint,
+                          compare=_pair(("dh/ds", "dx/ds")), verbose=verbose)[0]
 
 
 def check_integral_loss_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 4: the field of (h, L) for an integral loss."""
     require_callable("check_integral_loss_dynamics", fn)
+    f64 = torch.float64
     cases = [
-        Case("MLP field 2-16-2, circle cost, batch 5, s = 0.5",
-             (_field([2, 16, 2], torch.float64, 1), _circle_cost, torch.tensor(0.5, dtype=torch.float64),
-              (_randn(5, 2, seed=1), _randn(5, seed=2)))),
-        Case("time-dependent field 3-8-2, s = 2.0, L not zero",
-             (_field([3, 8, 2], torch.float64, 2, time_dependent=True), _circle_cost,
-              torch.tensor(2.0, dtype=torch.float64), (_randn(4, 2, seed=3), 10 + _randn(4, seed=4)))),
-        Case("a cost that depends only on |h|, batch 3",
-             (_field([2, 8, 2], torch.float64, 3), lambda s, h: h.norm(dim=-1), torch.tensor(0.0, dtype=torch.float64),
-              (_randn(3, 2, seed=5), torch.zeros(3, dtype=torch.float64)))),
+        Case("returns the pair (f(s, h), l(s, h))",
+             (_field([2, 16, 2], f64, 1), _circle_cost, torch.tensor(0.5, dtype=f64),
+              (_randn(5, 2, seed=1), torch.zeros(5, dtype=f64)))),
+        Case("dL/ds is the running cost whatever L is: L does not enter (L = 10 + noise)",
+             (_field([2, 8, 2], f64, 4), _circle_cost, torch.tensor(1.0, dtype=f64),
+              (_randn(4, 2, seed=6), 10 + _randn(4, seed=7)))),
+        Case("one cost per sample: dL/ds is [B], not summed over the batch",
+             (_field([2, 8, 2], f64, 3), lambda s, h: h.norm(dim=-1), torch.tensor(0.0, dtype=f64),
+              (_randn(3, 2, seed=5), torch.zeros(3, dtype=f64)))),
+        Case("a depth-variant field and cost, both at depth s = 2",
+             (_field([3, 8, 2], f64, 2, time_dependent=True), _circle_cost,
+              torch.tensor(2.0, dtype=f64), (_randn(4, 2, seed=3), _randn(4, seed=4)))),
     ]
-    hint = ("return the tuple (func(s, h), running_cost(s, h)) where h = state[0]: the derivative of the running "
-            "integral L is the running cost itself, one value per sample ([B]); L itself does not enter.")
-    return check_function("Exercise 4 (integral-loss dynamics)", fn, integral_loss_dynamics, cases, hint,
-                          compare=_tol(), verbose=verbose)[0]
+    hint = ["the first failed case names the part: the derivative of h, the derivative of L (its value, or its "
+            "shape, one number per sample), or the depth at which they are evaluated.",
+            "L is the running integral of the cost, so its derivative is the integrand at the current (s, h), one "
+            "value per sample; the current value of L never enters it, and h moves by the field, both at depth s."]
+    return check_function("Exercise 4 (integral-loss dynamics)", fn, integral_loss_dynamics, cases, hint=hint,
+                          compare=_pair(("dh/ds", "dL/ds")), verbose=verbose)[0]
+
+
+class _FlatDepths(nn.Module):
+    """A depth-variant field that insists on one depth per sample, as a flat ``[B]`` tensor."""
+
+    def __init__(self, func: nn.Module) -> None:
+        super().__init__()
+        self.func = func
+
+    def forward(self, s: Any, h: torch.Tensor) -> torch.Tensor:
+        shape = tuple(s.shape) if torch.is_tensor(s) else type(s).__name__
+        if shape != (h.shape[0],):
+            raise ValueError(f"func got depths of shape {shape}; it needs one depth per sample, a [B] = "
+                             f"[{h.shape[0]}] tensor")
+        return self.func(s, h)
 
 
 def check_rescaled_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 5: adaptive depth by rescaling depth to [0, 1]."""
     require_callable("check_rescaled_dynamics", fn)
-    time_field = _field([2, 16, 1], torch.float64, 2, time_dependent=True)
+    f64 = torch.float64
+    time_field = _field([2, 16, 1], f64, 2, time_dependent=True)
+    sigma = lambda v: torch.tensor(v, dtype=f64)  # noqa: E731
     cases = [
-        Case("autonomous field 1-16-1, batch 4, sigma = 0.5",
-             (_field([1, 16, 1], torch.float64, 1), torch.tensor(0.5, dtype=torch.float64),
-              (_randn(4, 1, seed=1), 0.5 + _randn(4, 1, seed=2).abs()))),
-        Case("time-dependent field, sigma = 0.3", (time_field, torch.tensor(0.3, dtype=torch.float64),
-                                                 (_randn(5, 1, seed=3), 1 + _randn(5, 1, seed=4).abs()))),
-        Case("time-dependent field, sigma = 1", (time_field, torch.tensor(1.0, dtype=torch.float64),
-                                               (_randn(3, 1, seed=5), 2 + _randn(3, 1, seed=6).abs()))),
-        Case("2-D state, time-dependent field 3-8-2", (_field([3, 8, 2], torch.float64, 3, time_dependent=True),
-                                                     torch.tensor(0.7, dtype=torch.float64),
-                                                     (_randn(4, 2, seed=7), 0.2 + _randn(4, 1, seed=8).abs()))),
+        Case("the factor T: dh/dsigma = T f (an autonomous field)",
+             (_field([1, 16, 1], f64, 1), sigma(0.5), (_randn(4, 1, seed=1), 0.5 + _randn(4, 1, seed=2).abs()))),
+        Case("func is called at the depths T sigma (a depth-variant field, sigma = 0.3)",
+             (time_field, sigma(0.3), (_randn(5, 1, seed=3), 1 + _randn(5, 1, seed=4).abs()))),
+        Case("sigma = 1: every sample at its own end depth T",
+             (time_field, sigma(1.0), (_randn(3, 1, seed=5), 2 + _randn(3, 1, seed=6).abs()))),
+        Case("func receives the depths as a [B] tensor, one per sample",
+             (_FlatDepths(time_field), sigma(0.8), (_randn(4, 1, seed=9), 1 + _randn(4, 1, seed=10).abs()))),
+        Case("dT/dsigma is zero and shaped like T [B, 1]",
+             (_field([1, 8, 1], f64, 4), sigma(0.1), (_randn(3, 1, seed=11), 1.5 + _randn(3, 1, seed=12).abs()))),
+        Case("a 2-D state: T [B, 1] scales every component",
+             (_field([3, 8, 2], f64, 3, time_dependent=True), sigma(0.7),
+              (_randn(4, 2, seed=7), 0.2 + _randn(4, 1, seed=8).abs()))),
     ]
-    hint = ("with s = T sigma the chain rule gives dh/dsigma = T * f(T sigma, h): call func(sigma * T.reshape(-1), h) "
-            "(the per-sample depths as a [B] tensor), multiply by T ([B, 1]) and return it with "
-            "torch.zeros_like(T) for the constant depths.")
-    return check_function("Exercise 5 (rescaled dynamics)", fn, rescaled_dynamics, cases, hint, compare=_tol(),
-                          verbose=verbose)[0]
+    hint = ["the first failed case names the part of the chain rule: the factor T, the depth at which func is "
+            "called (its value or its shape), or the derivative of T.",
+            "with s = T sigma, dh/dsigma = (ds/dsigma) dh/ds; every sample has its own T, so func needs one depth "
+            "per sample as a flat [B] tensor and its output is scaled sample by sample; T itself does not change "
+            "with sigma."]
+    return check_function("Exercise 5 (rescaled dynamics)", fn, rescaled_dynamics, cases, hint=hint,
+                          compare=_pair(("dh/dsigma", "dT/dsigma")), verbose=verbose)[0]
 
 
 # --- exercise 6 (find the bug) and exercise 7 (predict, then check) ------------------------------
@@ -235,10 +350,12 @@ def check_depth_weight(fn: Callable[..., torch.Tensor], verbose: bool = True) ->
     sym = torch.randn(5, 3, 3, generator=g)
     sym = sym + sym.transpose(1, 2)
     cases = [
-        Case("symmetric coefficient matrices [5, 3, 3]", (torch.tensor(0.3), sym)),
-        Case("non-symmetric square coefficients [5, 2, 2]", (torch.tensor(0.7), torch.randn(5, 2, 2, generator=g))),
-        Case("a layer from 3 to 2 features: W(s) is [out, in] = [2, 3]", (torch.tensor(0.1), torch.randn(3, 2, 3, generator=g))),
-        Case("period 2", (torch.tensor(1.4), torch.randn(5, 2, 4, generator=g), 2.0)),
+        Case("symmetric coefficient matrices [5, 3, 3] (the author's test)", (torch.tensor(0.3), sym)),
+        Case("non-symmetric square coefficients [5, 2, 2]: A_k, not its transpose",
+             (torch.tensor(0.7), torch.randn(5, 2, 2, generator=g))),
+        Case("a layer from 3 to 2 features: W(s) is [out, in] = [2, 3]",
+             (torch.tensor(0.1), torch.randn(3, 2, 3, generator=g))),
+        Case("the given period (period 2)", (torch.tensor(1.4), torch.randn(5, 2, 4, generator=g), 2.0)),
     ]
     hint = ["it is right for symmetric coefficient matrices only: compare the shape and the layout of what it "
             "returns with those of one coefficient matrix A_k.",

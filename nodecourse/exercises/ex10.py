@@ -15,8 +15,8 @@ from torch import nn
 from nodecourse.models.flows import CNFField
 from nodecourse.solvers import odeint
 
-from .checking import Case, check_function, close, keep_random_state, require_callable
-from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
+from .checking import Case, answers_for, check_function, check_prediction, close, keep_random_state, prediction
+from .checking import require_callable
 
 __all__ = ["show_answer", "diag_gaussian_log_prob", "buggy_diag_gaussian_log_prob", "check_diag_gaussian_log_prob", "check_origin_log_density_prediction", 
     "standard_normal_log_prob", "exact_trace", "hutchinson_trace", "cnf_dynamics", "cnf_log_prob",
@@ -110,36 +110,72 @@ def _rademacher(*shape: int, dtype: torch.dtype = torch.float64, seed: int = 0) 
     return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(dtype)
 
 
+# --- comparisons -------------------------------------------------------------------------------
+
+def _dtype_first(expected: Any, got: Any) -> Optional[str]:
+    """A dtype mismatch, said plainly, before the values are compared."""
+    if torch.is_tensor(expected) and torch.is_tensor(got) and got.dtype != expected.dtype:
+        return f"expected dtype {expected.dtype} (the input's), got {got.dtype}"
+    return None
+
+
+def _per_sample(rtol: float, atol: float) -> Callable[[Any, Any], Optional[str]]:
+    """One number per sample: a tensor [B] of the input's dtype, then the values."""
+    def compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+        if not torch.is_tensor(got):
+            return f"expected a tensor [B], got {type(got).__name__}"
+        if got.shape != expected.shape:
+            return f"expected shape {tuple(expected.shape)}, one value per sample, got {tuple(got.shape)}"
+        return _dtype_first(expected, got) or close(expected, got, rtol=rtol, atol=atol)
+    return compare
+
+
 class _TraceResult:
-    """A trace computed by some function, with the gradient it passes to the field's parameters."""
+    """A trace computed by some function: its value, the backward passes it took through ``f``, and (when the
+    case asks) the gradient it passes to the field's parameters."""
 
-    def __init__(self, value: Any, grads: Optional[tuple]) -> None:
-        self.value, self.grads = value, grads
+    def __init__(self, value: Any, dim: int, passes: int, grads: Optional[tuple] = None, graph: bool = True) -> None:
+        self.value, self.dim, self.passes, self.grads, self.graph = value, dim, passes, grads, graph
 
 
-def _run_trace(fn: Callable, field: nn.Module, z: torch.Tensor, eps: Optional[torch.Tensor]) -> _TraceResult:
-    """Evaluate f = field(0.3, z) with autograd on z, call fn, and differentiate its result's sum."""
+def _run_trace(fn: Callable, field: nn.Module, z: torch.Tensor, eps: Optional[torch.Tensor],
+               differentiate: bool = False) -> _TraceResult:
+    """Evaluate f = field(0.3, z) with autograd on z, call fn, count the backward passes through f and, with
+    ``differentiate``, take the gradient of the result's sum with respect to the field's parameters."""
     z = z.detach().clone().requires_grad_(True)
     f = field(torch.tensor(0.3, dtype=z.dtype), z)
+    passes = [0]
+    f.register_hook(lambda grad: passes.__setitem__(0, passes[0] + 1))  # fires once per backward pass through f
     value = fn(f, z) if eps is None else fn(f, z, eps)
+    counted = passes[0]
+    dim = z.shape[1]
     if not torch.is_tensor(value):
-        return _TraceResult(value, None)
-    grads = None
-    if value.requires_grad:
-        grads = torch.autograd.grad(value.sum(), tuple(field.parameters()), allow_unused=True)
-        grads = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(field.parameters(), grads))
-    return _TraceResult(value.detach(), grads)
+        return _TraceResult(value, dim, counted)
+    if not differentiate:
+        return _TraceResult(value.detach(), dim, counted)
+    if not value.requires_grad:
+        return _TraceResult(value.detach(), dim, counted, graph=False)
+    grads = torch.autograd.grad(value.sum(), tuple(field.parameters()), allow_unused=True, materialize_grads=True)
+    return _TraceResult(value.detach(), dim, counted, grads)
 
 
-def _compare_trace(expected: _TraceResult, got: _TraceResult) -> Optional[str]:
-    why = close(expected.value, got.value, rtol=1e-5, atol=1e-6)
-    if why:
-        return why
-    if got.grads is None:
-        return ("the values are right but the result carries no graph: pass create_graph=True to "
-                "torch.autograd.grad, or training cannot backpropagate through the trace")
-    why = close(expected.grads, got.grads, rtol=1e-5, atol=1e-6)
-    return f"the gradient of the trace with respect to the field's parameters is wrong ({why})" if why else None
+def _trace_compare(max_passes: Callable[[_TraceResult], int], what: str) -> Callable[[Any, Any], Optional[str]]:
+    values = _per_sample(1e-5, 1e-6)
+
+    def compare(expected: _TraceResult, got: _TraceResult) -> Optional[str]:
+        why = values(expected.value, got.value)
+        if why:
+            return why
+        if got.passes > max_passes(expected):
+            return f"right values, but {got.passes} backward passes through f where {what}"
+        if expected.grads is None:
+            return None
+        if not got.graph:
+            return ("the values are right but the result carries no graph: pass create_graph=True to "
+                    "torch.autograd.grad, or training cannot backpropagate through the trace")
+        why = close(expected.grads, got.grads, rtol=1e-5, atol=1e-6)
+        return f"the gradient of the trace with respect to the field's parameters is wrong ({why})" if why else None
+    return compare
 
 
 # --- checkers ----------------------------------------------------------------------------------
@@ -148,73 +184,115 @@ def check_standard_normal_log_prob(fn: Callable, verbose: bool = True) -> Callab
     """Exercise 1: the log-density of the standard Gaussian, per sample."""
     require_callable("check_standard_normal_log_prob", fn)
     cases = [
-        Case("batch [5, 2], float64", (_randn(5, 2, seed=1),)),
-        Case("batch [4, 7] (D = 7), float64", (_randn(4, 7, seed=2),)),
-        Case("one point at the origin [1, 3]", (torch.zeros(1, 3, dtype=torch.float64),)),
-        Case("batch [6, 1], float32", (_randn(6, 1, dtype=torch.float32, seed=3),)),
+        Case("one value per sample: [5, 2] -> [5]", (_randn(5, 2, seed=1),)),
+        Case("the origin: only the normaliser -(D/2) log(2 pi) is left (D = 3)",
+             (torch.zeros(1, 3, dtype=torch.float64),)),
+        Case("D = 7: the normaliser counts every dimension", (_randn(4, 7, seed=2),)),
+        Case("D = 1", (_randn(6, 1, seed=4),)),
+        Case("float32 in, float32 out (z's dtype)", (_randn(6, 2, dtype=torch.float32, seed=3),)),
     ]
-    hint = ("log N(z; 0, I) = -0.5 * (z**2).sum(dim=1) - 0.5 * D * log(2 pi) with D = z.shape[1]: sum over "
-            "the dimensions (dim=1), not over the batch, and do not forget the normalising constant.")
-    return check_function("Exercise 1 (standard normal log-density)", fn, standard_normal_log_prob, cases, hint,
-                          compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-5), verbose=verbose)[0]
+    hint = ["the first failed case names the property: one value per sample, the normalising constant (it grows "
+            "with D), or the dtype.",
+            "the squared norm is a sum over the D entries of one sample (dim 1), never over the batch; the constant "
+            "is log(2 pi) / 2 once per dimension; a Python number mixed into a tensor expression keeps z's dtype."]
+    return check_function("Exercise 1 (standard normal log-density)", fn, standard_normal_log_prob, cases, hint=hint,
+                          compare=_per_sample(1e-5, 1e-5), verbose=verbose)[0]
 
 
-def _trace_cases(with_eps: bool) -> list[Case]:
+def _trace_problems() -> list[tuple[str, nn.Module, torch.Tensor]]:
     A = torch.tensor([[0.5, -2.0, 0.3], [1.0, -1.5, 0.0], [0.2, 0.7, 2.5]], dtype=torch.float64)
-    problems = [
-        ("linear field z A^T, D = 3", _Linear(A), _randn(4, 3, seed=4)),
+    return [
+        ("a linear field z A^T: the trace is tr A = 1.5", _Linear(A), _randn(4, 3, seed=4)),
         ("MLP field, D = 2", _field(2, seed=5), _randn(5, 2, seed=6)),
         ("MLP field, D = 5", _field(5, seed=7), _randn(3, 5, seed=8)),
         ("MLP field, D = 2, float32", _field(2, dtype=torch.float32, seed=9), _randn(6, 2, dtype=torch.float32,
-                                                                                       seed=10)),
+                                                                                      seed=10)),
     ]
-    cases = []
-    for k, (label, field, z) in enumerate(problems):
-        eps = _rademacher(*z.shape, dtype=z.dtype, seed=20 + k) if with_eps else None
-        cases.append(Case(label, (field, z, eps)))
-    if with_eps:  # a Gaussian probe too
-        cases.append(Case("MLP field, D = 4, Gaussian probe", (_field(4, seed=11), _randn(5, 4, seed=12),
-                                                               _randn(5, 4, seed=13))))
-    return cases
-
-
-def _check_trace(exercise: str, fn: Callable, reference: Callable, with_eps: bool, hint: str,
-                 verbose: bool) -> Callable:
-    run = lambda f: (lambda field, z, eps: _run_trace(f, field, z, eps))  # noqa: E731
-    _, report = check_function(exercise, run(fn), run(reference), _trace_cases(with_eps), hint,
-                               compare=_compare_trace, verbose=verbose)
-    return fn if report.ok else reference
 
 
 @keep_random_state()
 def check_exact_trace(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 2: the exact trace of df/dz per sample, by one autograd pass per dimension."""
     require_callable("check_exact_trace", fn)
-    hint = ("for i in range(D): row_i = torch.autograd.grad(f[:, i].sum(), z, create_graph=True)[0] is row i "
-            "of every sample's Jacobian; keep row_i[:, i] and add them up. create_graph=True also keeps the "
-            "graph for the next pass and for training.")
-    return _check_trace("Exercise 2 (exact trace)", fn, exact_trace, False, hint, verbose)
+    cases = [Case(label, (field, z, None)) for label, field, z in _trace_problems()]
+    cases.append(Case("D = 4, batch 8: D backward passes, one per dimension (not one per sample)",
+                      (_field(4, seed=11), _randn(8, 4, seed=12), None)))
+    cases.append(Case("differentiable: the trace's gradient reaches the field's parameters (create_graph=True)",
+                      (_field(3, seed=13), _randn(4, 3, seed=14), None), {"differentiate": True}))
+    hint = ["the first failed case names the property: the values (only the Jacobian's diagonal, one trace per "
+            "sample), the number of backward passes, or the graph that training needs.",
+            "the gradient of the sum over the batch of output i gives, in row b, row i of sample b's Jacobian, so D "
+            "calls of torch.autograd.grad serve the whole batch; keep entry i of each and add them up. Every call "
+            "needs create_graph=True: for the next call and for training."]
+    run = lambda f: (lambda *args, **kwargs: _run_trace(f, *args, **kwargs))  # noqa: E731
+    _, report = check_function("Exercise 2 (exact trace)", run(fn), run(exact_trace), cases, hint=hint,
+                               compare=_trace_compare(lambda e: e.dim, "one per dimension serves the whole batch"),
+                               verbose=verbose, answer=exact_trace)
+    return fn if report.ok else exact_trace
 
 
 @keep_random_state()
 def check_hutchinson_trace(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 3: Hutchinson's estimate eps^T (df/dz) eps with one vector-Jacobian product."""
     require_callable("check_hutchinson_trace", fn)
-    hint = ("v = torch.autograd.grad(f, z, grad_outputs=eps, create_graph=True)[0] is eps^T df/dz for every "
-            "sample at once; the estimate is (v * eps).sum(dim=1), one number per sample (do not sum over "
-            "the batch, and do not forget the second eps).")
-    return _check_trace("Exercise 3 (Hutchinson's estimator)", fn, hutchinson_trace, True, hint, verbose)
+    cases = [Case(f"{label}, Rademacher probe", (field, z, _rademacher(*z.shape, dtype=z.dtype, seed=20 + k)))
+             for k, (label, field, z) in enumerate(_trace_problems())]
+    basis = torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0]]
+    cases += [
+        Case("a Gaussian probe, D = 4", (_field(4, seed=11), _randn(5, 4, seed=12), _randn(5, 4, seed=13))),
+        Case("the probe e_i picks the diagonal entry J_ii (a quadratic form, not a sum)",
+             (_field(3, seed=15), _randn(4, 3, seed=16), basis)),
+        Case("ONE vector-Jacobian product: one backward pass through f for the whole batch",
+             (_field(5, seed=17), _randn(6, 5, seed=18), _rademacher(6, 5, seed=19))),
+        Case("differentiable: the estimate's gradient reaches the field's parameters (create_graph=True)",
+             (_field(3, seed=13), _randn(4, 3, seed=14), _rademacher(4, 3, seed=24)), {"differentiate": True}),
+    ]
+    hint = ["the first failed case names the property: the values (a quadratic form in eps, one per sample), the "
+            "number of backward passes, or the graph that training needs.",
+            "torch.autograd.grad with grad_outputs=eps gives every sample's row vector eps^T (df/dz) in one call; the "
+            "estimate multiplies that row by eps once more and sums over the D entries of each sample. Pass "
+            "create_graph=True."]
+    run = lambda f: (lambda *args, **kwargs: _run_trace(f, *args, **kwargs))  # noqa: E731
+    _, report = check_function("Exercise 3 (Hutchinson's estimator)", run(fn), run(hutchinson_trace), cases,
+                               hint=hint, compare=_trace_compare(lambda e: 1, "one vector-Jacobian product is enough"),
+                               verbose=verbose, answer=hutchinson_trace)
+    return fn if report.ok else hutchinson_trace
 
 
 def _run_dynamics(fn: Callable, field: nn.Module, t: torch.Tensor, z: torch.Tensor, grad_enabled: bool,
-                  z_requires_grad: bool) -> Any:
-    z = z.detach().clone().requires_grad_(z_requires_grad)
-    state = (z, torch.zeros(z.shape[0], dtype=z.dtype))
+                  z_requires_grad: bool, delta: float = 0.0, upstream: bool = False) -> Any:
+    """Call ``fn(field, t, (z, delta))``; with ``upstream`` z is computed from a leaf and the result is the
+    gradient that flows back to that leaf (a solver's earlier steps), not the derivatives."""
+    leaf = z.detach().clone().requires_grad_(z_requires_grad or upstream)
+    z = 2.0 * leaf if upstream else leaf
+    state = (z, torch.full((z.shape[0],), delta, dtype=z.dtype))
     with torch.set_grad_enabled(grad_enabled):
         out = fn(field, t, state)
+    if upstream:
+        if not isinstance(out, (tuple, list)) or not torch.is_tensor(out[0]) or not out[0].requires_grad:
+            return ("no graph", out)
+        (grad,) = torch.autograd.grad(out[0].sum(), leaf, allow_unused=True)
+        return ("upstream", grad)
     if isinstance(out, (tuple, list)):
         return tuple(o.detach() if torch.is_tensor(o) else o for o in out)
     return out
+
+
+def _dynamics_compare(expected: Any, got: Any) -> Optional[str]:
+    if isinstance(expected, tuple) and expected and expected[0] == "upstream":
+        if got[0] != "upstream" or got[1] is None:
+            return ("f has no graph back to the z it was given: use z as it is when it already requires grad "
+                    "(detach only a z that does not), or the solver's earlier steps get no gradient")
+        why = close(expected[1], got[1], rtol=1e-5, atol=1e-6)
+        return f"the gradient through z: {why}" if why else None
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        return f"return the pair (f, d delta/dt), got {type(got).__name__}"
+    for name, e, g in (("f", expected[0], got[0]), ("d delta/dt", expected[1], got[1])):
+        why = _per_sample(1e-5, 1e-6)(e, g) if name != "f" else (
+            _dtype_first(e, g) or close(e, g, rtol=1e-5, atol=1e-6))
+        if why:
+            return f"{name}: {why}"
+    return None
 
 
 @keep_random_state()
@@ -222,23 +300,31 @@ def check_cnf_dynamics(fn: Callable, verbose: bool = True) -> Callable:
     """Exercise 4: the augmented CNF dynamics d/dt (z, delta) = (f, -tr df/dz)."""
     require_callable("check_cnf_dynamics", fn)
     A = torch.tensor([[-0.3, -1.0], [1.2, -0.5]], dtype=torch.float64)
+    t = lambda v, dtype=torch.float64: torch.tensor(v, dtype=dtype)  # noqa: E731
     cases = [
-        Case("linear field z A^T (trace -0.8), z without requires_grad",
-             (_Linear(A), torch.tensor(0.0, dtype=torch.float64), _randn(4, 2, seed=14), True, False)),
+        Case("minus the trace: a linear field z A^T gives d delta/dt = -tr A = 0.8",
+             (_Linear(A), t(0.0), _randn(4, 2, seed=14), True, False)),
         Case("MLP field, D = 2, z already requiring grad",
-             (_field(2, seed=15), torch.tensor(0.4, dtype=torch.float64), _randn(5, 2, seed=16), True, True)),
-        Case("MLP field, D = 3, called inside torch.no_grad() (as a solver may)",
-             (_field(3, seed=17), torch.tensor(0.9, dtype=torch.float64), _randn(3, 3, seed=18), False, False)),
-        Case("MLP field, D = 2, float32",
-             (_field(2, dtype=torch.float32, seed=19), torch.tensor(0.1), _randn(4, 2, dtype=torch.float32,
-                                                                               seed=20), True, False)),
+             (_field(2, seed=15), t(0.4), _randn(5, 2, seed=16), True, True)),
+        Case("z without requires_grad (the first step of a solve)",
+             (_field(3, seed=21), t(0.2), _randn(3, 3, seed=22), True, False)),
+        Case("called inside torch.no_grad() (as a solver may): the trace needs enable_grad",
+             (_field(3, seed=17), t(0.9), _randn(3, 3, seed=18), False, False)),
+        Case("the current delta does not enter its derivative (delta = 5)",
+             (_field(2, seed=23), t(0.5), _randn(4, 2, seed=24), True, False), {"delta": 5.0}),
+        Case("a z that requires grad is used as it is: gradients flow back through it",
+             (_field(2, seed=25), t(0.3), _randn(4, 2, seed=26), True, True), {"upstream": True}),
+        Case("float32, D = 2", (_field(2, dtype=torch.float32, seed=19), t(0.1, torch.float32),
+                                _randn(4, 2, dtype=torch.float32, seed=20), True, False)),
     ]
-    hint = ("z = state[0]; inside `with torch.enable_grad():` make z require grad if it does not "
-            "(z = z.detach().requires_grad_(True)), compute f = field(t, z) and the exact trace (your "
-            "exact_trace), and return (f, -trace): the log-density falls where the flow spreads points out.")
-    run = lambda f: (lambda *args: _run_dynamics(f, *args))  # noqa: E731
-    _, report = check_function("Exercise 4 (CNF dynamics)", run(fn), run(cnf_dynamics), cases, hint,
-                               compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-6), verbose=verbose)
+    hint = ["the first failed case names the property: the sign of the trace term, autograd switched off, a z "
+            "that does or does not require grad, or the pair returned.",
+            "the trace needs a graph from z to f even when the solver switched autograd off: compute f and the trace "
+            "inside torch.enable_grad(), from a z that requires grad (a detached copy only when the given z does "
+            "not); the log-density falls where the flow spreads points out, so delta moves by MINUS the trace."]
+    run = lambda f: (lambda *args, **kwargs: _run_dynamics(f, *args, **kwargs))  # noqa: E731
+    _, report = check_function("Exercise 4 (CNF dynamics)", run(fn), run(cnf_dynamics), cases, hint=hint,
+                               compare=_dynamics_compare, verbose=verbose, answer=cnf_dynamics)
     return fn if report.ok else cnf_dynamics
 
 
@@ -253,19 +339,22 @@ def check_cnf_log_prob(fn: Callable, verbose: bool = True) -> Callable:
     require_callable("check_cnf_log_prob", fn)
     A = torch.tensor([[-0.3, -1.0], [1.2, -0.5]], dtype=torch.float64)
     cases = [
-        Case("linear field z A^T on [0, 1], 8 steps", (_Linear(A), _randn(5, 2, seed=21), 1.0, 8)),
-        Case("MLP field, D = 2, [0, 1], 8 steps", (_field(2, seed=22), _randn(6, 2, seed=23), 1.0, 8)),
-        Case("MLP field, D = 3, [0, 0.5], 4 steps", (_field(3, seed=24), _randn(4, 3, seed=25), 0.5, 4)),
-        Case("MLP field, D = 2, float32, [0, 2], 10 steps",
+        Case("log N(z(t1)) MINUS delta(t1): a linear field, [0, 1], 8 steps",
+             (_Linear(A), _randn(5, 2, seed=21), 1.0, 8)),
+        Case("the base density at z(t1), not at x (MLP field, D = 2)",
+             (_field(2, seed=22), _randn(6, 2, seed=23), 1.0, 8)),
+        Case("step t1 / n_steps: [0, 0.5] in 4 steps, D = 3", (_field(3, seed=24), _randn(4, 3, seed=25), 0.5, 4)),
+        Case("float32 x gives a float32 log p(x): [0, 2] in 10 steps",
              (_field(2, dtype=torch.float32, seed=26), _randn(5, 2, dtype=torch.float32, seed=27), 2.0, 10)),
     ]
-    hint = ("solve the tuple state (x, zeros [B]) with odeint(lambda t, s: cnf_dynamics(field, t, s), ..., "
-            "torch.tensor([0.0, t1]), method='rk4', options={'step_size': t1 / n_steps}); then "
-            "log p(x) = standard_normal_log_prob(z(t1)) - delta(t1) (minus: delta is the change of log p "
-            "from x to z(t1)). Make the times on x's dtype and device.")
+    hint = ["the first failed case names the property: the sign of delta, where the base density is evaluated, "
+            "the step size, or the dtype.",
+            "solve the pair (x, a zero per sample) from 0 to t1 with fixed RK4 steps of t1 / n_steps, then evaluate "
+            "the base log-density at the END state z(t1) and subtract delta(t1), the change of log p along the "
+            "path. Make the time tensor with x's dtype and device."]
     run = lambda f: (lambda *args: _run_log_prob(f, *args))  # noqa: E731
-    _, report = check_function("Exercise 5 (CNF log-likelihood)", run(fn), run(cnf_log_prob), cases, hint,
-                               compare=lambda e, g: close(e, g, rtol=1e-5, atol=1e-5), verbose=verbose)
+    _, report = check_function("Exercise 5 (CNF log-likelihood)", run(fn), run(cnf_log_prob), cases, hint=hint,
+                               compare=_per_sample(1e-5, 1e-5), verbose=verbose, answer=cnf_log_prob)
     return fn if report.ok else cnf_log_prob
 
 

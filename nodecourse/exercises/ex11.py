@@ -8,10 +8,8 @@ reference). The references are public so a notebook can also call them directly.
 """
 from __future__ import annotations
 
-import math
-
 import functools
-
+from fractions import Fraction
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -19,8 +17,8 @@ from torch import nn
 
 from nodecourse.solvers import TABLEAUX, ButcherTableau
 
-from .checking import Case, check_function, close, keep_random_state, require_callable
-from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
+from .checking import Case, answers_for, check_function, check_prediction, close, keep_random_state, prediction
+from .checking import require_callable
 
 __all__ = ["show_answer", "stiffness_ratio", "buggy_stiffness_ratio", "check_stiffness_ratio", "check_euler_limit_prediction", 
     "kinetic_integrand", "frobenius_probe", "augmented_dynamics", "euler_step_limit", "stability_limit",
@@ -186,35 +184,69 @@ def check_kinetic_integrand(fn: Callable[[torch.Tensor], torch.Tensor], verbose:
     require_callable("check_kinetic_integrand", fn)
     gen = torch.Generator().manual_seed(11)
     cases = [
-        Case("a batch of 4 velocities in 2-D", (torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0], [-1.0, 2.0]],
-                                                             dtype=torch.float64),)),
-        Case("[6, 5] float32", (torch.randn(6, 5, generator=gen),)),
-        Case("one sample [1, 3]", (torch.randn(1, 3, generator=gen, dtype=torch.float64),)),
+        Case("the squared norm: a sum of squares, no square root ([3, 4] gives 25)",
+             (torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0], [-1.0, 2.0]], dtype=torch.float64),)),
+        Case("a sum over the state, not a mean ([6, 5])", (torch.randn(6, 5, generator=gen, dtype=torch.float64),)),
+        Case("one sample [1, 3] still gives [1]", (torch.randn(1, 3, generator=gen, dtype=torch.float64),)),
         Case("image-shaped velocities [3, 2, 4, 4]: sum over every dim but the batch",
              (torch.randn(3, 2, 4, 4, generator=gen, dtype=torch.float64),)),
+        Case("float32 in, float32 out (f's dtype)", (torch.randn(6, 5, generator=gen),)),
     ]
-    hint = ("square every entry and sum over all dims except dim 0 (the batch): f.pow(2).sum(dim=1) for [B, D], "
-            "or f.reshape(f.shape[0], -1).pow(2).sum(1) for any shape. A sum, not a mean, and no square root.")
+    hint = ["the first failed case names the property: squared (no root), summed (not averaged), over which dims, "
+            "or the dtype.",
+            "one number per sample: square every entry of a sample and add them all, whatever the shape of one "
+            "sample is (every dim except dim 0); flattening each sample first makes any shape look like [B, N]."]
     result, _ = check_function("Exercise 1 (kinetic-energy integrand)", fn, kinetic_integrand, cases, hint=hint,
                                compare=_tensor_compare, verbose=verbose)
     return result
 
 
-def _probe_runner(fn: Callable) -> Callable:
-    """Call ``fn(f, z, eps)`` on a fresh graph ``f = net(z)``; with ``grad_of`` return the gradient of
-    the summed result with respect to those parameters instead (training differentiates the estimate)."""
+class _Estimate:
+    """A probe estimate computed by some function, with the backward passes it took through ``f`` and, when the
+    case asks, its gradient with respect to the parameters."""
 
-    def run(net: nn.Module, z: torch.Tensor, eps: torch.Tensor, grad_of: Optional[tuple] = None):
+    def __init__(self, value: Any, passes: int, grads: Optional[tuple] = None, graph: bool = True) -> None:
+        self.value, self.passes, self.grads, self.graph = value, passes, grads, graph
+
+
+def _probe_runner(fn: Callable) -> Callable:
+    """Call ``fn(f, z, eps)`` on a fresh graph ``f = net(z)``, counting the backward passes through ``f``; with
+    ``grad_of`` also differentiate the summed result with respect to those parameters (training does)."""
+
+    def run(net: nn.Module, z: torch.Tensor, eps: torch.Tensor, grad_of: Optional[tuple] = None) -> _Estimate:
         z = z.detach().clone().requires_grad_(True)
-        out = fn(net(z), z, eps)
-        if grad_of is None:
-            return out
-        if not torch.is_tensor(out) or not out.requires_grad:
-            raise RuntimeError("the estimate does not depend on the parameters: pass create_graph=True to "
-                               "torch.autograd.grad so that training can differentiate it")
-        return torch.autograd.grad(out.sum(), grad_of, allow_unused=True, materialize_grads=True)
+        f = net(z)
+        passes = [0]
+        f.register_hook(lambda grad: passes.__setitem__(0, passes[0] + 1))  # once per backward pass through f
+        out = fn(f, z, eps)
+        counted = passes[0]
+        if grad_of is None or not torch.is_tensor(out):
+            return _Estimate(out.detach() if torch.is_tensor(out) else out, counted)
+        if not out.requires_grad:
+            return _Estimate(out.detach(), counted, graph=False)
+        grads = torch.autograd.grad(out.sum(), grad_of, allow_unused=True, materialize_grads=True)
+        return _Estimate(out.detach(), counted, grads)
 
     return run
+
+
+def _same_estimate(expected: _Estimate, got: _Estimate) -> Optional[str]:
+    why = _tensor_compare(expected.value, got.value)
+    if why:
+        return why
+    if got.passes > 1:
+        return (f"right values, but {got.passes} backward passes through f: one vector-Jacobian product gives "
+                "eps^T df/dz for the whole batch")
+    if expected.grads is None:
+        return None
+    if not got.graph:
+        return ("the estimate does not depend on the parameters: pass create_graph=True to torch.autograd.grad so "
+                "that training can differentiate it")
+    for e, g in zip(expected.grads, got.grads):
+        why = close(e, g, rtol=1e-8, atol=1e-10)
+        if why:
+            return f"gradient of the estimate: {why}"
+    return None
 
 
 @keep_random_state()
@@ -230,30 +262,52 @@ def check_frobenius_probe(fn: Callable[..., torch.Tensor], verbose: bool = True)
     eps3 = torch.randn(5, 3, generator=gen, dtype=f64)
     z3 = torch.randn(5, 3, generator=gen, dtype=f64)
     cases = [
-        Case("linear f = z W^T (Jacobian W, not symmetric)", (linear, z3, eps3)),
-        Case("tanh MLP 3-16-3, batch of 5", (mlp, z3, eps3)),
-        Case("the probe e_1: the first row of the Jacobian", (mlp, z3[:2], torch.eye(3, dtype=f64)[[0, 0]])),
+        Case("eps^T J, not J eps: a linear f = z W^T (Jacobian W, not symmetric)", (linear, z3, eps3)),
+        Case("tanh MLP 3-16-3, batch of 5: one number per sample", (mlp, z3, eps3)),
+        Case("the probe e_1: the squared norm of the Jacobian's first row",
+             (mlp, z3[:2], torch.eye(3, dtype=f64)[[0, 0]])),
         Case("float32 MLP 4-8-4", (mlp32, torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen))),
+        Case("ONE vector-Jacobian product: one backward pass through f for the whole batch",
+             (_mlp([5, 8, 5], seed=5), torch.randn(4, 5, generator=gen, dtype=f64),
+              torch.randn(4, 5, generator=gen, dtype=f64))),
         Case("differentiable in the parameters (training needs create_graph=True)",
              (mlp, z3, eps3), {"grad_of": tuple(mlp.parameters())}),
     ]
-    hint = ("one call: vjp = torch.autograd.grad(f, z, eps, create_graph=True)[0] is eps^T df/dz for every sample "
-            "at once (grad_outputs=eps, not a Jacobian-vector product J eps); return vjp.pow(2).sum(dim=1).")
-
-    def compare(expected: Any, got: Any) -> Optional[str]:
-        if isinstance(expected, tuple):
-            if not isinstance(got, tuple) or len(got) != len(expected):
-                return "the gradient with respect to the parameters is missing"
-            for e, g in zip(expected, got):
-                why = close(e, g, rtol=1e-8, atol=1e-10)
-                if why:
-                    return f"gradient of the estimate: {why}"
-            return None
-        return _tensor_compare(expected, got)
-
+    hint = ["the first failed case names the property: which product of eps and the Jacobian (eps^T J is a row "
+            "vector), one number per sample, the number of backward passes, or the graph that training needs.",
+            "torch.autograd.grad with grad_outputs=eps returns eps^T df/dz for every sample at once, in one call "
+            "(a vector-Jacobian product, not a Jacobian-vector product); its squared norm per sample is the "
+            "estimate. Pass create_graph=True."]
     _, report = check_function("Exercise 2 (Frobenius norm from one probe)", _probe_runner(fn),
-                               _probe_runner(frobenius_probe), cases, hint=hint, compare=compare, verbose=verbose)
+                               _probe_runner(frobenius_probe), cases, hint=hint, compare=_same_estimate,
+                               verbose=verbose, answer=frobenius_probe)
     return fn if report.ok else frobenius_probe
+
+
+class _CountingField(nn.Module):
+    """The case's vector field, counting its evaluations."""
+
+    def __init__(self, func: nn.Module) -> None:
+        super().__init__()
+        self.func, self.calls = func, 0
+
+    def forward(self, t: Any, z: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.func(t, z)
+
+
+def _dynamics_runner(fn: Callable) -> Callable:
+    """Call ``fn(func, t, state, eps)`` with a fresh counting copy of the field; ``no_grad`` runs it with autograd
+    off; the result is ``(derivatives, evaluations of func)``, the count only where the case asks (``count``)."""
+
+    def run(func: nn.Module, t: Any, state: tuple, eps: torch.Tensor, no_grad: bool = False,
+            count: bool = False) -> tuple:
+        counting = _CountingField(func)
+        with torch.set_grad_enabled(not no_grad):
+            out = fn(counting, t, state, eps)
+        return out, (counting.calls if count else None)
+
+    return run
 
 
 @keep_random_state()
@@ -268,32 +322,48 @@ def check_augmented_dynamics(fn: Callable[..., tuple], verbose: bool = True) -> 
     eps = torch.randn(4, 3, generator=gen, dtype=f64)
     zeros = torch.zeros(4, dtype=f64)
     z_grad = (z * 1.0).requires_grad_(True)
+    t = lambda v: torch.tensor(v, dtype=f64)  # noqa: E731
     cases = [
-        Case("z without grad at t = 0", (field, torch.tensor(0.0, dtype=f64), (z, zeros, zeros), eps)),
-        Case("t = 0.7 (the field depends on t)", (field, torch.tensor(0.7, dtype=f64), (z, zeros, zeros), eps)),
+        Case("the triple (f, ||f||^2, ||eps^T df/dz||^2), z without grad at t = 0",
+             (field, t(0.0), (z, zeros, zeros), eps)),
+        Case("the field at time t (t = 0.7; the field depends on t)", (field, t(0.7), (z, zeros, zeros), eps)),
         Case("the integrals' current values do not enter their derivatives",
-             (field, torch.tensor(0.3, dtype=f64), (z, zeros + 5.0, zeros - 2.0), eps)),
-        Case("z that already requires grad (inside a training solve)",
-             (field, torch.tensor(0.2, dtype=f64), (z_grad, zeros, zeros), eps)),
+             (field, t(0.3), (z, zeros + 5.0, zeros - 2.0), eps)),
+        Case("z that already requires grad (inside a training solve)", (field, t(0.2), (z_grad, zeros, zeros), eps)),
+        Case("called inside torch.no_grad() (a solve without gradients)",
+             (field, t(0.4), (z, zeros, zeros), eps), {"no_grad": True}),
+        Case("func is evaluated once per call", (field, t(0.5), (z, zeros, zeros), eps), {"count": True}),
         Case("float32 [6, 2]", (field32, torch.tensor(0.5), (torch.randn(6, 2, generator=gen), torch.zeros(6),
                                                               torch.zeros(6)), torch.randn(6, 2, generator=gen))),
     ]
-    hint = ("inside the given `with torch.enable_grad():` block, compute f = func(t, z) once, then return the triple "
-            "(f, kinetic_integrand(f), frobenius_probe(f, z, eps)); the derivatives of E_K and E_J do not depend on "
-            "E_K and E_J themselves.")
+    hint = ["the first failed case names the property: the field's time, the two integrands (the kinetic one and "
+            "the probe one), the integrals' own values, or how often func is evaluated.",
+            "inside the given `with torch.enable_grad():` block, evaluate func once at (t, z) and reuse that one "
+            "output for all three parts: the velocity itself, its squared norm per sample, and the probe estimate "
+            "of exercise 2 (which needs that same output and z). The current E_K and E_J play no part."]
 
-    def compare(expected: tuple, got: Any) -> Optional[str]:
-        if not isinstance(got, (tuple, list)) or len(got) != 3:
-            return f"return a triple (f, dE_K/dt, dE_J/dt), got {type(got).__name__}"
-        for what, e, g in zip(("f", "dE_K/dt", "dE_J/dt"), expected, got):
+    def compare(expected: tuple, got: tuple) -> Optional[str]:
+        (e_out, _), (g_out, calls) = expected, got
+        if not isinstance(g_out, (tuple, list)) or len(g_out) != 3:
+            return f"return a triple (f, dE_K/dt, dE_J/dt), got {type(g_out).__name__}"
+        for what, e, g in zip(("f", "dE_K/dt", "dE_J/dt"), e_out, g_out):
             why = _tensor_compare(e.detach(), g.detach() if torch.is_tensor(g) else g)
             if why:
                 return f"{what}: {why}"
+        if calls is not None and calls > 1:
+            return f"right values, but func was evaluated {calls} times: evaluate it once and reuse f"
         return None
 
-    result, _ = check_function("Exercise 3 (augmented regularised dynamics)", fn, augmented_dynamics, cases,
-                               hint=hint, compare=compare, verbose=verbose)
-    return result
+    _, report = check_function("Exercise 3 (augmented regularised dynamics)", _dynamics_runner(fn),
+                               _dynamics_runner(augmented_dynamics), cases, hint=hint, compare=compare,
+                               verbose=verbose, answer=augmented_dynamics)
+    return fn if report.ok else augmented_dynamics
+
+
+def _python_float(expected: float, got: Any) -> Optional[str]:
+    if not isinstance(got, float):
+        return f"return a Python float (float(...) of the result), got {type(got).__name__}"
+    return close(expected, got, rtol=1e-8, atol=1e-12)
 
 
 def check_euler_step_limit(fn: Callable[[torch.Tensor], float], verbose: bool = True) -> Callable:
@@ -303,39 +373,55 @@ def check_euler_step_limit(fn: Callable[[torch.Tensor], float], verbose: bool = 
     gen = torch.Generator().manual_seed(14)
     Q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=f64))
     cases = [
-        Case("diag(-1, -100): a stiff pair", (torch.diag(torch.tensor([-1.0, -100.0], dtype=f64)),)),
-        Case("a damped rotation, eigenvalues -0.1 +- i", (torch.tensor([[-0.1, -1.0], [1.0, -0.1]], dtype=f64),)),
-        Case("a Jordan block [[-2, 1], [0, -2]]", (torch.tensor([[-2.0, 1.0], [0.0, -2.0]], dtype=f64),)),
-        Case("non-symmetric 3 x 3, eigenvalues -1, -10, -1000",
+        Case("the most restrictive eigenvalue sets the limit: diag(-1, -100)",
+             (torch.diag(torch.tensor([-1.0, -100.0], dtype=f64)),)),
+        Case("a complex pair: eigenvalues -0.1 +- i (not 2 / |lam|)",
+             (torch.tensor([[-0.1, -1.0], [1.0, -0.1]], dtype=f64),)),
+        Case("a complex pair beside a real eigenvalue: -4 +- 3i and -0.5",
+             (torch.tensor([[-4.0, -3.0, 0.0], [3.0, -4.0, 0.0], [0.0, 0.0, -0.5]], dtype=f64),)),
+        Case("a Jordan block [[-2, 1], [0, -2]] (a repeated eigenvalue)",
+             (torch.tensor([[-2.0, 1.0], [0.0, -2.0]], dtype=f64),)),
+        Case("non-symmetric 3 x 3 with eigenvalues -1, -10, -1000: the eigenvalues, not the entries",
              (Q @ torch.diag(torch.tensor([-1.0, -10.0, -1000.0], dtype=f64)) @ torch.linalg.inv(Q),)),
-        Case("eigenvalues -4 +- 3i and -0.5", (torch.tensor([[-4.0, -3.0, 0.0], [3.0, -4.0, 0.0], [0.0, 0.0, -0.5]],
-                                                            dtype=f64),)),
-        Case("float32 input", (torch.tensor([[-3.0, 1.0], [0.0, -20.0]]),)),
+        Case("float32 input, a Python float out", (torch.tensor([[-3.0, 1.0], [0.0, -20.0]]),)),
     ]
-    hint = ("Euler multiplies the component along an eigenvector by 1 + h lam per step; |1 + h lam| <= 1 gives "
-            "h <= -2 Re(lam) / |lam|^2 for a complex lam (2/|lam| only when lam is real). Take the eigenvalues with "
-            "torch.linalg.eigvals (complex), the smallest bound over them, and return a Python float.")
-
-    compare = functools.partial(close, rtol=1e-8, atol=1e-12)
-
+    hint = ["the first failed case names the property: a complex eigenvalue, the most restrictive eigenvalue, or "
+            "the type of the result.",
+            "write |1 + h lam|^2 with lam = a + ib and solve '<= 1' for h > 0: the bound involves the real part and "
+            "the modulus, and it is 2 / |lam| only for a real lam. Take it for every eigenvalue (torch.linalg.eigvals "
+            "gives them, complex) and keep the smallest, as a Python float."]
     result, _ = check_function("Exercise 4 (explicit Euler step limit)", fn, euler_step_limit, cases, hint=hint,
-                               compare=compare, verbose=verbose)
+                               compare=_python_float, verbose=verbose)
     return result
+
+
+def _dip_tableau() -> ButcherTableau:
+    """A made-up two-stage method with ``R(-s) = 1 - s + s^2 / 10``: it leaves [-1, 1] at 2.764, comes back at
+    7.236 and leaves for good at 10, so the stability limit is the FIRST crossing."""
+    return ButcherTableau("dip", c=(Fraction(0), Fraction(1, 5)), a=((), (Fraction(1, 5),)),
+                          b=(Fraction(1, 2), Fraction(1, 2)), order=1)
 
 
 def check_stability_limit(fn: Callable[[ButcherTableau], float], verbose: bool = True) -> Callable:
     """Exercise 5: the real stability limit ``x*`` of an explicit Runge-Kutta method from its tableau."""
     require_callable("check_stability_limit", fn)
-    cases = [Case(name, (TABLEAUX[name],)) for name in ("euler", "midpoint", "rk4", "bosh3", "fehlberg2", "rkf45",
-                                                        "dopri5")]
-    hint = ("R(z) = 1 + sum_k gamma_k z^k with gamma_k = b^T A^(k-1) 1 (build A and b as float64 tensors from the "
-            "tableau's fractions; k = 1..s); evaluate |R(-s)| on a fine grid of s > 0, find the first s where it "
-            "exceeds 1, then bisect between that grid point and the one before to about 1e-10.")
-
-    compare = functools.partial(close, rtol=0.0, atol=1e-6)
-
+    cases = [
+        Case("euler: x* = 2", (TABLEAUX["euler"],)),
+        Case("midpoint (two stages)", (TABLEAUX["midpoint"],)),
+        Case("rk4 (four stages), to within 1e-6", (TABLEAUX["rk4"],)),
+        Case("bosh3", (TABLEAUX["bosh3"],)),
+        Case("fehlberg2", (TABLEAUX["fehlberg2"],)),
+        Case("rkf45 (six stages)", (TABLEAUX["rkf45"],)),
+        Case("dopri5 (seven stages): the propagated weights b, not b_embedded", (TABLEAUX["dopri5"],)),
+        Case("the FIRST crossing: a made-up method whose |R(-s)| exceeds 1 and comes back", (_dip_tableau(),)),
+    ]
+    hint = ["the first failed case names the tableau: look at what it has that the passing ones lack (more stages, "
+            "an embedded pair, an |R(-s)| that leaves [-1, 1] and comes back) or at how far off the number is.",
+            "the coefficients are gamma_k = b^T A^(k-1) 1 for k = 1 .. s, in float64, from the propagated weights b; "
+            "x* is where |R(-s)| FIRST exceeds 1 as s grows from 0, not the last such point; a scan with a small "
+            "step brackets it and bisection narrows the bracket below 1e-6."]
     result, _ = check_function("Exercise 5 (stability limit from the tableau)", fn, stability_limit, cases, hint=hint,
-                               compare=compare, verbose=verbose)
+                               compare=functools.partial(close, rtol=0.0, atol=1e-6), verbose=verbose)
     return result
 
 
