@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-62e5f59ee4f92952"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-60d701740846fab4"]
 # > **This notebook is generated** from `solutions/01_dynamical_systems_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -25,7 +25,7 @@
 # - implement Picard's iteration and watch it converge to the solution of an IVP;
 # - bound a Lipschitz constant from below by sampling and from above by spectral norms, and see the two meet for a linear map.
 #
-# **Estimated time:** 45 minutes
+# **Estimated time:** 60 minutes
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-5a6551ad4c6b383c"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-1e97a0a08e25e5b9"]
 # > **This notebook is generated** from `solutions/02_euler_and_resnets_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -27,7 +27,7 @@
 # - write a ResNet's forward pass with shared or depth-variant weights and show that it is an Euler solve;
 # - measure the continuous limit: the gap between a shared-weight ResNet of step T/L and its ODE, and the order with which it closes.
 #
-# **Estimated time:** 45 minutes.
+# **Estimated time:** 60 minutes.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-d951b2c8fc925698"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-f7bc48143edc5baa"]
 # > **This notebook is generated** from `solutions/03_ode_solvers_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -28,7 +28,7 @@
 # - implement the step-size controller and the masking of finished samples;
 # - assemble them into a batched adaptive solver and check it against `nodecourse.solve`.
 #
-# **Estimated time:** 75 minutes.
+# **Estimated time:** 85 minutes.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-7d1aa2c0f5847f1d"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-6252f7e3f2f02f75"]
 # > **This notebook is generated** from `solutions/08_depth_variance_and_control_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -33,7 +33,7 @@
 # - write the augmented dynamics $(f, \ell)$ of an integral loss and check its adjoint gradient;
 # - rescale depth so that every sample runs to its own $T(x)$ on $[0, 1]$, and train adaptive depth.
 #
-# **Estimated time:** 60 minutes
+# **Estimated time:** 65 minutes
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-1e384bd93a6a3213"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-0fc452a68ce22806"]
 # > **This notebook is generated** from `solutions/09_time_series_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -32,7 +32,7 @@
 # - build the sorted union of a batch's times and the indices that map each series into it;
 # - solve once for a whole batch and gather each series' states at its own times.
 #
-# **Estimated time:** 50 minutes.
+# **Estimated time:** 60 minutes.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

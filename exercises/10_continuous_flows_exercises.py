@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-5110ad7a95d54928"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-e30baa566e635ae8"]
 # > **This notebook is generated** from `solutions/10_continuous_flows_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -32,7 +32,7 @@
 # - write the augmented CNF dynamics $\frac{d}{dt}(z, \delta) = (f, -\operatorname{tr}\,\partial f/\partial z)$;
 # - compute a CNF's log-likelihood by one ODE solve, train a flow with it and sample by solving backwards.
 #
-# **Estimated time:** 75 minutes
+# **Estimated time:** 80 minutes
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

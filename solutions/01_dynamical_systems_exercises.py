@@ -18,7 +18,7 @@
 # - implement Picard's iteration and watch it converge to the solution of an IVP;
 # - bound a Lipschitz constant from below by sampling and from above by spectral norms, and see the two meet for a linear map.
 #
-# **Estimated time:** 45 minutes
+# **Estimated time:** 60 minutes
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

@@ -20,7 +20,7 @@
 # - write a ResNet's forward pass with shared or depth-variant weights and show that it is an Euler solve;
 # - measure the continuous limit: the gap between a shared-weight ResNet of step T/L and its ODE, and the order with which it closes.
 #
-# **Estimated time:** 45 minutes.
+# **Estimated time:** 60 minutes.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

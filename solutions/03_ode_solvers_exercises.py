@@ -21,7 +21,7 @@
 # - implement the step-size controller and the masking of finished samples;
 # - assemble them into a batched adaptive solver and check it against `nodecourse.solve`.
 #
-# **Estimated time:** 75 minutes.
+# **Estimated time:** 85 minutes.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

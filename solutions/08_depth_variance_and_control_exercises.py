@@ -26,7 +26,7 @@
 # - write the augmented dynamics $(f, \ell)$ of an integral loss and check its adjoint gradient;
 # - rescale depth so that every sample runs to its own $T(x)$ on $[0, 1]$, and train adaptive depth.
 #
-# **Estimated time:** 60 minutes
+# **Estimated time:** 65 minutes
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

@@ -25,7 +25,7 @@
 # - build the sorted union of a batch's times and the indices that map each series into it;
 # - solve once for a whole batch and gather each series' states at its own times.
 #
-# **Estimated time:** 50 minutes.
+# **Estimated time:** 60 minutes.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup

@@ -25,7 +25,7 @@
 # - write the augmented CNF dynamics $\frac{d}{dt}(z, \delta) = (f, -\operatorname{tr}\,\partial f/\partial z)$;
 # - compute a CNF's log-likelihood by one ODE solve, train a flow with it and sample by solving backwards.
 #
-# **Estimated time:** 75 minutes
+# **Estimated time:** 80 minutes
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
