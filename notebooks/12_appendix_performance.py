@@ -167,8 +167,8 @@ report("time per sample / time shared", mixed[1].seconds / mixed[0].seconds, fmt
 # The network of notebook 03, section 9, with a batch of 64, and the time of one bare call of it:
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# Speaker notes (10 min). About 36 operations launched per step eager against 2-3 compiled (a ratio of at
-# least 10 is checked); the first compilation takes seconds and the speed-up is shown, not checked.
+# Speaker notes (10 min). About 30 operations launched per step eager (the cell prints the count) against
+# 2-3 compiled (a ratio of at least 10 is checked); the first compilation takes seconds and the speed-up is shown, not checked.
 # Compilation pays back in training loops of thousands of solves, not in one. On a machine without a C++
 # compiler the compiled cell warns and falls back to eager steps, and the notebook says so instead of
 # checking the operation counts. Ask the room: how many solves does it take to pay back a compilation of
