@@ -39,7 +39,8 @@ notebooks: setup
 	NODECOURSE_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax notebooks exercises solutions
 
 # JupyterLab in headless Chromium: open the welcome and a lecture, Run All, fail on any error,
-# warning or missing figure. Needs Debian's chromium (or CHROMIUM=/path/to/chromium).
+# warning or missing figure; then open both as RISE slides ("Render as slides") and count the slides.
+# Needs Debian's chromium (or CHROMIUM=/path/to/chromium).
 $(BROWSER_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -c $(LOCK) -e ".[course,browser]"
 	touch $(BROWSER_STAMP)
