@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-66fb122ce7f381bb"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-52b88f39e1f1388a"]
 # > **This notebook is generated** from `solutions/06_mnist_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -33,7 +33,7 @@
 # - project a hidden-state sequence onto its first two principal components;
 # - quantify how smooth a path is by its turning angles, and compare an MLP with a Neural ODE.
 #
-# **Estimated time:** 60 minutes
+# **Estimated time:** 65 minutes
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
@@ -61,6 +61,7 @@ from torch import nn
 from nodecourse.config import FAST, device, seed_everything
 from nodecourse.data import load_mnist, split_holdout
 from nodecourse.exercises import ex06
+from nodecourse.exercises.checking import who
 from nodecourse.models import MLP, ODEBlock, ODEFunc
 from nodecourse.plotting import pca_trajectories
 from nodecourse.train import count_parameters, train
@@ -119,13 +120,14 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
 accuracy = ex06.check_accuracy(accuracy)
 
 # %% [markdown]
-# An untrained classifier is at chance, about 10% on ten balanced classes.
+# An untrained classifier is at chance, about 10% on ten balanced classes. From here on the notebook
+# uses each of your functions once it passes, and the reference's until then; each printout says whose.
 
 # %%
 seed_everything(0)
 untrained = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).to(DEVICE)
 chance = accuracy(untrained, X_test, y_test)
-print(f"untrained: {chance:.1%}")
+print(f"untrained: {chance:.1%} (accuracy: {who(accuracy)})")
 assert chance < 0.3
 
 
@@ -163,7 +165,8 @@ seed_everything(0)
 ode_net = ode_classifier(hidden).to(DEVICE)
 mlp = nn.Sequential(nn.Flatten(), MLP([784] + [hidden] * 5 + [10], nn.Tanh)).to(DEVICE)
 dynamics_params = 2 * (hidden * hidden + hidden)
-print(f"ODE-Net: {count_parameters(ode_net):,} parameters, of which {dynamics_params:,} in the dynamics")
+print(f"ODE-Net (ode_classifier: {who(ode_classifier)}): {count_parameters(ode_net):,} parameters, of which "
+      f"{dynamics_params:,} in the dynamics")
 print(f"MLP:     {count_parameters(mlp):,} parameters")
 assert count_parameters(ode_net) == (784 * hidden + hidden) + dynamics_params + (hidden * 10 + 10)
 
@@ -172,7 +175,7 @@ for name, model in [("MLP", mlp), ("ODE-Net", ode_net)]:
     seed_everything(1)
     history = train(model, F.cross_entropy, (X_train, y_train), n_iters, lr=lr, batch_size=50, desc=name)
     results[name] = accuracy(model, X_test, y_test)
-    print(f"{name}: held-out accuracy {results[name]:.1%}")
+    print(f"{name}: held-out accuracy {results[name]:.1%} (accuracy: {who(accuracy)})")
     assert results[name] >= accuracy_bar
 
 
@@ -200,6 +203,7 @@ evaluate_at_tolerances = ex06.check_evaluate_at_tolerances(evaluate_at_tolerance
 # %%
 sweep = evaluate_at_tolerances(ode_net, X_test, y_test, [1e-1, 1e-2, 1e-3, 1e-4, 1e-5])
 tols, accs, nfes = zip(*sweep)
+print(f"evaluate_at_tolerances: {who(evaluate_at_tolerances)}")
 for tol, acc, nfe in sweep:
     print(f"tol {tol:.0e}: accuracy {acc:.1%}, NFE {nfe:.0f}")
 assert all(b >= a for a, b in zip(nfes, nfes[1:])) and nfes[-1] > nfes[0]
@@ -209,7 +213,7 @@ fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))
 ax1.semilogx(tols, [100 * a for a in accs], "o-")
 ax1.set(xlabel="rtol = atol", ylabel="accuracy (%)", ylim=(0, 100))
 ax2.semilogx(tols, nfes, "s-", color="C3")
-ax2.set(xlabel="rtol = atol", ylabel="forward NFE")
+ax2.set(xlabel="rtol = atol", ylabel="forward NFE", title=f"sweep: {who(evaluate_at_tolerances)}")
 for ax in (ax1, ax2):
     ax.invert_xaxis()
 plt.tight_layout()
@@ -250,6 +254,7 @@ with torch.no_grad():
     h0 = ode_net[1](ode_net[0](digit))
     ode_states = ode_net[2].trajectory(h0, steps=100)[:, 0].cpu()                # [100, 64]
 mlp_path, ode_path = pca_2d(mlp_states), pca_2d(ode_states)
+print(f"pca_2d: {who(pca_2d)}; paths {tuple(mlp_path.shape)} (MLP) and {tuple(ode_path.shape)} (ODE)")
 assert mlp_path.shape == (5, 2) and ode_path.shape == (100, 2)
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -284,6 +289,7 @@ turning_angles = ex06.check_turning_angles(turning_angles)
 
 # %%
 mlp_angles, ode_angles = turning_angles(mlp_path), turning_angles(ode_path)
+print(f"turning_angles: {who(turning_angles)}, on the paths of pca_2d: {who(pca_2d)}")
 print(f"MLP:        max turning angle {mlp_angles.max():6.1f} deg over {len(mlp_angles)} corners")
 print(f"Neural ODE: max turning angle {ode_angles.max():6.1f} deg over {len(ode_angles)} corners")
 assert ode_angles.max() < 20.0 and ode_angles.max() < mlp_angles.max()

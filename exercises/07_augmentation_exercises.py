@@ -1,7 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "skip"}
 # Colab links appear here once the course's home repository is set (`make home`, see CONTRIBUTING.md).
 
-# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-f238cbc3ffe19ae0"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["generated-note", "fingerprint-c7c10f3191c21e4e"]
 # > **This notebook is generated** from `solutions/07_augmentation_exercises.ipynb` by `tools/make_exercises.py` (`make sync`):
 # > course maintainers edit the solution notebook, never this one.
 # >
@@ -68,6 +68,7 @@ from torch import nn
 from nodecourse import odeint
 from nodecourse.data import nested_circles, reflection_1d
 from nodecourse.exercises import ex07
+from nodecourse.exercises.checking import who
 from nodecourse.models import MLP, ODEBlock, ODEFunc
 from nodecourse.models.augmented import AugmentedNODE, PlainNODE
 
@@ -85,9 +86,9 @@ n_iters = 100 if FAST else 300   # Adam steps of the ANODE built in exercise 1
 # ## Exercise 1: zero augmentation
 # Write `augment(x, p)` that appends `p` zeros to the **last** dimension of `x`: a tensor
 # `[..., d]` becomes `[..., d + p]`, with `x` unchanged in the first `d` entries. The zeros must be
-# made on `x`'s device and with its dtype, the function must work for any leading shape (a batch
-# `[N, d]`, or `[B, N, d]`), `p = 0` must return `x`'s values unchanged, and gradients must flow back
-# to `x`.
+# made on `x`'s device and with its dtype, the function must work for any leading shape (none for one
+# point `[d]`, a batch `[N, d]`, or `[B, N, d]`), `p = 0` must return `x`'s values unchanged, and
+# gradients must flow back to `x`.
 
 # %%
 def augment(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -102,7 +103,8 @@ augment = ex07.check_augment(augment)
 # With `augment`, an ANODE classifier for the nested circles is three parts: the lift to
 # $\mathbb R^3$, an `ODEBlock` whose dynamics are an MLP on $\mathbb R^3$, and a linear readout of the
 # whole final state. We train it on the targets $-1$ (disk) and $+1$ (ring) and check that it
-# separates nearly every training point.
+# separates nearly every training point. From here on the notebook uses each of your functions once it
+# passes, and the reference's until then; each printout says whose.
 
 # %%
 class HandMadeANODE(nn.Module):
@@ -129,8 +131,8 @@ for it in range(n_iters):
     opt.step()
 with torch.no_grad():
     acc = ((anode(X).squeeze(1) > 0).long() == labels).float().mean().item()
-print(f"hand-made ANODE after {n_iters} steps: MSE {loss.item():.4f}, training accuracy {acc:.3f}, "
-      f"NFE per pass {anode.block.nfe_forward}")
+print(f"hand-made ANODE (augment: {who(augment)}) after {n_iters} steps: MSE {loss.item():.4f}, "
+      f"training accuracy {acc:.3f}, NFE per pass {anode.block.nfe_forward}")
 assert acc >= 0.95
 
 
@@ -151,7 +153,7 @@ def second_order_field(accel, z: torch.Tensor) -> torch.Tensor:
 second_order_field = ex07.check_second_order_field(second_order_field)
 
 # %% [markdown]
-# Your field turns `odeint` into a solver for second-order equations. The spring $\ddot x = -x$ from
+# The field of exercise 2 turns `odeint` into a solver for second-order equations. The spring $\ddot x = -x$ from
 # $x = 1$ at rest is $x(t) = \cos t$; the damped pendulum $\ddot\theta = -\sin\theta - 0.3\,\dot\theta$
 # loses energy $E = \tfrac12\dot\theta^2 + 1 - \cos\theta$ all the time.
 
@@ -160,7 +162,7 @@ t = torch.linspace(0, 10, 201, dtype=torch.float64)
 spring = odeint(lambda t, z: second_order_field(lambda x, v: -x, z), torch.tensor([[1.0, 0.0]], dtype=torch.float64),
                 t, rtol=1e-10, atol=1e-10)[:, 0]                                     # [201, 2]
 error = (spring[:, 0] - torch.cos(t)).abs().max().item()
-print(f"spring: max |x(t) - cos t| = {error:.1e}")
+print(f"spring (second_order_field: {who(second_order_field)}): max |x(t) - cos t| = {error:.1e}")
 assert error < 1e-7
 
 pendulum = odeint(lambda t, z: second_order_field(lambda x, v: -torch.sin(x) - 0.3 * v, z),
@@ -171,7 +173,7 @@ assert (energy.diff() <= 1e-9).all() and energy[-1] < 0.2 * energy[0]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 axes[0].plot(spring[:, 0], spring[:, 1], label="spring")
 axes[0].plot(pendulum[:, 0], pendulum[:, 1], label="damped pendulum")
-axes[0].set(xlabel="x", ylabel="v", title="phase plane: the state [x, v]")
+axes[0].set(xlabel="x", ylabel="v", title=f"phase plane [x, v] (second_order_field: {who(second_order_field)})")
 axes[0].legend(fontsize=8)
 axes[1].plot(t, energy)
 axes[1].set(xlabel="t", ylabel="energy", title="the damped pendulum loses energy")
@@ -220,6 +222,7 @@ verdicts = {"plain Neural ODE, random weights": order_preserved(x_ref, plain_out
             "the data y = -x": order_preserved(x_ref, y_ref),
             "ANODE, half turn": order_preserved(x_ref, half_turn_out),
             "one Euler step of -2x, h = 1": order_preserved(x_ref, x_ref + 1.0 * (-2.0 * x_ref))}
+print(f"order_preserved: {who(order_preserved)}")
 for name, verdict in verdicts.items():
     print(f"{name:34s} order preserved: {verdict}")
 assert list(verdicts.values()) == [True, False, False, False]
@@ -255,7 +258,7 @@ points = torch.randn(50, d, dtype=torch.float64)
 z_path = odeint(lambda t, z: z @ A.T, augment(points, d), torch.linspace(0, T, 60, dtype=torch.float64),
                 rtol=1e-9, atol=1e-9)                                               # [60, 50, 2d]
 error = (z_path[-1, :, :d] + points).abs().max().item()
-print(f"max |z_x(T) - (-x)| = {error:.1e}")
+print(f"reflection_matrix ({who(reflection_matrix)}): max |z_x(T) - (-x)| = {error:.1e}")
 assert error < 1e-6
 
 fig, ax = plt.subplots(figsize=(5.5, 5.5))
@@ -263,7 +266,7 @@ for k in range(8):
     ax.plot(z_path[:, k, 0], z_path[:, k, 1], color="0.6", lw=0.8)
 ax.scatter(points[:8, 0], points[:8, 1], color="tab:blue", label="x")
 ax.scatter(z_path[-1, :8, 0], z_path[-1, :8, 1], color="tab:red", label="first two coordinates at T")
-ax.set(aspect="equal", title="the shadow of the paths on the input plane")
+ax.set(aspect="equal", title=f"the shadow of the paths on the input plane (A: {who(reflection_matrix)})")
 ax.legend(fontsize=8, loc="lower right")
 plt.show()
 

@@ -1,8 +1,12 @@
-"""The checkers of 05_regression: references agree with independent computations, a correct answer
-passes, plausible wrong answers fail with a useful message, an unattempted exercise hands back the
-reference, and bad input gets a clear error."""
+"""The checkers of 05_regression: references agree with independent computations; every requirement of
+an exercise's statement has a labelled case, and the plausible wrong answers fail on the case that names
+their mistake; answers written differently from the reference pass; hints come in stages that never show
+the answer's code; bad input gets a clear error."""
 from __future__ import annotations
 
+import inspect
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,47 +134,138 @@ def test_extrapolation_errors_rejects_bad_input(args, match):
 
 
 # --------------------------------------------------------------------------------------------------
-# the checkers: right, wrong, not attempted
+# staged hints that never give the answer away
+# --------------------------------------------------------------------------------------------------
+
+CHECKERS = [ex05.check_build_odenet, ex05.check_training_step, ex05.check_extrapolation_errors,
+            ex05.check_train_with_solver, ex05.check_regression_loss]
+
+
+def _crashes(*args, **kwargs):
+    raise RuntimeError("not yet right")
+
+
+def _hint_stages(checker, capsys):
+    """The hint stages a failing answer sees, from the first failure to the last stage."""
+    checking.reset_hints(already_failed=0)
+    stages = []
+    for _ in range(4):
+        checker(_crashes)
+        match = re.search(r"hint: \[stage (\d+) of (\d+)\] (.*)", capsys.readouterr().out)
+        assert match, "a failure shows a hint"
+        stages.append(match.group(3))
+        if match.group(1) == match.group(2):
+            return stages
+    raise AssertionError("more than four hint stages")
+
+
+def _answer_lines():
+    """Every line of the answers in the solutions notebook, and of the references' bodies, long enough to
+    be code rather than a lone `return y`."""
+    text = (Path(__file__).resolve().parents[1] / "solutions" / "05_regression_exercises.py").read_text()
+    lines = [ln for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", text, re.DOTALL)
+             for ln in region.splitlines()]
+    for reference in (ex05.build_odenet, ex05.training_step, ex05.train_with_solver, ex05.regression_loss):
+        lines += inspect.getsource(reference).splitlines()[1:]
+    return {ln.strip() for ln in lines if len(ln.strip()) > 12 and not ln.strip().startswith(("#", '"""'))}
+
+
+@pytest.mark.parametrize("checker", CHECKERS, ids=[c.__name__ for c in CHECKERS])
+def test_hints_come_in_two_or_three_stages_without_the_answers_code(checker, capsys):
+    stages = _hint_stages(checker, capsys)
+    assert 2 <= len(stages) <= 3 and len(set(stages)) == len(stages)
+    answer = _answer_lines()
+    for stage in stages:
+        leaked = [ln for ln in answer if ln in stage]
+        assert not leaked, f"hint stage shows the answer's code: {leaked}"
+        assert "zero_grad()" not in stage and "time_dependent=True" not in stage and "torch.no_grad()" not in stage
+
+
+def test_the_answer_comes_only_on_request(capsys):
+    checking.reset_hints(already_failed=0)
+    ex05.check_training_step(_crashes)
+    out = capsys.readouterr().out
+    assert "[stage 1 of 2]" in out and "optimizer.step()" not in out and "show_answer('05.2')" in out
+    ex05.show_answer(2)
+    assert "optimizer.zero_grad()" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 1: build the ODE-Net
 # --------------------------------------------------------------------------------------------------
 
 
-# --- exercise 1 ------------------------------------------------------------------------------------
+def _odenet(hidden=25, method="dopri5", step_size=None, *, time=True, activation=nn.Tanh, tol=1e-3,
+            options=None, fixed_method=None):
+    opts = options(step_size) if options else (None if step_size is None else {"step_size": step_size})
+    field = ODEFunc(MLP([1 + time, hidden, 1], activation=activation), time_dependent=time)
+    if fixed_method and step_size is None:  # the method passed in is used only with a step size
+        method = fixed_method
+    return ODEBlock(field, t1=1.0, method=method, rtol=tol, atol=tol, options=opts)
 
-def test_an_odenet_that_ignores_time_fails(capsys):
-    def no_time(hidden=25, method="dopri5", step_size=None):
-        options = None if step_size is None else {"step_size": step_size}
-        return ODEBlock(ODEFunc(MLP([1, hidden, 1])), rtol=1e-3, atol=1e-3, method=method, options=options)
 
-    assert ex05.check_build_odenet(no_time) is ex05.build_odenet
+def _builder(**differences):
+    """A build_odenet with the given differences from the statement."""
+    def build(hidden=25, method="dopri5", step_size=None):
+        return _odenet(hidden, method, step_size, **differences)
+    return build
+
+
+def test_an_odenet_that_ignores_time_fails_on_its_case(capsys):
+    assert ex05.check_build_odenet(_builder(time=False)) is ex05.build_odenet
     out = capsys.readouterr().out
-    assert "the dynamics ignore the time" in out and "time_dependent=True" in out
+    assert "wrong the time is an input: the ODEFunc appends t to the state: the dynamics ignore the time" in out
+    assert "ok    at rtol = atol = 1e-3" in out
 
 
-def test_an_odenet_with_other_tolerances_or_activation_fails(capsys):
-    def tight(hidden=25, method="dopri5", step_size=None):
-        options = None if step_size is None else {"step_size": step_size}
-        return ODEBlock(ODEFunc(MLP([2, hidden, 1]), time_dependent=True), method=method, rtol=1e-6,
-                        atol=1e-6, options=options)
-
-    ex05.check_build_odenet(tight)
-    assert "rtol is 1e-06, expected 0.001" in capsys.readouterr().out
-
-    def relu(hidden=25, method="dopri5", step_size=None):
-        options = None if step_size is None else {"step_size": step_size}
-        return ODEBlock(ODEFunc(MLP([2, hidden, 1], activation=nn.ReLU), time_dependent=True),
-                        rtol=1e-3, atol=1e-3, method=method, options=options)
-
-    ex05.check_build_odenet(relu)
+def test_other_tolerances_fail_on_the_tolerance_case(capsys):
+    ex05.check_build_odenet(_builder(tol=1e-6))
     out = capsys.readouterr().out
-    assert "FAILED 0/4" in out and "with the reference's weights the outputs differ" in out
+    assert "wrong at rtol = atol = 1e-3: (rtol, atol) is (1e-06, 1e-06), expected (0.001, 0.001)" in out
+    assert "ok    the time is an input" in out
+
+
+def test_relu_units_fail_on_the_activation_case_only(capsys):
+    ex05.check_build_odenet(_builder(activation=nn.ReLU))
+    out = capsys.readouterr().out
+    assert "wrong tanh units: the reference's weights give the reference's outputs (hidden = 12): with the " \
+           "reference's weights the outputs differ" in out
+    assert "ok    the field is MLP([2, hidden, 1])" in out and "FAILED 7/9" in out
+
+
+def test_a_method_that_is_not_passed_on_fails(capsys):
+    ex05.check_build_odenet(_builder(fixed_method="dopri5"))
+    out = capsys.readouterr().out
+    assert "wrong solved with the method it is given (bosh3): the method is 'dopri5', expected the one passed in" in out
+
+
+def test_a_step_size_option_for_every_method_fails_on_the_adaptive_case(capsys):
+    ex05.check_build_odenet(_builder(options=lambda h: {"step_size": h}))
+    out = capsys.readouterr().out
+    assert "wrong an adaptive method gets options=None (dopri5, no step size): options is {'step_size': None}" in out
+    assert "ok    a fixed-step method gets options" in out
 
 
 def test_a_resnet_instead_of_an_odenet_fails(capsys):
     ex05.check_build_odenet(lambda hidden=25, method="dopri5", step_size=None: ResNet(MLP([1, hidden, 1]), 3))
-    assert "expected an ODEBlock (from nodecourse.models), got ResNet" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FAILED 0/9" in out and "expected an ODEBlock (from nodecourse.models), got ResNet" in out
 
 
-# --- exercise 2 ------------------------------------------------------------------------------------
+def test_an_odenet_built_another_way_passes(capsys):
+    def other(hidden=25, method="dopri5", step_size=None):
+        net = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        kwargs = {"options": {"step_size": step_size}} if step_size else {}
+        return ODEBlock(ODEFunc(net, time_dependent=True), 1, method, 0.001, 0.001, **kwargs)
+
+    assert ex05.check_build_odenet(other) is other
+    assert "passed 9/9" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 2: one training step
+# --------------------------------------------------------------------------------------------------
+
 
 def test_a_step_without_zero_grad_fails_only_when_steps_repeat(capsys):
     def no_zero_grad(model, optimizer, x, y):
@@ -181,8 +276,9 @@ def test_a_step_without_zero_grad_fails_only_when_steps_repeat(capsys):
 
     assert ex05.check_training_step(no_zero_grad) is ex05.training_step
     out = capsys.readouterr().out
-    assert "ok    one SGD step" in out and "wrong three SGD steps in a row" in out
-    assert "zero_grad" in out  # the hint
+    assert "ok    exactly one SGD step per call" in out
+    assert "wrong three steps in a row: old gradients are cleared (zero_grad): the first step matches, but after " \
+           "3 steps the parameters differ" in out
 
 
 def test_a_step_returning_the_loss_after_the_update_fails(capsys):
@@ -191,7 +287,10 @@ def test_a_step_returning_the_loss_after_the_update_fails(capsys):
         return nn.functional.mse_loss(model(x), y).item()
 
     ex05.check_training_step(loss_after)
-    assert "the returned losses" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "wrong returns the loss computed BEFORE the update: it returned" in out
+    assert "the loss AFTER the update" in out
+    assert "ok    exactly one SGD step per call" in out
 
 
 def test_a_hand_written_sgd_update_fails_on_adam(capsys):
@@ -206,10 +305,24 @@ def test_a_hand_written_sgd_update_fails_on_adam(capsys):
 
     ex05.check_training_step(manual_sgd)
     out = capsys.readouterr().out
-    assert "ok    one SGD step" in out and "wrong two Adam steps" in out and "parameters after" in out
+    assert "ok    exactly one SGD step" in out and "wrong steps the optimizer it is given (two Adam steps" in out
 
 
-def test_a_step_returning_a_tensor_passes_and_one_returning_nothing_fails(capsys):
+def test_a_summed_squared_error_fails_on_the_mean_case(capsys):
+    def summed(model, optimizer, x, y):
+        optimizer.zero_grad()
+        loss = ((model(x) - y) ** 2).sum()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    ex05.check_training_step(summed)
+    out = capsys.readouterr().out
+    assert "wrong the loss is the MEAN squared error over the 10 points (not the sum): the returned loss is 10 " \
+           "times the mean squared error" in out
+
+
+def test_a_step_returning_a_tensor_or_nothing_fails_on_the_type(capsys):
     def tensor_loss(model, optimizer, x, y):
         optimizer.zero_grad()
         loss = nn.functional.mse_loss(model(x), y)
@@ -217,90 +330,237 @@ def test_a_step_returning_a_tensor_passes_and_one_returning_nothing_fails(capsys
         optimizer.step()
         return loss
 
-    assert ex05.check_training_step(tensor_loss) is tensor_loss
-    capsys.readouterr()
+    assert ex05.check_training_step(tensor_loss) is ex05.training_step
+    out = capsys.readouterr().out
+    assert "wrong returns a Python float: it returned a Tensor" in out and "FAILED 6/7" in out
 
     def returns_none(model, optimizer, x, y):
         ex05.training_step(model, optimizer, x, y)
 
     ex05.check_training_step(returns_none)
-    assert "the returned loss must be a number (e.g. loss.item()), got NoneType" in capsys.readouterr().out
-
-
-# --- exercise 3 ------------------------------------------------------------------------------------
-
-def test_swapped_or_absolute_errors_fail(capsys):
-    ex05.check_extrapolation_errors(lambda *args, **kwargs: ex05.extrapolation_errors(*args, **kwargs)[::-1])
-    assert "the two errors are swapped" in capsys.readouterr().out
-
-    def absolute(model, lo=-3.0, hi=3.0, n=100):
-        grid = torch.linspace(lo, hi, n).unsqueeze(1)
-        with torch.no_grad():
-            err = (model(grid.to(next(model.parameters(), grid).dtype)) - grid**3 - 0.1 * grid).abs().squeeze(1)
-        inside = grid.squeeze(1).abs() <= 2
-        return err[inside].mean().item(), err[~inside].mean().item()
-
-    ex05.check_extrapolation_errors(absolute)
     out = capsys.readouterr().out
-    assert "FAILED 0/6" in out and "the MSE inside (|x| <= 2)" in out
+    assert "wrong returns the loss computed BEFORE the update: the returned loss must be a number, got NoneType" in out
 
 
-# --- exercise 4 ------------------------------------------------------------------------------------
+def test_a_step_written_another_way_passes(capsys):
+    def other(model, optimizer, x, y):
+        model.zero_grad(set_to_none=True)
+        residual = model(x) - y
+        loss = (residual * residual).sum() / residual.numel()
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    assert ex05.check_training_step(other) is other
+    assert "passed 7/7" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 3: interpolation against extrapolation
+# --------------------------------------------------------------------------------------------------
+
+
+def _errors(kind="squared", inside=lambda x: x.abs() <= 2, dtype=None, grad=False, as_tensors=False):
+    """An extrapolation_errors with one deliberate difference from the statement."""
+    def fn(model, lo=-3.0, hi=3.0, n=100):
+        param = next(model.parameters(), None)
+        grid = torch.linspace(lo, hi, n, dtype=dtype or (param.dtype if param is not None else torch.float32))
+        grid = grid.unsqueeze(1)
+        with torch.enable_grad() if grad else torch.no_grad():
+            diff = (model(grid) - (grid**3 + 0.1 * grid)).detach().squeeze(1)
+        err = diff**2 if kind == "squared" else diff.abs()
+        mask = inside(grid.squeeze(1))
+        pair = err[mask].mean(), err[~mask].mean()
+        return pair if as_tensors else (pair[0].item(), pair[1].item())
+    return fn
+
+
+def test_swapped_errors_fail_on_the_order_case(capsys):
+    ex05.check_extrapolation_errors(lambda *args, **kwargs: _errors()(*args, **kwargs)[::-1])
+    out = capsys.readouterr().out
+    assert "wrong returns (MSE inside, MSE outside) in that order (the identity map): the two errors are swapped" in out
+
+
+def test_absolute_errors_fail_on_the_squared_case(capsys):
+    ex05.check_extrapolation_errors(_errors(kind="absolute"))
+    out = capsys.readouterr().out
+    assert "wrong mean SQUARED errors against x^3 + 0.1 x (a ResNet): these are mean ABSOLUTE errors" in out
+
+
+def test_a_strict_inside_fails_only_where_the_grid_hits_two(capsys):
+    ex05.check_extrapolation_errors(_errors(inside=lambda x: x.abs() < 2))
+    out = capsys.readouterr().out
+    assert "wrong x = -2 and x = 2 count as inside (|x| <= 2): 9 points on [-4, 4]: the points x = -2 and x = 2 " \
+           "were counted as outside" in out
+    assert "FAILED 8/9" in out
+
+
+def test_a_float64_grid_fails_on_a_model_without_parameters(capsys):
+    ex05.check_extrapolation_errors(_errors(dtype=torch.float64))
+    out = capsys.readouterr().out
+    assert "wrong a model without parameters gets a float32 grid [n, 1] on the CPU: raised TypeError" in out
+
+
+def test_predicting_with_gradients_on_fails(capsys):
+    ex05.check_extrapolation_errors(_errors(grad=True))
+    out = capsys.readouterr().out
+    assert "wrong predicts without building a graph: raised RuntimeError" in out and "FAILED 8/9" in out
+
+
+def test_tensors_instead_of_floats_fail_on_the_type_case(capsys):
+    ex05.check_extrapolation_errors(_errors(as_tensors=True))
+    out = capsys.readouterr().out
+    assert "wrong returns two Python floats: got a Tensor" in out and "FAILED 8/9" in out
+
+
+def test_extrapolation_errors_written_with_a_loop_pass(capsys):
+    def loop(model, lo=-3.0, hi=3.0, n=100):
+        params = list(model.parameters())
+        dtype = params[0].dtype if params else torch.float32
+        grid = torch.linspace(lo, hi, n, dtype=dtype).reshape(n, 1)
+        with torch.inference_mode():
+            pred = model(grid)[:, 0].tolist()
+        inside, outside = [], []
+        for x, p in zip(grid[:, 0].tolist(), pred):
+            (inside if abs(x) <= 2 else outside).append((p - x**3 - 0.1 * x) ** 2)
+        return sum(inside) / len(inside), sum(outside) / len(outside)
+
+    assert ex05.check_extrapolation_errors(loop) is loop
+    assert "passed 9/9" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 4: train with another solver
+# --------------------------------------------------------------------------------------------------
+
+
+def _trainer(n_iters_used=None, seeded=True, fixed_seed=None, optimizer="adam", nfe="forward", as_tensor=False):
+    """A train_with_solver with one deliberate difference from the statement."""
+    def fn(method, step_size=None, n_iters=300, seed=0):
+        if seeded:
+            seed_everything(seed if fixed_seed is None else fixed_seed)
+        model = ex05.build_odenet(method=method, step_size=step_size)
+        x, y = cubic_regression()
+        history = train(model, nn.MSELoss(), (x, y), n_iters_used or n_iters, lr=0.01, optimizer=optimizer,
+                        progress=False)
+        with torch.no_grad():
+            loss = nn.functional.mse_loss(model(x), y)
+        count = model.nfe_forward if nfe == "forward" else sum(history.nfe_forward)
+        return (loss, torch.tensor(count)) if as_tensor else (loss.item(), count)
+    return fn
+
 
 def test_an_nfe_summed_over_training_fails(capsys):
-    def summed(method, step_size=None, n_iters=300, seed=0):
-        seed_everything(seed)
-        model = ex05.build_odenet(method=method, step_size=step_size)
-        history = train(model, nn.MSELoss(), cubic_regression(), n_iters, lr=0.01, progress=False)
-        return history.loss[-1], sum(history.nfe_forward)
-
-    assert ex05.check_train_with_solver(summed) is ex05.train_with_solver
+    assert ex05.check_train_with_solver(_trainer(nfe="sum")) is ex05.train_with_solver
     out = capsys.readouterr().out
-    assert "costs 1 stages x 4 steps = 4" in out and "not a sum over training" in out
+    assert "wrong the NFE of ONE forward pass of the trained model, stages x steps: RK4, h = 0.5 costs 4 x 2 = 8: " \
+           "NFE" in out
+    assert "wrong an adaptive method: Dopri5's NFE of one forward pass is near the reference's (seed 1): NFE" in out
+    assert "not a sum over training" in out
+    assert "costs 4 stages x 2 steps = 8" in out
 
 
-def test_an_undertrained_model_fails_with_the_bar(capsys):
-    ex05.check_train_with_solver(lambda method, step_size=None, n_iters=300, seed=0:
-                                 ex05.train_with_solver(method, step_size, 5, seed))
+def test_a_seed_that_is_not_used_fails_on_the_seeding_case(capsys):
+    ex05.check_train_with_solver(_trainer(fixed_seed=0))
     out = capsys.readouterr().out
-    assert "FAILED 0/3" in out and f"is not below {ex05.LOSS_BAR}" in out
+    assert "wrong seeded with seed_everything(seed): seed 2 twice gives the same result, seed 3 another: seed and " \
+           "seed + 1 gave the same result" in out
+
+    ex05.check_train_with_solver(_trainer(seeded=False))
+    assert "the same seed gave two different results" in capsys.readouterr().out
 
 
-def test_checker_returns_pairs_only(capsys):
+def test_a_fixed_number_of_iterations_fails_on_the_iterations_case(capsys):
+    ex05.check_train_with_solver(_trainer(n_iters_used=100))  # a fixed count, whatever n_iters says
+    out = capsys.readouterr().out
+    assert "wrong Adam at learning rate 0.01 for n_iters iterations: after 150 the loss is near the reference's: " \
+           "after 150 iterations the loss is" in out
+    assert "ok    an adaptive method: Dopri5's NFE" in out
+
+
+def test_plain_sgd_fails_the_bar_and_the_iterations_case(capsys):
+    ex05.check_train_with_solver(_trainer(optimizer="sgd"))
+    out = capsys.readouterr().out
+    assert f"wrong trained: the loss ends below LOSS_BAR = {ex05.LOSS_BAR} after 300 iterations (Euler, h = 0.25): " \
+           "final loss" in out
+    assert "wrong Adam at learning rate 0.01 for n_iters iterations" in out and "FAILED 4/6" in out
+
+
+def test_tensors_instead_of_numbers_fail_on_the_type_case(capsys):
+    ex05.check_train_with_solver(_trainer(as_tensor=True))
+    out = capsys.readouterr().out
+    assert "wrong returns a Python float and an int: got (Tensor, Tensor)" in out and "FAILED 5/6" in out
+
+
+def test_a_pair_is_required(capsys):
     ex05.check_train_with_solver(lambda *args, **kwargs: 0.01)
     assert "expected a pair (final_loss, nfe), got float" in capsys.readouterr().out
 
 
-# --- exercise 5 (find the bug) and exercise 6 (predict) -------------------------------------------
+def test_a_training_loop_written_by_hand_passes(capsys):
+    def by_hand(method, step_size=None, n_iters=300, seed=0):
+        seed_everything(seed)
+        model = ex05.build_odenet(25, method, step_size)
+        x, y = cubic_regression()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(n_iters):
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+        with torch.inference_mode():
+            final = float(((model(x) - y) ** 2).mean())
+        return final, int(model.nfe_forward)
+
+    assert ex05.check_train_with_solver(by_hand) is by_hand
+    assert "passed 6/6" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 5 (find the bug) and exercise 6 (predict)
+# --------------------------------------------------------------------------------------------------
 
 
 def test_the_shipped_regression_loss_bug_fails_on_vector_targets(capsys):
     assert ex05.check_regression_loss(ex05.buggy_regression_loss) is ex05.regression_loss
     out = capsys.readouterr().out
-    assert "ok    targets [N, 1], like the predictions" in out and "wrong targets [N] (a plain vector" in out
-    assert "broadcasts to [N, N]" in out
+    assert "ok    targets [N, 1], like the predictions (the author's test)" in out
+    assert "wrong targets [N], a plain vector of labels: the same loss: this is the mean over every (prediction, " \
+           "target) PAIR" in out
 
 
-def test_a_regression_loss_written_with_mse_loss_passes(capsys):
-    def other(pred, y):
-        return torch.nn.functional.mse_loss(pred.squeeze(-1), y.reshape(-1))
+def test_a_regression_loss_that_sums_fails_on_the_mean_case(capsys):
+    assert ex05.check_regression_loss(lambda p, y: ((p - y.reshape(p.shape)) ** 2).sum()) is ex05.regression_loss
+    assert "wrong the MEAN of the squared errors (not the sum): the loss is 10 times" in capsys.readouterr().out
 
+
+def test_a_regression_loss_returning_a_float_fails_on_the_tensor_case(capsys):
+    ex05.check_regression_loss(lambda p, y: ((p - y.reshape(p.shape)) ** 2).mean().item())
+    out = capsys.readouterr().out
+    assert "wrong returns a scalar tensor the gradient flows through" in out and "FAILED 5/6" in out
+
+
+def test_a_regression_loss_that_always_adds_a_column_fails_on_column_targets(capsys):
+    ex05.check_regression_loss(lambda p, y: ((p - y.unsqueeze(-1)) ** 2).mean())
+    out = capsys.readouterr().out
+    assert "wrong targets [N, 1], like the predictions (the author's test)" in out
+    assert "ok    targets [N], a plain vector of labels" in out
+
+
+@pytest.mark.parametrize("other", [
+    lambda p, y: torch.nn.functional.mse_loss(p.squeeze(-1), y.reshape(-1)),
+    lambda p, y: (p.flatten() - y.flatten()).pow(2).mean(),
+    lambda p, y: ((p - y.view_as(p)) ** 2).sum() / p.shape[0],
+], ids=["mse_loss", "flatten", "view_as"])
+def test_regression_losses_repaired_another_way_pass(other, capsys):
     assert ex05.check_regression_loss(other) is other
-    assert "passed 4/4" in capsys.readouterr().out
-
-
-def test_a_regression_loss_that_sums_fails(capsys):
-    def summed(pred, y):
-        return ((pred - y.reshape(pred.shape)) ** 2).sum()
-
-    assert ex05.check_regression_loss(summed) is ex05.regression_loss
-    assert "wrong targets [N, 1], like the predictions: values differ" in capsys.readouterr().out
+    assert "passed 6/6" in capsys.readouterr().out
 
 
 def test_rk4_nfe_prediction(capsys):
     assert ex05.check_rk4_nfe_prediction(None, verbose=False) == 40
-    ex05.check_rk4_nfe_prediction(10)  # one evaluation per step: Euler's count
-    out = capsys.readouterr().out
-    assert "FAILED" in out and "4 stages" in out
+    for wrong in (10, 60):  # one evaluation per step (Euler's count); six stages per step (Dopri5's)
+        ex05.check_rk4_nfe_prediction(wrong)
+        out = capsys.readouterr().out
+        assert "FAILED" in out and f"you predicted {wrong}, measured 40" in out and "4 stages" in out
     ex05.check_rk4_nfe_prediction(40)
     assert "passed" in capsys.readouterr().out

@@ -1,9 +1,11 @@
 """Checkers for notebook 06 (MNIST): batched accuracy, the ODE-Net classifier with an MLP vector field,
-the test-time tolerance sweep, the PCA projection of a hidden-state path and its turning angles.
+the test-time tolerance sweep, the PCA projection of a hidden-state path, its turning angles, a confusion
+matrix to repair and a prediction of a parameter count.
 
-Each ``check_*`` runs the learner's function against the reference below on several cases, prints a
-report and returns the function to go on with (the learner's when every case passed, else the
-reference). The references are public so a notebook can also call them directly.
+Each ``check_*`` runs the learner's function against the reference below on labelled cases, one per
+requirement of the exercise's statement, prints a report with a staged hint and returns the function to
+go on with (the learner's when every case passed, else the reference). The references are public so a
+notebook can also call them directly. Checkers leave the global random state as they found it.
 """
 from __future__ import annotations
 
@@ -17,28 +19,31 @@ from torch import nn
 from nodecourse.models import MLP, ODEBlock, ODEFunc
 from nodecourse.plotting import pca_project
 
-from .checking import Case, check_function, close, keep_random_state, require_callable
-from .checking import answers_for, check_function, check_prediction, keep_random_state, one_thread, prediction
+from .checking import (Case, answers_for, check_function, check_prediction, close, keep_random_state, one_thread,
+                       prediction, require_callable)
 
-__all__ = ["show_answer", "confusion_counts", "buggy_confusion_counts", "check_confusion_counts", "check_mlp_parameters_prediction", 
+__all__ = [
+    "show_answer",
     "accuracy",
     "ode_classifier",
     "evaluate_at_tolerances",
     "pca_2d",
     "turning_angles",
+    "confusion_counts",
+    "buggy_confusion_counts",
     "check_accuracy",
     "check_ode_classifier",
     "check_evaluate_at_tolerances",
     "check_pca_2d",
     "check_turning_angles",
+    "check_confusion_counts",
+    "check_mlp_parameters_prediction",
 ]
 
 
 # --------------------------------------------------------------------------------------------------
 # references
 # --------------------------------------------------------------------------------------------------
-
-
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
     """The fraction of the ``N`` samples ``X [N, ...]`` whose arg-max output equals the label ``y [N]``.
 
@@ -139,9 +144,32 @@ def turning_angles(path: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
 
 
+def confusion_counts(pred: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> torch.Tensor:
+    """``counts [n_classes, n_classes]``: ``counts[i, j]`` is how many samples of true class ``i`` were
+    predicted ``j``."""
+    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    counts.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+    return counts
+
+
+def buggy_confusion_counts(pred: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> torch.Tensor:
+    """Exercise 6 ships this broken :func:`confusion_counts` for the learner to repair."""
+    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    counts[y, pred] += 1
+    return counts
+
+
 # --------------------------------------------------------------------------------------------------
 # helpers of the checkers
 # --------------------------------------------------------------------------------------------------
+
+
+def _focused(fn: Callable[..., Any]) -> Callable[..., tuple[str, Any]]:
+    """Call ``fn`` on a case's arguments after the first, which names the requirement the case checks:
+    returns ``(requirement, result)``, so the comparison checks that requirement."""
+    def run(focus: str, *args: Any, **kwargs: Any) -> tuple[str, Any]:
+        return focus, fn(*args, **kwargs)
+    return run
 
 
 def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
@@ -155,6 +183,15 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _number(value: Any) -> Optional[float]:
+    """``value`` (a float, an int or a one-element tensor) as a float, or None when it is none of these."""
+    if torch.is_tensor(value):
+        return float(value.detach()) if value.numel() == 1 else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def _classifier_data(model: nn.Module, n: int, n_features: int, seed: int, noise: float = 0.3):
     """Inputs [n, n_features] and labels that agree with ``model`` on most samples but not all."""
     g = _generator(seed)
@@ -166,7 +203,7 @@ def _classifier_data(model: nn.Module, n: int, n_features: int, seed: int, noise
     return X, y
 
 
-def _small_ode_model(seed: int) -> nn.Module:
+def _small_ode_model(seed: int) -> nn.Sequential:
     """A fixed small ODE-Net [B, 6] -> [B, 3] whose dynamics are lively enough for the NFE to depend on tol."""
     def build() -> nn.Module:
         field = MLP([8, 32, 8], nn.Tanh)
@@ -179,9 +216,112 @@ def _small_ode_model(seed: int) -> nn.Module:
     return _seeded(build, seed)
 
 
+class _ModeShift(nn.Module):
+    """Scores pass through unchanged in eval mode; in train mode (like dropout, it behaves differently
+    there) every sample votes for class 0."""
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return scores
+        bonus = torch.zeros_like(scores)
+        bonus[:, 0] = 1e3
+        return scores + bonus
+
+
+class _GradsOff(nn.Module):
+    """The identity, for a model that must be evaluated with gradients off."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            raise RuntimeError("the model was called with gradients on, so a graph is built for nothing; "
+                               "evaluate with gradients off")
+        return x
+
+
+class _BatchLimit(nn.Module):
+    """The identity, for a model that takes at most ``limit`` samples at a time."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > self.limit:
+            raise ValueError(f"the model was fed {x.shape[0]} samples at once, more than batch_size = {self.limit}")
+        return x
+
+
+class _Halfway(RuntimeError):
+    """Raised by :class:`_FailsOnCall` part-way through a sweep."""
+
+
+class _FailsOnCall(nn.Module):
+    """The identity, except that its ``k``-th call raises :class:`_Halfway`."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k, self.calls = k, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.k:
+            raise _Halfway(f"this model fails on its call number {self.k}, part-way through the sweep")
+        return x
+
+
+def _mode(training: bool) -> str:
+    return "train" if training else "eval"
+
+
 # --------------------------------------------------------------------------------------------------
-# the checkers
+# exercise 1: accuracy in batches
 # --------------------------------------------------------------------------------------------------
+
+
+class _AccuracyRun:
+    """Calls an accuracy function and also returns the model's mode afterwards."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+
+    def __call__(self, focus: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> tuple:
+        return focus, self.fn(model, X, y, **kwargs), model.training
+
+
+def _accuracy_reference(focus: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                        batch_size: int = 256) -> tuple:
+    """``(focus, accuracy, the mode afterwards, {mistake: the value it gives})``."""
+    value = accuracy(model, X, y, batch_size)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        hits = [(model(X[s:s + batch_size]).argmax(-1) == y[s:s + batch_size]) for s in range(0, len(y), batch_size)]
+    model.train(was_training)
+    full = [h for h in hits if len(h) == batch_size] or hits
+    variants = {"the mean of the per-batch accuracies, which weighs the small last batch too much":
+                sum(h.double().mean().item() for h in hits) / len(hits),
+                "the accuracy without the last, smaller batch": torch.cat(full).double().mean().item()}
+    return focus, value, model.training, variants
+
+
+def _accuracy_compare(expected: tuple, got: tuple) -> Optional[str]:
+    focus, want, want_mode, variants = expected
+    _, have, have_mode = got
+    if focus == "float":
+        return None if type(have) is float else f"got a {type(have).__name__}; return a Python float"
+    if focus == "mode":
+        if have_mode != want_mode:
+            return f"the model is left in {_mode(have_mode)} mode; it came in {_mode(want_mode)} mode"
+        return None
+    value = _number(have)
+    if value is None:
+        return f"expected a number, got {type(have).__name__}"
+    if abs(value - want) <= 1e-9:
+        return None
+    for mistake, v in variants.items():
+        if abs(value - v) <= 1e-9:
+            return f"expected {want:.6g}, got {value:.6g}: {mistake}"
+    return f"expected {want:.6g}, got {value:.6g}"
 
 
 def check_accuracy(fn: Callable[..., float], verbose: bool = True) -> Callable[..., float]:
@@ -189,147 +329,235 @@ def check_accuracy(fn: Callable[..., float], verbose: bool = True) -> Callable[.
     require_callable("check_accuracy", fn)
     linear = _seeded(lambda: nn.Linear(5, 3), 0)
     X, y = _classifier_data(linear, 50, 5, seed=1)
-    dropout = _seeded(lambda: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)), 2)
-    dropout.train()  # left in train mode on purpose: accuracy must evaluate in eval mode
-    Xd, yd = _classifier_data(dropout.eval(), 64, 5, seed=3, noise=0.0)
-    dropout.train()
     X10 = torch.randn(37, 12, generator=_generator(4))
     linear10 = _seeded(lambda: nn.Linear(12, 10), 5)
     y10 = torch.randint(0, 10, (37,), generator=_generator(6))
+    Xm, ym = _classifier_data(linear, 40, 5, seed=3, noise=0.1)
+
+    def shifted(training: bool) -> nn.Module:
+        return nn.Sequential(linear, _ModeShift()).train(training)
+
     cases = [
-        Case("50 samples, batch_size=10 (batches divide N)", (linear, X, y), {"batch_size": 10}),
-        Case("50 samples, batch_size=16 (last batch of 2)", (linear, X, y), {"batch_size": 16}),
-        Case("batch_size larger than N", (linear, X, y), {"batch_size": 500}),
-        Case("batch_size=1", (linear, X[:7], y[:7]), {"batch_size": 1}),
-        Case("10 classes, 37 samples, batch_size=8", (linear10, X10, y10), {"batch_size": 8}),
-        Case("a model with dropout, left in train mode", (dropout, Xd, yd), {"batch_size": 20}),
+        Case("the fraction of correct arg-max predictions (50 samples, batches of 10)", ("value", linear, X, y),
+             {"batch_size": 10}),
+        Case("the last, smaller batch counts (50 samples, batches of 16: the last holds 2)", ("value", linear, X, y),
+             {"batch_size": 16}),
+        Case("the correct predictions divided by N (37 samples, batches of 8, 10 classes)",
+             ("value", linear10, X10, y10), {"batch_size": 8}),
+        Case("batch_size larger than N", ("value", linear, X, y), {"batch_size": 500}),
+        Case("batch_size = 1", ("value", linear, X[:7], y[:7]), {"batch_size": 1}),
+        Case("feeds the model batch_size samples at a time, never more",
+             ("value", nn.Sequential(_BatchLimit(12), linear), X, y), {"batch_size": 12}),
+        Case("evaluates without gradients (no graph)", ("value", nn.Sequential(linear, _GradsOff()), X, y),
+             {"batch_size": 25}),
+        Case("evaluates in eval mode (this model, like dropout, predicts differently in train mode)",
+             ("value", shifted(True), Xm, ym), {"batch_size": 20}),
+        Case("puts a model that came in train mode back in train mode", ("mode", shifted(True), Xm, ym),
+             {"batch_size": 20}),
+        Case("leaves a model that came in eval mode in eval mode", ("mode", shifted(False), Xm, ym),
+             {"batch_size": 20}),
+        Case("returns a Python float", ("float", linear, X, y), {"batch_size": 16}),
     ]
-    hint = ("predict with model(X[start:start + batch_size]).argmax(dim=-1) for start in range(0, N, batch_size) "
-            "so the last, smaller batch counts too; add up the correct predictions and divide by N (not the mean "
-            "of per-batch accuracies); call model.eval() first (dropout!) and return a Python float.")
-
-    def compare(expected: float, got: Any) -> Optional[str]:
-        if torch.is_tensor(got):
-            return "return a Python float (use .item() or float(...)), not a tensor"
-        return close(expected, got, rtol=0.0, atol=1e-9)
-
-    result, _ = check_function("Exercise 1 (batched accuracy)", fn, accuracy, cases, hint=hint,
-                               compare=compare, verbose=verbose)
-    return result
+    hint = ["the failed case names the requirement: which batches count, how the fraction is formed, how many "
+            "samples the model sees at once, gradients, the model's mode during and after the evaluation, or the "
+            "type returned.",
+            "count the correct predictions over every batch, the last smaller one included, and divide once by N; "
+            "switch to eval mode for the evaluation and afterwards restore the mode the model came in (the model "
+            "knows whether it is training); predicting needs no gradients; a tensor is not a Python float."]
+    with keep_random_state(), one_thread():
+        _, report = check_function("Exercise 1 (batched accuracy)", _AccuracyRun(fn), _accuracy_reference, cases,
+                                   hint=hint, compare=_accuracy_compare, verbose=verbose, answer=accuracy)
+    return fn if report.ok else accuracy
 
 
-def _describe(model: Any) -> dict:
-    """What the checker compares of an ODE classifier: parameter counts, output shape, the block's settings."""
+# --------------------------------------------------------------------------------------------------
+# exercise 2: an ODE-Net whose dynamics are an MLP
+# --------------------------------------------------------------------------------------------------
+
+_LAYOUT = ("Flatten", "Linear", "ODEBlock", "Linear")
+
+
+def _linear_sizes(module: Any) -> Optional[tuple[int, int]]:
+    return (module.in_features, module.out_features) if isinstance(module, nn.Linear) else None
+
+
+def _classifier_requirement(expected: tuple[str, nn.Sequential], got: tuple[str, Any]) -> Optional[str]:
+    """The one requirement the case names (``expected[0]``), checked on the learner's model."""
+    focus, ref = expected
+    model = got[1]
     if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+        return f"expected an nn.Module, got {type(model).__name__}"
+    if focus == "layout":
+        if not isinstance(model, nn.Sequential):
+            return f"expected an nn.Sequential, got {type(model).__name__}"
+        have = tuple(type(m).__name__ for m in model)
+        return None if have == _LAYOUT else f"the modules are {have}, expected {_LAYOUT}"
+    if focus == "output":
+        try:
+            with torch.no_grad():
+                out = model.eval()(torch.rand(3, 1, 28, 28, generator=_generator(0)))
+        except Exception as exc:  # noqa: BLE001 - the learner's model fails on a batch of images
+            return f"the model does not run on a [3, 1, 28, 28] batch of images: {type(exc).__name__}: {exc}"
+        want = (3, ref[3].out_features)
+        return None if tuple(getattr(out, "shape", ())) == want else \
+            f"output shape {tuple(getattr(out, 'shape', ()))}, expected {want}"
+    if focus in ("projection", "readout"):
+        where, want = (1, _linear_sizes(ref[1])) if focus == "projection" else (3, _linear_sizes(ref[3]))
+        if not isinstance(model, nn.Sequential) or len(model) != 4:
+            return "expected an nn.Sequential of four modules, so that the parts can be found by position"
+        have = _linear_sizes(model[where])
+        if have != want:
+            part = "the projection model[1]" if focus == "projection" else "the readout model[3]"
+            shown = f"Linear{have}" if have else type(model[where]).__name__
+            return f"{part} is {shown}, expected Linear{want}"
+        return None
     blocks = [m for m in model.modules() if isinstance(m, ODEBlock)]
     if len(blocks) != 1:
-        return {"ODEBlocks": len(blocks)}
-    block = blocks[0]
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(0)
-        out = model.eval()(torch.rand(3, 1, 28, 28))
-    layout = tuple(type(m).__name__ for m in model) if isinstance(model, nn.Sequential) else type(model).__name__
-    return {
-        "layout": layout,
-        "ODEBlocks": 1,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "dynamics parameters": sum(p.numel() for p in block.func.parameters()),
-        "dynamics layers": tuple(type(m).__name__ for m in block.func.modules() if not list(m.children())),
-        "output shape": tuple(out.shape),
-        "method": block.method,
-        "t1": block.t1,
-        "rtol": block.rtol,
-        "atol": block.atol,
-        "adjoint": block.adjoint,
-    }
+        return f"the model must contain exactly one ODEBlock, found {len(blocks)}"
+    block, ref_block = blocks[0], ref[2]
+    if focus == "dynamics":
+        want = [tuple(p.shape) for p in ref_block.func.parameters()]
+        have = [tuple(p.shape) for p in block.func.parameters()]
+        if have != want:
+            h = ref[1].out_features
+            return (f"the dynamics have {sum(math.prod(s) for s in have)} parameters shaped {have}, expected "
+                    f"2h(h + 1) = {2 * h * (h + 1)} for h = {h}, shaped {want}")
+        return None
+    if focus == "tanh":
+        def leaves(f: nn.Module) -> tuple:
+            return tuple(type(m).__name__ for m in f.modules() if not list(m.children()))
+        have, want = leaves(block.func), leaves(ref_block.func)
+        return None if have == want else f"the dynamics' layers are {have}, expected {want}"
+    if focus == "solver":
+        have, want = (block.t1, block.method), (ref_block.t1, ref_block.method)
+        return None if have == want else f"(t1, method) is {have}, expected {want}"
+    have, want = (block.rtol, block.atol), (ref_block.rtol, ref_block.atol)
+    return None if have == want else f"(rtol, atol) is {have}, expected {want}"
 
 
-@keep_random_state()
 def check_ode_classifier(fn: Callable[..., nn.Module], verbose: bool = True) -> Callable[..., nn.Module]:
     """Exercise 2: build the ODE-Net classifier with an MLP vector field of the given sizes."""
     require_callable("check_ode_classifier", fn)
     cases = [
-        Case("hidden_size=32", (32,)),
-        Case("hidden_size=64", (64,)),
-        Case("hidden_size=7, n_classes=4", (7,), {"n_classes": 4}),
-        Case("hidden_size=16, tol=1e-5", (16,), {"tol": 1e-5}),
+        Case("an nn.Sequential of four modules: Flatten, Linear, ODEBlock, Linear (hidden_size=32)", ("layout", 32)),
+        Case("maps images [B, 1, 28, 28] to scores [B, n_classes] (hidden_size=7, n_classes=4)", ("output", 7),
+             {"n_classes": 4}),
+        Case("the projection is nn.Linear(784, hidden_size) (hidden_size=64)", ("projection", 64)),
+        Case("the dynamics are an MLP [h, h, h]: 2h(h + 1) parameters (hidden_size=16)", ("dynamics", 16)),
+        Case("tanh between the layers of the dynamics", ("tanh", 8)),
+        Case("the ODE block solves on [0, 1] with dopri5", ("solver", 8)),
+        Case("rtol = atol = tol (hidden_size=16, tol=1e-5)", ("tol", 16), {"tol": 1e-5}),
+        Case("the readout is nn.Linear(hidden_size, n_classes) (n_classes=4)", ("readout", 8), {"n_classes": 4}),
     ]
-    hint = ("nn.Sequential(nn.Flatten(), nn.Linear(784, hidden_size), ODEBlock(ODEFunc(MLP([hidden_size, "
-            "hidden_size, hidden_size], nn.Tanh)), t1=1.0, method='dopri5', rtol=tol, atol=tol), "
-            "nn.Linear(hidden_size, n_classes)); the dynamics have 2 * hidden * (hidden + 1) parameters.")
-
-    def compare(expected: nn.Module, got: Any) -> Optional[str]:
-        want = _describe(expected)
-        try:
-            have = _describe(got)
-        except Exception as exc:  # noqa: BLE001 - the learner's model fails on a [3, 1, 28, 28] batch
-            return f"the model does not run on a [3, 1, 28, 28] batch of images: {type(exc).__name__}: {exc}"
-        if have.get("ODEBlocks") != 1:
-            return f"the model must contain exactly one ODEBlock, found {have.get('ODEBlocks')}"
-        wrong = [f"{key} {have[key]!r} (expected {value!r})" for key, value in want.items() if have[key] != value]
-        return "; ".join(wrong) if wrong else None
-
-    result, _ = check_function("Exercise 2 (ODE-Net classifier)", fn, ode_classifier, cases, hint=hint,
-                               compare=compare, verbose=verbose)
-    return result
+    hint = ["the failed case names the part: the list of modules, the output shape, the projection, the dynamics "
+            "(sizes, activation), the solver settings or the readout. Print your model and count each part's "
+            "parameters by hand.",
+            "an MLP with sizes [h, h, h] has two linear layers of h x h weights and h biases each, with the "
+            "activation between them; the four modules go into one nn.Sequential in the order of the statement, "
+            "the images are flattened first, and the tolerance sets both rtol and atol."]
+    with keep_random_state(), one_thread():
+        _, report = check_function("Exercise 2 (ODE-Net classifier)", _focused(fn), _focused(ode_classifier), cases,
+                                   hint=hint, compare=_classifier_requirement, verbose=verbose, answer=ode_classifier)
+    return fn if report.ok else ode_classifier
 
 
-class _ReportsTolerances:
-    """Calls a sweep function and also returns the block's (rtol, atol) afterwards, to check they were restored."""
+# --------------------------------------------------------------------------------------------------
+# exercise 3: accuracy and NFE against the test-time tolerance
+# --------------------------------------------------------------------------------------------------
+
+
+class _SweepRun:
+    """Calls a sweep function and also returns the block's (rtol, atol) and the model's mode afterwards; in the
+    case of a model that fails part-way, the failure is what is expected."""
 
     def __init__(self, fn: Callable) -> None:
         self.fn = fn
 
-    def __call__(self, model: nn.Module, *args: Any, **kwargs: Any) -> tuple:
-        result = self.fn(model, *args, **kwargs)
+    def __call__(self, focus: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor, tols: list,
+                 **kwargs: Any) -> tuple:
+        for m in model.modules():
+            if isinstance(m, _FailsOnCall):
+                m.calls = 0
         block = _the_ode_block(model)
-        return result, (block.rtol, block.atol), model.training
+        try:
+            result: Any = self.fn(model, X, y, tols, **kwargs)
+        except _Halfway:
+            if focus != "finally":
+                raise
+            result = None
+        return focus, result, (block.rtol, block.atol), model.training
+
+
+def _sweep_compare(expected: tuple, got: tuple) -> Optional[str]:
+    focus, want, want_tols, want_mode = expected
+    _, have, have_tols, have_mode = got
+    after = " after the model failed part-way" if focus == "finally" else ""
+    if focus in ("restore", "finally") and have_tols != want_tols:
+        return f"the block's (rtol, atol) are {have_tols}{after}, not restored to {want_tols}"
+    if focus in ("mode", "finally") and have_mode != want_mode:
+        return f"the model is left in {_mode(have_mode)} mode{after}, not restored to {_mode(want_mode)} mode"
+    if focus in ("restore", "mode", "finally"):
+        return None
+    if not isinstance(have, (list, tuple)) or len(have) != len(want):
+        return f"expected a list of {len(want)} triples (one per tol), got {type(have).__name__} {have!r:.60}"
+    for (tol, acc, nfe), row in zip(want, have):
+        if not isinstance(row, (tuple, list)) or len(row) != 3:
+            return f"each result must be a triple (tol, accuracy, NFE), got {row!r:.60}"
+        for name, e, g in (("tol", tol, row[0]), ("accuracy", acc, row[1]), ("mean NFE", nfe, row[2])):
+            why = close(e, g, rtol=1e-9, atol=1e-9)
+            if why:
+                return f"at tol = {tol:g}, the {name}: {why}"
+    return None
 
 
 def check_evaluate_at_tolerances(fn: Callable[..., list], verbose: bool = True) -> Callable[..., list]:
     """Exercise 3: accuracy and NFE of an ODE-Net at each test-time tolerance; tolerances restored."""
     require_callable("check_evaluate_at_tolerances", fn)
 
-    def case(label: str, seed: int, n: int, tols: list, **kwargs: Any) -> Case:
+    def case(label: str, focus: str, seed: int, n: int, tols: list, wrap: Optional[Callable] = None,
+             growing: bool = False, training: bool = False, **kwargs: Any) -> Case:
         model = _small_ode_model(seed)
-        X, y = _classifier_data(model, n, 6, seed=seed + 100)
-        if kwargs.pop("growing", False):  # later batches have larger inputs, so their NFE differs
+        X, y = _classifier_data(model.eval(), n, 6, seed=seed + 100)
+        if growing:  # later batches have larger inputs, so their NFE differs
             X = X * torch.linspace(0.2, 4.0, n).unsqueeze(1)
-        if kwargs.pop("train_mode", False):
-            model.train()
-        else:
-            model.eval()
-        return Case(label, (model, X, y, tols), kwargs)
+        if wrap is not None:
+            model = wrap(model)
+        return Case(label, (focus, model.train(training), X, y, tols), kwargs)
 
     cases = [
-        case("one batch, tols 1e-1, 1e-3, 1e-5", 0, 40, [1e-1, 1e-3, 1e-5]),
-        case("one tolerance", 1, 30, [1e-4]),
-        case("tols in increasing order", 2, 40, [1e-6, 1e-4, 1e-2]),
-        case("50 samples in batches of 20 (NFE is the mean over 3 batches)", 3, 50, [1e-2, 1e-5], batch_size=20,
-             growing=True),
-        case("model left in train mode (restore it)", 4, 25, [1e-3, 1e-6], train_mode=True),
+        case("one (tol, accuracy, NFE) per tol, in the order given (1e-1, 1e-3, 1e-5)", "values", 0, 40,
+             [1e-1, 1e-3, 1e-5]),
+        case("tols in increasing order", "values", 2, 40, [1e-6, 1e-4, 1e-2]),
+        case("rtol AND atol set to each tol (the block starts at 1e-3)", "values", 1, 30, [1e-6]),
+        case("finds the ODEBlock among model.modules() (here inside a sub-module)", "values", 5, 30, [1e-2, 1e-4],
+             wrap=lambda m: nn.Sequential(m[0], nn.Sequential(m[1]), m[2])),
+        case("batches of batch_size: accuracy over all of X, NFE the mean over the 3 batches (50 samples, "
+             "batch_size=20)", "values", 3, 50, [1e-2, 1e-5], growing=True, batch_size=20),
+        case("evaluates in eval mode (this model, like dropout, predicts differently in train mode)", "values", 6, 40,
+             [1e-3], wrap=lambda m: nn.Sequential(*m, _ModeShift()), training=True),
+        case("evaluates without gradients (no graph)", "values", 7, 20, [1e-3],
+             wrap=lambda m: nn.Sequential(*m, _GradsOff())),
+        case("restores the block's rtol and atol afterwards", "restore", 4, 25, [1e-2, 1e-6]),
+        case("restores the model's train mode afterwards", "mode", 4, 25, [1e-2, 1e-6], training=True),
+        case("restores both even when the model fails part-way (it raises at the second tol)", "finally", 8, 20,
+             [1e-2, 1e-5], wrap=lambda m: nn.Sequential(*m, _FailsOnCall(2)), training=True),
     ]
-    hint = ("find the block with [m for m in model.modules() if isinstance(m, ODEBlock)][0]; save (block.rtol, "
-            "block.atol); for each tol set both to tol, run the batches in eval mode under torch.no_grad(), read "
-            "block.nfe_forward after each batch and average it; return (tol, accuracy, mean NFE) per tol; at the "
-            "end (in a finally:) restore rtol, atol and the model's train/eval mode.")
+    hint = ["the failed case names the requirement: the values per tol (accuracy over all of X, NFE averaged over "
+            "the batches), finding the block, the mode or gradients during the sweep, or what must be restored "
+            "afterwards, even after an error.",
+            "search the model's modules for the block rather than indexing the model; set both tolerances; read "
+            "the block's forward counter after every batch and average those counts; note the two tolerances and "
+            "the model's mode before the loop, and put them back in a block that runs however the loop ends."]
+    with keep_random_state(), one_thread():
+        _, report = check_function("Exercise 3 (tolerance sweep)", _SweepRun(fn), _SweepRun(evaluate_at_tolerances),
+                                   cases, hint=hint, compare=_sweep_compare, verbose=verbose,
+                                   answer=evaluate_at_tolerances)
+    return fn if report.ok else evaluate_at_tolerances
 
-    def compare(expected: tuple, got: Any) -> Optional[str]:
-        (want, want_tols, want_mode), (have, have_tols, have_mode) = expected, got
-        why = close(want, have, rtol=1e-9, atol=1e-9)
-        if why:
-            return why.replace("item 0", "first tol").replace("item 1:", "accuracy:").replace("item 2:", "NFE:")
-        if have_tols != want_tols:
-            return f"the block's (rtol, atol) are {have_tols} after your function, not restored to {want_tols}"
-        if have_mode != want_mode:
-            return "the model's train/eval mode was not restored (save model.training and call model.train(it))"
-        return None
 
-    result, _ = check_function("Exercise 3 (tolerance sweep)", _ReportsTolerances(fn),
-                               _ReportsTolerances(evaluate_at_tolerances), cases, hint=hint, compare=compare,
-                               verbose=verbose)
-    return result.fn
+# --------------------------------------------------------------------------------------------------
+# exercise 4: the first two principal components
+# --------------------------------------------------------------------------------------------------
 
 
 def _up_to_sign(expected: torch.Tensor, got: Any) -> Optional[str]:
@@ -338,7 +566,7 @@ def _up_to_sign(expected: torch.Tensor, got: Any) -> Optional[str]:
         return f"expected a tensor, got {type(got).__name__}"
     if got.shape != expected.shape:
         return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-    got = got.to(expected.dtype)
+    got = got.detach().to(expected.dtype)
     tol = 1e-6 if expected.dtype == torch.float64 else 1e-3
     scale = float(expected.abs().max()) or 1.0
     for j in range(expected.shape[1]):
@@ -348,72 +576,126 @@ def _up_to_sign(expected: torch.Tensor, got: Any) -> Optional[str]:
     return None
 
 
-def check_pca_2d(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+def _pca_compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+    why = _up_to_sign(expected, got)
+    if why is None or not torch.is_tensor(got) or got.shape != expected.shape:
+        return why
+    g = got.detach().to(expected.dtype)
+    if _up_to_sign(expected.flip(1), g) is None:
+        return "the two components come in the wrong order: the first one has the larger spread"
+    norms = g.norm(dim=0) * expected.norm(dim=0)
+    if bool((norms > 0).all()):
+        cosines = (g * expected).sum(0).abs() / norms
+        if bool((cosines > 1 - 1e-4).all()):
+            return ("each column points the right way but has the wrong length: these are unit vectors, not the "
+                    "coordinates of the centred states")
+    return why
+
+
+def check_pca_2d(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True
+                 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Exercise 4: project a hidden-state sequence [T, D] onto its first two principal components."""
     require_callable("check_pca_2d", fn)
     g = _generator(0)
-    scales = torch.tensor([5.0, 2.0, 0.5, 0.2, 0.1])
-    blob = torch.randn(20, 5, generator=g) * scales
+    blob = torch.randn(20, 5, generator=g) * torch.tensor([5.0, 2.0, 0.5, 0.2, 0.1])
+    rising = torch.randn(30, 4, generator=g) * torch.tensor([0.1, 0.3, 1.0, 4.0])
     s = torch.linspace(0, 3, 40).unsqueeze(1)
     mixing = torch.randn(3, 30, generator=g)
     curve = torch.cat([torch.cos(s), torch.sin(2 * s), 0.1 * s], dim=1) @ mixing
     cases = [
-        Case("20 points in 5-D with decreasing spread", (blob,)),
-        Case("a far-from-origin cloud (centre it first)", (blob + 100.0,)),
-        Case("a smooth curve [40, 30]", (curve,)),
+        Case("[T, 2] coordinates on the first two principal components (20 points in 5-D)", (blob,)),
+        Case("centres the rows on their mean first (a cloud far from the origin)", (blob + 100.0,)),
+        Case("the two LEADING components, the larger spread first (spreads 0.1, 0.3, 1, 4)", (rising,)),
+        Case("coordinates of the centred states, not unit vectors (they keep the states' scale)", (3.0 * blob,)),
+        Case("the components are the rows of Vh (a smooth curve [40, 30])", (curve,)),
         Case("float64 [40, 30]", (curve.double(),)),
-        Case("three points (two components left after centring)", (torch.tensor([[0.0, 1, 2, 3], [1, 0, 3, 1],
-                                                                                 [2, 2, 0, 5]]),)),
+        Case("three points (two components left after centring)",
+             (torch.tensor([[0.0, 1, 2, 3], [1, 0, 3, 1], [2, 2, 0, 5]]),)),
         Case("many features [6, 784] (a few MLP layers)", (torch.randn(6, 784, generator=g),)),
     ]
-    hint = ("subtract the mean over time (dim 0), take U, S, Vh = torch.linalg.svd(centred, full_matrices=False) "
-            "and return centred @ Vh[:2].T (the two leading right singular vectors), shape [T, 2].")
-    result, _ = check_function("Exercise 4 (PCA to two components)", fn, pca_2d, cases, hint=hint,
-                               compare=_up_to_sign, verbose=verbose)
-    return result
+    hint = ["compare the failed cases: a cloud far from the origin, the order of the components, the scale of the "
+            "coordinates, rows against columns of Vh.",
+            "the principal directions are those of the CENTRED states; torch.linalg.svd returns them as the rows "
+            "of Vh, the largest singular value first; the coordinates are the centred states projected on those "
+            "directions, so they keep the states' scale."]
+    with keep_random_state(), one_thread():
+        _, report = check_function("Exercise 4 (PCA to two components)", fn, pca_2d, cases, hint=hint,
+                                   compare=_pca_compare, verbose=verbose)
+    return fn if report.ok else pca_2d
 
 
-def check_turning_angles(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+# --------------------------------------------------------------------------------------------------
+# exercise 5: how much does a path turn?
+# --------------------------------------------------------------------------------------------------
+
+
+def _angles_compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+    if not torch.is_tensor(got):
+        return f"expected a tensor of angles, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"expected {expected.shape[0]} angles (T - 2 for T points), got shape {tuple(got.shape)}"
+    g = got.detach().to(expected.dtype)
+    if bool(torch.isnan(g).any()):
+        return "the result contains NaN: a cosine just past 1 (rounding) has no arccos"
+    why = close(expected, g, rtol=1e-4, atol=0.05)  # degrees; arccos near 0 amplifies rounding
+    if why is None:
+        return None
+    if close(torch.deg2rad(expected), g, rtol=1e-4, atol=1e-3) is None:
+        return "these are radians; the statement asks for degrees"
+    if bool((g < 0).any()) and close(expected, g.abs(), rtol=1e-4, atol=0.05) is None:
+        return "some angles are negative: a turning angle here has no sign, it lies in [0, 180]"
+    return why
+
+
+def check_turning_angles(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True
+                         ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Exercise 5: the turning angle (degrees) between consecutive segments of a path."""
     require_callable("check_turning_angles", fn)
     g = _generator(1)
     theta = torch.linspace(0, math.pi, 30)
+    a, b = 1.1, 1.3  # in float32, the cosine between these collinear segments rounds to just above 1
+    straight32 = torch.tensor([[0.0, 0.0], [a, b], [2 * a, 2 * b], [3 * a, 3 * b], [5 * a, 5 * b], [6 * a, 6 * b]])
     cases = [
-        Case("a straight line (all 0)", (torch.linspace(0, 1, 6).unsqueeze(1) * torch.tensor([[3.0, -1.0]]),)),
-        Case("the corners of a square (all 90)", (torch.tensor([[0.0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]),)),
-        Case("going back (180)", (torch.tensor([[0.0, 0], [2, 0], [1, 0]]),)),
-        Case("a half circle of 30 points", (torch.stack([torch.cos(theta), torch.sin(theta)], dim=1),)),
-        Case("right and left turns (both positive)", (torch.tensor([[0.0, 0], [1, 0], [2, 1], [3, 0]]),)),
-        Case("a random walk in 3-D, float64", (torch.randn(12, 3, generator=g, dtype=torch.float64).cumsum(0),)),
+        Case("in degrees: the corners of a square turn by 90", (torch.tensor([[0.0, 0], [1, 0], [1, 1], [0, 1],
+                                                                             [0, 0]]),)),
+        Case("0 for going straight on", (torch.tensor([[0.0, 0], [1, 0], [3, 0], [3.5, 0]]),)),
+        Case("180 for going straight back", (torch.tensor([[0.0, 0], [2, 0], [1, 0]]),)),
+        Case("between consecutive SEGMENTS, not between the points (a half circle around (5, 5))",
+             (torch.stack([5 + torch.cos(theta), 5 + torch.sin(theta)], dim=1),)),
+        Case("unsigned: right and left turns are both positive", (torch.tensor([[0.0, 0], [1, 0], [2, 1], [3, 0]]),)),
+        Case("T - 2 angles for T points (7 points)", (torch.randn(7, 2, generator=g),)),
+        Case("no NaN where rounding pushes the cosine past 1 (a straight float32 path)", (straight32,)),
+        Case("any dimension k: a random walk in 3-D, float64",
+             (torch.randn(12, 3, generator=g, dtype=torch.float64).cumsum(0),)),
     ]
-    hint = ("segments d = path[1:] - path[:-1]; cos = (d[:-1] * d[1:]).sum(-1) / (norms of both); clamp cos to "
-            "[-1, 1] (rounding can push it past 1 and give NaN) and return torch.rad2deg(torch.arccos(cos)), "
-            "T - 2 angles in degrees between 0 and 180.")
-
-    def compare(expected: torch.Tensor, got: Any) -> Optional[str]:
-        if torch.is_tensor(got) and torch.isnan(got).any():
-            return "the result contains NaN: clamp the cosine to [-1, 1] before arccos"
-        return close(expected, got, rtol=1e-4, atol=0.05)  # degrees; arccos near 0 amplifies rounding
-
-    result, _ = check_function("Exercise 5 (turning angles)", fn, turning_angles, cases, hint=hint,
-                               compare=compare, verbose=verbose)
-    return result
+    hint = ["the failed case names the property: degrees, straight on (0) and straight back (180), segments "
+            "rather than points, unsigned angles, the number of angles, or NaN.",
+            "the angles are between the differences of consecutive points, not between the points; the cosine of "
+            "the angle between two vectors is their dot product over the product of their lengths, and rounding "
+            "can push it just past 1, where arccos is undefined; convert radians to degrees at the end."]
+    with keep_random_state(), one_thread():
+        _, report = check_function("Exercise 5 (turning angles)", fn, turning_angles, cases, hint=hint,
+                                   compare=_angles_compare, verbose=verbose)
+    return fn if report.ok else turning_angles
 
 
-# --- exercise 6 (find the bug) and exercise 7 (predict, then check) ------------------------------
-
-def confusion_counts(pred: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> torch.Tensor:
-    """``counts [n_classes, n_classes]``: ``counts[i, j]`` is how many samples of true class ``i`` were predicted ``j``."""
-    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
-    counts.index_put_((y, pred), torch.ones_like(y), accumulate=True)
-    return counts
+# --------------------------------------------------------------------------------------------------
+# exercise 6 (find the bug): a confusion matrix
+# --------------------------------------------------------------------------------------------------
 
 
-def buggy_confusion_counts(pred: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> torch.Tensor:
-    """Exercise 6 ships this broken :func:`confusion_counts` for the learner to repair."""
-    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
-    counts[y, pred] += 1
-    return counts
+def _counts_compare(expected: torch.Tensor, got: Any) -> Optional[str]:
+    if not torch.is_tensor(got) or got.shape != expected.shape:
+        return f"expected a [{expected.shape[0]}, {expected.shape[1]}] tensor, got {getattr(got, 'shape', got)}"
+    if got.is_floating_point() or got.is_complex() or got.dtype == torch.bool:
+        return f"expected an integer tensor, got {got.dtype}"
+    if int(got.sum()) != int(expected.sum()):
+        return f"the counts add up to {int(got.sum())}, not to the {int(expected.sum())} samples"
+    if torch.equal(got.long(), expected):
+        return None
+    if torch.equal(got.long(), expected.T):
+        return "the matrix is transposed: row i holds the samples of TRUE class i"
+    return "some counts differ from the reference"
 
 
 def check_confusion_counts(fn: Callable[..., torch.Tensor], verbose: bool = True) -> Callable[..., torch.Tensor]:
@@ -423,26 +705,30 @@ def check_confusion_counts(fn: Callable[..., torch.Tensor], verbose: bool = True
     y_many = torch.randint(0, 10, (200,), generator=g)
     pred_many = torch.where(torch.rand(200, generator=g) < 0.7, y_many, torch.randint(0, 10, (200,), generator=g))
     cases = [
-        Case("every (true, predicted) pair occurs once", (torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0]), 3)),
+        Case("every (true, predicted) pair occurs once (the author's test)",
+             (torch.tensor([1, 2, 0]), torch.tensor([0, 1, 2]), 3)),
         Case("a pair that occurs twice counts twice", (torch.tensor([1, 1, 0]), torch.tensor([1, 1, 0]), 2)),
-        Case("200 samples, 10 classes: the counts add up to 200", (pred_many, y_many, 10)),
+        Case("the counts add up to the number of samples (200 samples, 10 classes)", (pred_many, y_many, 10)),
+        Case("rows are the TRUE classes, columns the PREDICTED ones", (torch.tensor([3, 2]), torch.tensor([0, 1]), 4)),
         Case("a class that never occurs has a row of zeros", (torch.tensor([0, 0]), torch.tensor([0, 2]), 4)),
+        Case("an integer tensor [n_classes, n_classes], also for classes nobody predicts (n_classes = 5)",
+             (torch.tensor([0, 1]), torch.tensor([1, 0]), 5)),
     ]
-    hint = ["it is right while every (true, predicted) pair is new and wrong once a pair repeats: does "
-            "counts.sum() equal the number of samples?",
-            "an in-place += through an index tensor writes each repeated index once, it does not accumulate; "
-            "use an operation that accumulates (index_put_ with accumulate=True, or torch.bincount on "
-            "y * n_classes + pred)."]
+    hint = ["it is right while every (true, predicted) pair is new and wrong once a pair repeats: does the sum of "
+            "the counts equal the number of samples?",
+            "an in-place += through an index tensor writes a repeated index once instead of adding up; use an "
+            "operation that accumulates over repeated indices.",
+            "index_put_ has a flag that makes it accumulate, and torch.bincount counts the integers of a 1-D tensor "
+            "once each (pairs can be numbered as single integers)."]
+    with keep_random_state(), one_thread():
+        _, report = check_function("Exercise 6 (find the bug: a confusion matrix)", fn, confusion_counts, cases,
+                                   hint=hint, compare=_counts_compare, verbose=verbose)
+    return fn if report.ok else confusion_counts
 
-    def compare(expected: torch.Tensor, got: Any) -> Optional[str]:
-        if not torch.is_tensor(got) or got.shape != expected.shape:
-            return f"expected a [{expected.shape[0]}, {expected.shape[1]}] tensor, got {getattr(got, 'shape', got)}"
-        if int(got.sum()) != int(expected.sum()):
-            return f"the counts add up to {int(got.sum())}, not to the {int(expected.sum())} samples"
-        return None if torch.equal(got.long(), expected) else "some counts differ from the reference"
 
-    return check_function("Exercise 6 (find the bug: a confusion matrix)", fn, confusion_counts, cases, hint=hint,
-                          compare=compare, verbose=verbose)[0]
+# --------------------------------------------------------------------------------------------------
+# exercise 7 (predict, then check): a parameter count
+# --------------------------------------------------------------------------------------------------
 
 
 @prediction
