@@ -58,6 +58,7 @@ def per_sample_backward(settings: dict, t: torch.Tensor, ys: tuple, grad_ys: tup
     if settings["seminorm"]:
         widths = [y[0].reshape(y.shape[1], -1).shape[1] for y in ys]
         options["norm"] = _per_sample_seminorm(2 * sum(widths))
+    user_first_step = options.get("first_step")
     backward["options"] = options
     a = tuple(g[-1] for g in grad_ys)
     g_params = tuple(p.new_zeros((t.shape[0], *p.shape)) for p in params)
@@ -69,6 +70,11 @@ def per_sample_backward(settings: dict, t: torch.Tensor, ys: tuple, grad_ys: tup
             grad_t[:, i] = _rowwise_dot(tuple(g[i] for g in grad_ys), field.field_values(t[:, i], y_i))
         reverse = solve(field, y_i + a + g_params, t[:, [i, i - 1]], **backward)
         spent = reverse.stats if spent is None else spent + reverse.stats
+        # The next interval starts where this one ended: its first step is this interval's mean accepted
+        # step, per sample, instead of the initial-step heuristic (which costs an evaluation per interval).
+        if user_first_step is None:
+            taken = (t[:, i] - t[:, i - 1]).abs().detach() / reverse.stats.n_accepted.clamp(min=1)
+            options["first_step"] = taken.clamp(min=torch.finfo(t.dtype).tiny)
         if settings["record"] is not None:
             settings["record"].backward = spent
         a = tuple(s[-1] for s in reverse.ys[n:2 * n])

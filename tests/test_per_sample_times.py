@@ -66,6 +66,34 @@ def test_each_sample_steps_as_if_alone():
         assert torch.allclose(together.ys[:, b], alone.ys[:, 0], rtol=1e-12, atol=1e-14)
 
 
+def test_a_first_step_per_sample_is_each_samples_first_step():
+    """first_step as a [B] tensor: sample b starts with step h_b, as if solved alone with first_step=h_b."""
+    times = irregular_times(seed=3)
+    first = torch.logspace(-4, -1, B, dtype=torch.float64)
+    together = solve(decay, Y0, times, rtol=1e-8, atol=1e-8, options={"per_sample": True, "first_step": first})
+    steps = []
+    for b in range(B):
+        def alone_field(t, y, b=b):
+            return -RATES[b] * y + torch.sin(t).reshape(-1, 1)
+        alone = solve(alone_field, Y0[b:b + 1], times[b:b + 1], rtol=1e-8, atol=1e-8,
+                      options={"per_sample": True, "first_step": float(first[b])})
+        assert int(together.stats.n_steps[b]) == int(alone.stats.n_steps[0]), b
+        assert torch.allclose(together.ys[:, b], alone.ys[:, 0], rtol=1e-12, atol=1e-14)
+        steps.append(int(alone.stats.n_steps[0]))
+    assert len(set(steps)) > 1  # the first steps matter: the samples took different numbers of steps
+
+
+@pytest.mark.parametrize("first_step, per_sample, match", [
+    (torch.full((B,), 0.1), False, "only with options"),
+    (torch.full((B + 1,), 0.1), True, "one per sample"),
+    (torch.tensor([0.1, -0.1, 0.1, 0.1, 0.1, 0.1]), True, "positive finite"),
+    (torch.full((B, 2), 0.1), True, "shape \\[batch\\]"),
+])
+def test_bad_per_sample_first_steps_are_explained(first_step, per_sample, match):
+    with pytest.raises(ValueError, match=match):
+        solve(decay, Y0, irregular_times(), options={"per_sample": per_sample, "first_step": first_step})
+
+
 def test_rows_that_are_equal_give_the_shared_times_answer():
     t = torch.linspace(0.0, 3.0, 9, dtype=torch.float64)
     shared = solve(decay, Y0, t, rtol=1e-8, atol=1e-8, options={"per_sample": True})

@@ -90,8 +90,14 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
             f"negative numbers.")
     stepper = _Stepper(problem, tableau, rtol, atol, bool(opts.get("compile")))
     if problem.per_sample:
-        if "first_step" in opts:
-            dt0 = torch.full_like(t0, float(opts["first_step"]))
+        first = opts.get("first_step")
+        if torch.is_tensor(first) and first.numel() > 1:  # one first step per sample
+            if first.shape != t0.shape:
+                raise ValueError(f"first_step holds {first.numel()} values; per-sample mode needs one per sample, "
+                                 f"shape [{problem.batch}].")
+            dt0 = first.detach().to(t0.dtype).to(t0.device).clone()
+        elif first is not None:
+            dt0 = torch.full_like(t0, float(first))
         else:
             dt0 = initial_step(problem, t0, problem.y0, f0, rtol, atol, tableau.error_order, norm)
         if any(opts.get(k) is not None for k in ("step_t", "jump_t", "min_step", "max_step")):

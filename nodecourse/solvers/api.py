@@ -78,7 +78,8 @@ def odeint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 
     below), ``adaptive_heun``, ``fehlberg2``, ``bosh3``, ``rkf45``, ``dopri5``, ``dopri8`` (adaptive;
     options ``first_step``, ``max_num_steps`` (default 50,000), ``safety``, ``ifactor``, ``dfactor``,
     ``norm``, ``step_t``, ``jump_t``, ``min_step``, ``max_step``, ``per_sample``) and ``scipy_solver``
-    (SciPy's ``solve_ivp``, ``options={"solver": "LSODA"}``, for stiff problems). Any Runge-Kutta method also takes
+    (SciPy's ``solve_ivp``, ``options={"solver": "LSODA"}``, for stiff problems); with ``per_sample``,
+    ``first_step`` may be a ``[batch]`` tensor, each sample's own first step. Any Runge-Kutta method also takes
     ``options={"compile": True}``: each step runs as one ``torch.compile`` graph. ``func``'s
     ``callback_step``, ``callback_accept_step`` and ``callback_reject_step`` are called as in
     torchdiffeq. Differentiable by backprop through the solver (``t`` included); see

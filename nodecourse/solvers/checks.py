@@ -87,8 +87,16 @@ def check_options(method: str, options: Optional[dict]) -> dict:
             raise ValueError(f"min_step and max_step must satisfy 0 <= min_step <= max_step (min_step finite), got "
                              f"min_step={options.get('min_step', 0.0)!r}, max_step={options.get('max_step', 'inf')!r}.")
         if "first_step" in options and options["first_step"] is not None:
-            if not 0 < float(options["first_step"]) < float("inf"):
-                raise ValueError(f"first_step must be a positive finite number, got {options['first_step']!r}.")
+            first = options["first_step"]
+            if torch.is_tensor(first) and first.numel() > 1:
+                if not options.get("per_sample") or first.dim() != 1:
+                    raise ValueError(f"first_step may be a tensor of shape [batch] (one first step per sample) only "
+                                     f"with options={{'per_sample': True}}; got shape {tuple(first.shape)}"
+                                     f"{'' if options.get('per_sample') else ' without per_sample'}.")
+                if not bool(((first > 0) & torch.isfinite(first)).all()):
+                    raise ValueError("first_step must hold positive finite numbers, one per sample.")
+            elif not 0 < float(first) < float("inf"):
+                raise ValueError(f"first_step must be a positive finite number, got {first!r}.")
     return options
 
 
