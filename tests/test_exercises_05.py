@@ -4,9 +4,6 @@ their mistake; answers written differently from the reference pass; hints come i
 the answer's code; bad input gets a clear error."""
 from __future__ import annotations
 
-import inspect
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +16,8 @@ from nodecourse.exercises import ex05
 from nodecourse.exercises import checking
 from nodecourse.models import MLP, ODEBlock, ODEFunc, ResNet
 from nodecourse.train import train
+
+from helpers import failing_answer, hint_stages, answer_lines
 
 
 @pytest.fixture(autouse=True)
@@ -141,40 +140,12 @@ CHECKERS = [ex05.check_build_odenet, ex05.check_training_step, ex05.check_extrap
             ex05.check_train_with_solver, ex05.check_regression_loss]
 
 
-def _crashes(*args, **kwargs):
-    raise RuntimeError("not yet right")
-
-
-def _hint_stages(checker, capsys):
-    """The hint stages a failing answer sees, from the first failure to the last stage."""
-    checking.reset_hints(already_failed=0)
-    stages = []
-    for _ in range(4):
-        checker(_crashes)
-        match = re.search(r"hint: \[stage (\d+) of (\d+)\] (.*)", capsys.readouterr().out)
-        assert match, "a failure shows a hint"
-        stages.append(match.group(3))
-        if match.group(1) == match.group(2):
-            return stages
-    raise AssertionError("more than four hint stages")
-
-
-def _answer_lines():
-    """Every line of the answers in the solutions notebook, and of the references' bodies, long enough to
-    be code rather than a lone `return y`."""
-    text = (Path(__file__).resolve().parents[1] / "solutions" / "05_regression_exercises.py").read_text()
-    lines = [ln for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", text, re.DOTALL)
-             for ln in region.splitlines()]
-    for reference in (ex05.build_odenet, ex05.training_step, ex05.train_with_solver, ex05.regression_loss):
-        lines += inspect.getsource(reference).splitlines()[1:]
-    return {ln.strip() for ln in lines if len(ln.strip()) > 12 and not ln.strip().startswith(("#", '"""'))}
-
-
 @pytest.mark.parametrize("checker", CHECKERS, ids=[c.__name__ for c in CHECKERS])
 def test_hints_come_in_two_or_three_stages_without_the_answers_code(checker, capsys):
-    stages = _hint_stages(checker, capsys)
+    seen, _ = hint_stages(checker, capsys)
+    stages = [text for _, _, text in seen[:seen[0][1]]]
     assert 2 <= len(stages) <= 3 and len(set(stages)) == len(stages)
-    answer = _answer_lines()
+    answer = answer_lines("05_regression_exercises.py", (ex05.build_odenet, ex05.training_step, ex05.train_with_solver, ex05.regression_loss))
     for stage in stages:
         leaked = [ln for ln in answer if ln in stage]
         assert not leaked, f"hint stage shows the answer's code: {leaked}"
@@ -183,7 +154,7 @@ def test_hints_come_in_two_or_three_stages_without_the_answers_code(checker, cap
 
 def test_the_answer_comes_only_on_request(capsys):
     checking.reset_hints(already_failed=0)
-    ex05.check_training_step(_crashes)
+    ex05.check_training_step(failing_answer)
     out = capsys.readouterr().out
     assert "[stage 1 of 2]" in out and "optimizer.step()" not in out and "show_answer('05.2')" in out
     ex05.show_answer(2)

@@ -4,10 +4,7 @@ their mistake; answers written differently from the reference pass; hints come i
 the answer's code; bad input gets a clear error."""
 from __future__ import annotations
 
-import inspect
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +13,8 @@ import torch
 from nodecourse import odeint
 from nodecourse.exercises import ex07
 from nodecourse.exercises import checking
+
+from helpers import failing_answer, hint_stages, answer_lines
 
 
 @pytest.fixture(autouse=True)
@@ -115,40 +114,12 @@ CHECKERS = [
 ]
 
 
-def _crashes(*args, **kwargs):
-    raise RuntimeError("not yet right")
-
-
-def _hint_stages(checker, capsys):
-    """The hint stages a failing answer sees, from the first failure to the last stage."""
-    checking.reset_hints(already_failed=0)
-    stages = []
-    for _ in range(4):
-        checker(_crashes)
-        match = re.search(r"hint: \[stage (\d+) of (\d+)\] (.*)", capsys.readouterr().out)
-        assert match, "a failure shows a hint"
-        stages.append(match.group(3))
-        if match.group(1) == match.group(2):
-            return stages
-    raise AssertionError("more than four hint stages")
-
-
-def _answer_lines():
-    """Every line of the answers in the solutions notebook, and of the references' bodies, long enough to
-    be code rather than a lone `return y`."""
-    text = (Path(__file__).resolve().parents[1] / "solutions" / "07_augmentation_exercises.py").read_text()
-    lines = [ln for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", text, re.DOTALL)
-             for ln in region.splitlines()]
-    for _, reference in CHECKERS:
-        lines += inspect.getsource(reference).splitlines()[1:]
-    return {ln.strip() for ln in lines if len(ln.strip()) > 12 and not ln.strip().startswith(("#", '"""'))}
-
-
 @pytest.mark.parametrize("checker", [c for c, _ in CHECKERS], ids=[c.__name__ for c, _ in CHECKERS])
 def test_hints_come_in_two_or_three_stages_without_the_answers_code(checker, capsys):
-    stages = _hint_stages(checker, capsys)
+    seen, _ = hint_stages(checker, capsys)
+    stages = [text for _, _, text in seen[:seen[0][1]]]
     assert 2 <= len(stages) <= 3 and len(set(stages)) == len(stages)
-    answer = _answer_lines()
+    answer = answer_lines("07_augmentation_exercises.py", [reference for _, reference in CHECKERS])
     for stage in stages:
         leaked = [ln for ln in answer if ln in stage]
         assert not leaked, f"hint stage shows the answer's code: {leaked}"

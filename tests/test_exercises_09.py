@@ -4,10 +4,7 @@ differently from the reference passes; hints come in stages and never show the a
 notebook says whose function its later cells ran."""
 from __future__ import annotations
 
-import ast
-import inspect
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from nodecourse.exercises import checking
 from nodecourse.models import MLP, ODEFunc
 
 from helpers import assert_checker_rejects as _fails
+from helpers import failing_answer, hint_stages, answer_calls
 
 
 @pytest.fixture(autouse=True)
@@ -113,31 +111,14 @@ CHECKERS = [
 ]
 
 
-def _crashes(*args, **kwargs):
-    raise RuntimeError("a learner's slip")
-
-
-def _answer_code(fn):
-    """Every call with arguments in the body of ``fn`` (docstring aside), as written: the answer's code."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0].body
-    calls = {ast.unparse(node) for stmt in body for node in ast.walk(stmt)
-             if isinstance(node, ast.Call) and (node.args or node.keywords)}
-    return {c for c in calls if len(c) > 12}
-
-
 @pytest.mark.parametrize("checker, reference", CHECKERS, ids=[c.__name__ for c, _ in CHECKERS])
 def test_hints_come_in_stages_and_never_show_the_answer(checker, reference, capsys):
-    checking.reset_hints(already_failed=0)
-    seen = []
-    for _ in range(4):
-        assert checker(_crashes) is reference
-        (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "hint: [stage" in ln]
-        stage, of, text = re.search(r"hint: \[stage (\d) of (\d)\] (.*)", line).groups()
-        seen.append((int(stage), int(of), text))
+    seen, returned = hint_stages(checker, capsys)
+    assert all(result is reference for result in returned)
     n = seen[0][1]
     assert 2 <= n <= 3 and [s for s, _, _ in seen] == [min(k, n) for k in (1, 2, 3, 4)]
     assert len({text for _, _, text in seen}) == n, "each stage says something new"
-    code = _answer_code(reference)
+    code = answer_calls(reference)
     assert code, "the reference has code to compare the hints with"
     for _, _, text in seen:
         assert not [c for c in code if c.replace(" ", "") in text.replace(" ", "")], text
@@ -145,7 +126,7 @@ def test_hints_come_in_stages_and_never_show_the_answer(checker, reference, caps
 
 @pytest.mark.parametrize("checker, reference", CHECKERS, ids=[c.__name__ for c, _ in CHECKERS])
 def test_show_answer_prints_the_reference_itself(checker, reference, capsys):
-    checker(_crashes)
+    checker(failing_answer)
     number = re.search(r"show_answer\('09\.(\d)'\)", capsys.readouterr().out).group(1)
     text = ex09.show_answer(int(number))
     assert f"def {reference.__name__}(" in text and "def run(" not in text

@@ -5,11 +5,8 @@ reference passes; hints come in stages and never show the answer; the solutions 
 function its later cells ran; bad input gets a clear error."""
 from __future__ import annotations
 
-import ast
-import inspect
 import math
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,8 @@ from nodecourse.exercises import checking
 from nodecourse.models import MLP
 from nodecourse.models.regularised import RegularisedODEFunc
 from nodecourse.solvers import TABLEAUX
+
+from helpers import failing_answer, hint_stages, answer_calls
 
 F64 = torch.float64
 
@@ -175,31 +174,14 @@ CHECKERS = [
 IDS = [checker.__name__ for checker, _ in CHECKERS]
 
 
-def _crashes(*args, **kwargs):
-    raise RuntimeError("a learner's slip")
-
-
-def _answer_code(fn):
-    """Every call with arguments in the body of ``fn`` (docstring aside), as written: the answer's code."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0].body
-    calls = {ast.unparse(node) for stmt in body for node in ast.walk(stmt)
-             if isinstance(node, ast.Call) and (node.args or node.keywords)}
-    return {c for c in calls if len(c) > 12}
-
-
 @pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
 def test_hints_come_in_stages_and_never_show_the_answer(checker, reference, capsys):
-    checking.reset_hints(already_failed=0)
-    seen = []
-    for _ in range(4):
-        assert checker(_crashes) is reference
-        (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "hint: [stage" in ln]
-        stage, of, text = re.search(r"hint: \[stage (\d) of (\d)\] (.*)", line).groups()
-        seen.append((int(stage), int(of), text))
+    seen, returned = hint_stages(checker, capsys)
+    assert all(result is reference for result in returned)
     n = seen[0][1]
     assert 2 <= n <= 3 and [s for s, _, _ in seen] == [min(k, n) for k in (1, 2, 3, 4)]
     assert len({text for _, _, text in seen}) == n, "each stage says something new"
-    code = _answer_code(reference)
+    code = answer_calls(reference)
     assert code, "the reference has code to compare the hints with"
     for _, _, text in seen:
         assert not [c for c in code if c.replace(" ", "") in text.replace(" ", "")], text
@@ -207,7 +189,7 @@ def test_hints_come_in_stages_and_never_show_the_answer(checker, reference, caps
 
 @pytest.mark.parametrize("checker, reference", CHECKERS, ids=IDS)
 def test_show_answer_prints_the_reference_itself(checker, reference, capsys):
-    checker(_crashes)
+    checker(failing_answer)
     number = re.search(r"show_answer\('11\.(\d)'\)", capsys.readouterr().out).group(1)
     assert f"def {reference.__name__}(" in ex11.show_answer(int(number))
 
