@@ -33,7 +33,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-__all__ = ["Case", "Report", "Target", "check_function", "check_prediction", "check_target", "close",
+__all__ = ["Case", "Report", "Target", "as_number", "check_function", "check_prediction", "check_target", "close",
+           "focused",
            "require_callable", "keep_random_state", "one_thread", "run_check", "show_answer", "answers_for",
            "hints_seen", "prediction", "reset_hints", "who"]
 
@@ -251,6 +252,23 @@ def check_function(exercise: str, learner: Callable, reference: Callable, cases:
         (report.failed if why else report.passed).append(case.label if not why else f"{case.label}: {why}")
     _finish(report, hint, reference if answer is None else answer, verbose)
     return (learner if report.ok else reference), report
+
+
+def focused(fn: Callable[..., Any]) -> Callable[..., tuple[str, Any]]:
+    """Call ``fn`` on a case's arguments after the first, which names the requirement the case checks:
+    returns ``(requirement, result)``, so the comparison checks that requirement."""
+    def run(focus: str, *args: Any, **kwargs: Any) -> tuple[str, Any]:
+        return focus, fn(*args, **kwargs)
+    return run
+
+
+def as_number(value: Any) -> Optional[float]:
+    """``value`` (a float, an int or a one-element tensor) as a float, or None when it is none of these."""
+    if torch.is_tensor(value):
+        return float(value.detach()) if value.numel() == 1 else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def _raised(exc: BaseException) -> str:

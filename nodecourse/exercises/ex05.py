@@ -23,7 +23,8 @@ from nodecourse.models import MLP, ODEBlock, ODEFunc, ResNet
 from nodecourse.solvers import FIXED_METHODS, METHODS, TABLEAUX
 from nodecourse.train import train
 
-from .checking import (Case, answers_for, check_function, check_prediction, close, keep_random_state, one_thread,
+from .checking import (Case, answers_for, as_number, check_function, check_prediction, close, focused,
+                       keep_random_state, one_thread,
                        prediction, require_callable)
 
 __all__ = [
@@ -136,14 +137,6 @@ def buggy_regression_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def _focused(fn: Callable[..., Any]) -> Callable[..., tuple[str, Any]]:
-    """Call ``fn`` on a case's arguments after the first, which names the requirement the case checks:
-    returns ``(requirement, result)``, so the comparison checks that requirement."""
-    def run(focus: str, *args: Any, **kwargs: Any) -> tuple[str, Any]:
-        return focus, fn(*args, **kwargs)
-    return run
-
-
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -157,18 +150,9 @@ def _randomise(model: nn.Module, seed: int, scale: float = 0.7) -> nn.Module:
     return model
 
 
-def _number(value: Any) -> Optional[float]:
-    """``value`` (a float, an int or a one-element tensor) as a float, or None when it is none of these."""
-    if torch.is_tensor(value):
-        return float(value.detach()) if value.numel() == 1 else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _as_number(value: Any, what: str) -> float:
+def _asas_number(value: Any, what: str) -> float:
     """``value`` as a float, or a TypeError saying what it was."""
-    number = _number(value)
+    number = as_number(value)
     if number is None:
         shape = f" of shape {tuple(value.shape)}" if torch.is_tensor(value) else ""
         raise TypeError(f"{what} must be a number (e.g. loss.item()), got {type(value).__name__}{shape}")
@@ -250,7 +234,7 @@ def check_build_odenet(fn: Callable[..., nn.Module], verbose: bool = True) -> Ca
             "you ask it to; MLP's default activation is the one the example uses; only a fixed-step method takes "
             "a step size, an adaptive one refuses it."]
     with keep_random_state(), one_thread():
-        _, report = check_function("Exercise 1 (build the ODE-Net)", _focused(fn), _focused(build_odenet), cases,
+        _, report = check_function("Exercise 1 (build the ODE-Net)", focused(fn), focused(build_odenet), cases,
                                    hint=hint, compare=_odenet_requirement, verbose=verbose, answer=build_odenet)
     return fn if report.ok else build_odenet
 
@@ -328,11 +312,11 @@ def _same_steps(expected: _StepResult, got: _StepResult) -> Optional[str]:
                     f"that keeps no graph")
         return None
     if focus in ("before", "mean"):
-        numbers = [_number(v) for v in got.returned]
+        numbers = [as_number(v) for v in got.returned]
         if None in numbers:
             bad = got.returned[numbers.index(None)]
             return f"the returned loss must be a number, got {type(bad).__name__}"
-        want = [_number(v) for v in expected.returned]
+        want = [as_number(v) for v in expected.returned]
         if close(want, numbers, rtol=1e-5, atol=1e-6) is None:
             return None if focus == "before" else _same_params(expected, got, n)
         if focus == "before" and close(got.after, numbers, rtol=1e-5, atol=1e-6) is None:
@@ -432,7 +416,7 @@ def _two_numbers(expected: tuple, got: tuple[str, Any]) -> Optional[str]:
         wrong = [v for v in result if type(v) is not float]
         return None if not wrong else f"got a {type(wrong[0]).__name__}; return two Python floats"
     try:
-        values = tuple(_as_number(v, "each error") for v in result)
+        values = tuple(_asas_number(v, "each error") for v in result)
     except TypeError as err:
         return str(err)
 
@@ -481,7 +465,7 @@ def check_extrapolation_errors(fn: Callable[..., tuple[float, float]], verbose: 
             "points; the grid follows the model's first parameter (and is float32 when there is none); the "
             "prediction needs no gradients, and the two averages come back as plain Python numbers."]
     with keep_random_state(), one_thread():
-        _, report = check_function("Exercise 3 (extrapolation errors)", _focused(fn), _errors_reference, cases,
+        _, report = check_function("Exercise 3 (extrapolation errors)", focused(fn), _errors_reference, cases,
                                    hint=hint, compare=_two_numbers, verbose=verbose, answer=extrapolation_errors)
     return fn if report.ok else extrapolation_errors
 
@@ -529,7 +513,7 @@ def _fixed_nfe(method: str, step_size: float) -> int:
 def _pair(got: Any) -> tuple[float, float]:
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         raise TypeError(f"expected a pair (final_loss, nfe), got {type(got).__name__}")
-    return _as_number(got[0], "the final loss"), _as_number(got[1], "the NFE")
+    return _asas_number(got[0], "the final loss"), _asas_number(got[1], "the NFE")
 
 
 def _trained_well(expected: _Trained, got: tuple[str, Any]) -> Optional[str]:
@@ -621,7 +605,7 @@ def _same_loss(expected: tuple, got: tuple[str, Any]) -> Optional[str]:
             return f"return a 0-d tensor (a scalar loss), got {getattr(loss, 'shape', type(loss).__name__)}"
         if not loss.requires_grad:
             return "the loss is cut off from the predictions' gradient: training could not use it"
-    value = _number(loss)
+    value = as_number(loss)
     if value is None:
         return f"return the loss as a scalar, got {getattr(loss, 'shape', type(loss).__name__)}"
     n = want.new_tensor(value)
@@ -654,7 +638,7 @@ def check_regression_loss(fn: Callable[..., torch.Tensor], verbose: bool = True)
             "an [N, 1] tensor minus an [N] tensor broadcasts to [N, N]: every prediction is compared with every "
             "target. Make the two shapes agree before subtracting."]
     with keep_random_state(), one_thread():
-        _, report = check_function("Exercise 5 (find the bug: a regression loss)", _focused(fn), _loss_reference,
+        _, report = check_function("Exercise 5 (find the bug: a regression loss)", focused(fn), _loss_reference,
                                    cases, hint=hint, compare=_same_loss, verbose=verbose, answer=regression_loss)
     return fn if report.ok else regression_loss
 

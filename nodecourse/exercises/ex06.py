@@ -19,7 +19,8 @@ from torch import nn
 from nodecourse.models import MLP, ODEBlock, ODEFunc
 from nodecourse.plotting import pca_project
 
-from .checking import (Case, answers_for, check_function, check_prediction, close, keep_random_state, one_thread,
+from .checking import (Case, answers_for, as_number, check_function, check_prediction, close, focused,
+                       keep_random_state, one_thread,
                        prediction, require_callable)
 
 __all__ = [
@@ -164,14 +165,6 @@ def buggy_confusion_counts(pred: torch.Tensor, y: torch.Tensor, n_classes: int =
 # --------------------------------------------------------------------------------------------------
 
 
-def _focused(fn: Callable[..., Any]) -> Callable[..., tuple[str, Any]]:
-    """Call ``fn`` on a case's arguments after the first, which names the requirement the case checks:
-    returns ``(requirement, result)``, so the comparison checks that requirement."""
-    def run(focus: str, *args: Any, **kwargs: Any) -> tuple[str, Any]:
-        return focus, fn(*args, **kwargs)
-    return run
-
-
 def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     """A module built under a fixed seed, leaving the notebook's random state untouched."""
     with torch.random.fork_rng(devices=[]):
@@ -181,15 +174,6 @@ def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
 
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def _number(value: Any) -> Optional[float]:
-    """``value`` (a float, an int or a one-element tensor) as a float, or None when it is none of these."""
-    if torch.is_tensor(value):
-        return float(value.detach()) if value.numel() == 1 else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def _classifier_data(model: nn.Module, n: int, n_features: int, seed: int, noise: float = 0.3):
@@ -313,7 +297,7 @@ def _accuracy_compare(expected: tuple, got: tuple) -> Optional[str]:
         if have_mode != want_mode:
             return f"the model is left in {_mode(have_mode)} mode; it came in {_mode(want_mode)} mode"
         return None
-    value = _number(have)
+    value = as_number(have)
     if value is None:
         return f"expected a number, got {type(have).__name__}"
     if abs(value - want) <= 1e-9:
@@ -456,7 +440,7 @@ def check_ode_classifier(fn: Callable[..., nn.Module], verbose: bool = True) -> 
             "activation between them; the four modules go into one nn.Sequential in the order of the statement, "
             "the images are flattened first, and the tolerance sets both rtol and atol."]
     with keep_random_state(), one_thread():
-        _, report = check_function("Exercise 2 (ODE-Net classifier)", _focused(fn), _focused(ode_classifier), cases,
+        _, report = check_function("Exercise 2 (ODE-Net classifier)", focused(fn), focused(ode_classifier), cases,
                                    hint=hint, compare=_classifier_requirement, verbose=verbose, answer=ode_classifier)
     return fn if report.ok else ode_classifier
 

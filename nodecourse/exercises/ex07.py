@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .checking import (Case, answers_for, check_function, check_prediction, keep_random_state, one_thread,
+from .checking import (Case, answers_for, focused, check_function, check_prediction, keep_random_state, one_thread,
                        prediction, require_callable)
 
 __all__ = [
@@ -106,14 +106,6 @@ def buggy_drop_augmentation(z: torch.Tensor, d: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
-
-
-def _focused(fn: Callable[..., Any]) -> Callable[..., tuple[str, Any]]:
-    """Call ``fn`` on a case's arguments after the first, which names the requirement the case checks:
-    returns ``(requirement, result)``, so the comparison checks that requirement."""
-    def run(focus: str, *args: Any, **kwargs: Any) -> tuple[str, Any]:
-        return focus, fn(*args, **kwargs)
-    return run
 
 
 def _randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -316,7 +308,7 @@ def check_order_preserved(fn: Callable[[torch.Tensor, torch.Tensor], bool], verb
             "neighbour must be strictly larger than the one before it; a tensor comparison gives a tensor, which "
             "needs turning into a Python bool."]
     with keep_random_state(), one_thread():
-        _, report = check_function("Exercise 3 (order preservation)", _focused(fn), _focused(order_preserved), cases,
+        _, report = check_function("Exercise 3 (order preservation)", focused(fn), focused(order_preserved), cases,
                                    hint=hint, compare=_bool_compare, verbose=verbose, answer=order_preserved)
     return fn if report.ok else order_preserved
 
