@@ -19,8 +19,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .adjoint_checkpoint import check_checkpoint_gradient, replay_backward
 from .adjoint_per_sample import check_per_sample_adjoint, per_sample_backward
 from .solvers import SolveStats, odeint, solve
+from .solvers.api import solve_recording_steps
 from .solvers.events import with_event_time_gradient
 from .solvers.checks import check_callable, check_method, check_options, check_y0
 from .solvers.problem import CALLBACKS
@@ -58,7 +60,8 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
                    adjoint_params: Optional[Sequence[torch.Tensor]] = None,
                    adjoint_rtol: Optional[float] = None, adjoint_atol: Optional[float] = None,
                    adjoint_method: Optional[str] = None, adjoint_options: Optional[dict] = None, *,
-                   event_fn: Optional[Callable] = None, _record: Optional[AdjointSolution] = None):
+                   event_fn: Optional[Callable] = None, gradient: str = "adjoint",
+                   _record: Optional[AdjointSolution] = None):
     """:func:`nodecourse.odeint` whose backward pass solves the adjoint ODE instead of backpropagating
     through the solver's operations.
 
@@ -72,10 +75,19 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
     ``options={"per_sample": True}``, ``t`` may be ``[batch, T]``, each sample's own times: each
     sample's reverse solve then stops only at its own times (:mod:`nodecourse.adjoint_per_sample`).
 
+    ``gradient="checkpoint"`` (per-sample adaptive solves) solves nothing backwards: it keeps each forward
+    step's start state and backpropagates through one replayed step at a time
+    (:mod:`nodecourse.adjoint_checkpoint`). The exact gradient of the computed solution, at about the
+    forward's evaluations however many output times, for one stored state per step.
+
     With ``event_fn`` (as in torchdiffeq): solve until ``event_fn(t, y)`` changes sign and return
     ``(t_event, [y0, y(t_event)])``; the state's gradients come from the adjoint, the event time's from
     the implicit function theorem (see :func:`nodecourse.odeint_event`).
     """
+    checkpoint = check_checkpoint_gradient(
+        gradient, options or {}, method, torch.as_tensor(t),
+        {"adjoint_rtol": adjoint_rtol, "adjoint_atol": adjoint_atol, "adjoint_method": adjoint_method,
+         "adjoint_options": adjoint_options}, event_fn)
     if event_fn is not None:
         with torch.no_grad():
             event_t, _ = odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, event_fn=event_fn)
@@ -121,7 +133,7 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
     check_options(adjoint_method, adjoint_options)
     t = torch.as_tensor(t)
     param_names = None
-    if t.dim() == 2:
+    if t.dim() == 2 and not checkpoint:
         param_names = check_per_sample_adjoint(func, params, options, method, adjoint_method, adjoint_options)
     settings = {
         "func": func, "n_parts": len(parts), "is_tuple": is_tuple, "params": params,
@@ -130,6 +142,7 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
                          atol=atol if adjoint_atol is None else adjoint_atol,
                          method=adjoint_method, options=adjoint_options),
         "seminorm": seminorm, "user_norm": user_norm, "record": _record, "param_names": param_names,
+        "checkpoint": checkpoint,
     }
     flat = _AdjointSolve.apply(settings, t, *parts, *params)
     if not is_tuple:
@@ -150,8 +163,10 @@ class _AdjointSolve(torch.autograd.Function):
     def forward(ctx, settings: dict, t: torch.Tensor, *tensors: torch.Tensor):
         n = settings["n_parts"]
         y0 = tensors[:n]
+        ctx.steps = [] if settings["checkpoint"] else None  # the checkpoints a replay needs
         with torch.no_grad():
-            solution = solve(settings["func"], _user_state(y0, settings), t, **settings["forward"])
+            solution = solve_recording_steps(settings["func"], _user_state(y0, settings), t,
+                                             **settings["forward"], record=ctx.steps)
         if settings["record"] is not None:
             settings["record"].stats = solution.stats
         ys = tuple(solution.ys) if settings["is_tuple"] else (solution.ys,)
@@ -173,6 +188,12 @@ class _AdjointSolve(torch.autograd.Function):
         t, *ys = ctx.saved_tensors
         grad_ys = _split_like(grad_flat, ys) if settings["is_tuple"] else (grad_flat,)
         t = t.to(ys[0].dtype) if not torch.is_floating_point(t) else t
+        if settings["checkpoint"]:
+            grad_y0, grad_params, spent = replay_backward(func, settings["forward"]["method"], t, tuple(ys), grad_ys,
+                                                          params, settings["is_tuple"], ctx.steps)
+            if settings["record"] is not None:
+                settings["record"].backward = spent
+            return (None, None, *grad_y0, *grad_params)
         if settings["param_names"] is not None:  # each sample its own output times
             return (None, *per_sample_backward(settings, t, tuple(ys), grad_ys))
 

@@ -66,9 +66,10 @@ def initial_step_shared(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor
 
 
 def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: float, atol: float,
-                       options: dict) -> tuple[list, SolveStats]:
+                       options: dict, record: Optional[list] = None) -> tuple[list, SolveStats]:
     """Solve with step-size control; returns the ``[B, N]`` states at the output times and statistics.
-    With ``options["compile"]`` each trial step runs as one compiled graph (:mod:`compiled`)."""
+    With ``options["compile"]`` each trial step runs as one compiled graph (:mod:`compiled`); a per-sample
+    solve appends its steps to ``record`` when given (see :func:`per_sample.per_sample_loop`)."""
     opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     control = Control(float(opts["safety"]), float(opts["ifactor"]), float(opts["dfactor"]),
                       -1.0 / tableau.error_order, int(opts["max_num_steps"]))
@@ -107,7 +108,7 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
             _raise_underflow(problem, trial.t, trial.dt, trial.stalled, nonfinite, trial.y, trial.y1)
 
         return per_sample.per_sample_loop(problem, tableau, stepper, control, norm, f0, dt0,
-                                          1 + ("first_step" not in opts), on_stall)
+                                          1 + ("first_step" not in opts), on_stall, record)
     landmarks = Landmarks(problem, opts.get("step_t"), opts.get("jump_t"), float(opts.get("min_step", 0.0)),
                           float(opts.get("max_step", math.inf)))
     if "first_step" in opts:

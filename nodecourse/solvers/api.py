@@ -39,6 +39,13 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
     shape ``[batch]``, and the statistics are ``[batch]`` tensors. Then ``t`` may also be ``[batch, T]``,
     each sample's own output times (irregular time series); ``ys[j, b]`` is sample ``b`` at ``t[b, j]``.
     """
+    return solve_recording_steps(func, y0, t, rtol, atol, method, options, None)
+
+
+def solve_recording_steps(func: Callable, y0: State, t: Any, rtol: float, atol: float, method: str,
+                          options: Optional[dict], record: Optional[list]) -> Solution:
+    """:func:`solve`; a per-sample adaptive solve also appends each iteration's
+    :class:`per_sample.StepRecord` to ``record`` (the checkpoints :mod:`nodecourse.adjoint_checkpoint` replays)."""
     options, is_tuple, parts, t = _checked_inputs(func, y0, t, rtol, atol, method, options)
     per_sample = bool(options.pop("per_sample", False))
     if t.dim() == 2:
@@ -54,7 +61,7 @@ def solve(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: float = 1
     if tableau is None:
         flat_outputs, stats = scipy_solver.integrate_scipy(problem, float(rtol), float(atol), options)
     elif tableau.adaptive:
-        flat_outputs, stats = integrate_adaptive(problem, tableau, float(rtol), float(atol), options)
+        flat_outputs, stats = integrate_adaptive(problem, tableau, float(rtol), float(atol), options, record)
     else:
         step_size = options.get("step_size")
         flat_outputs, stats = integrate_fixed(

@@ -149,10 +149,28 @@ def assemble(y0: torch.Tensor, pieces: list, n_times: int) -> torch.Tensor:
     return out.index_put((index[keep], sample[keep]), values[keep])
 
 
+class StepRecord(NamedTuple):
+    """What replaying one iteration needs (:mod:`nodecourse.adjoint_checkpoint`): the trial's start
+    ``t`` ``[B]``, step ``dt`` ``[B]`` and end ``t1`` ``[B]``, state ``y`` ``[B, N]``, which samples
+    accepted it, each sample's first unserved output before it, the outputs it served, and the most one
+    sample's step served."""
+
+    t: torch.Tensor
+    dt: torch.Tensor
+    t1: torch.Tensor
+    y: torch.Tensor
+    accept: torch.Tensor
+    first_out: torch.Tensor
+    crossed: torch.Tensor
+    width: int
+
+
 def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control, norm: Callable, f0: torch.Tensor,
-                    dt0: torch.Tensor, start_nfe: int, on_stall: Callable) -> tuple[torch.Tensor, SolveStats]:
+                    dt0: torch.Tensor, start_nfe: int, on_stall: Callable, record: Optional[list] = None
+                    ) -> tuple[torch.Tensor, SolveStats]:
     """Integrate every sample to its last output time; returns the ``[T, B, N]`` outputs and per-sample
-    statistics. ``on_stall(trial, nonfinite)`` raises the error for samples whose step underflowed."""
+    statistics. ``on_stall(trial, nonfinite)`` raises the error for samples whose step underflowed.
+    ``record``, a list, receives a :class:`StepRecord` per iteration (the checkpoints of a replay)."""
     from .adaptive import _clips_last_step  # the rule shared with the shared-step loop
 
     times = OutputTimes.of(problem.t, problem.batch)
@@ -177,6 +195,8 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
             on_stall(trial, after.nonfinite)
         if width > 0:
             pieces.append(dense_values(tableau, trial, now.next_out, times, int(width)))
+        if record is not None:
+            record.append(StepRecord(trial.t, trial.dt, trial.t1, trial.y, trial.accept, now.next_out, trial.crossed, int(width)))
         now = after
         if not any_running:
             break
