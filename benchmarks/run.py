@@ -40,7 +40,8 @@ def main(argv=None) -> int:
                                   256 if quick else 1024, max(3, repeats // 3)),
         3: lambda: cases.vdp_case(64 if quick else 256, repeats),
         4: lambda: cases.mixed_case(64 if quick else 256, max(3, repeats // 3)),
-        5: lambda: cases.adjoint_case(64 if quick else 256, repeats),
+        5: lambda: (cases.adjoint_case(64 if quick else 256, repeats)
+                    + cases.own_times_gradient_case(64, max(3, repeats // 3))),
         6: lambda: cases.mnist_case(512 if quick else None),
         7: lambda: cases.output_patterns_case(64 if quick else 256, max(3, repeats // 3)),
     }

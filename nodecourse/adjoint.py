@@ -19,10 +19,9 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .adjoint_checkpoint import check_checkpoint_gradient, replay_backward
+from .adjoint_checkpoint import check_checkpoint_gradient, recorded_solve, replay_backward
 from .adjoint_per_sample import check_per_sample_adjoint, per_sample_backward
 from .solvers import SolveStats, odeint, solve
-from .solvers.api import solve_recording_steps
 from .solvers.events import with_event_time_gradient
 from .solvers.checks import check_callable, check_method, check_options, check_y0
 from .solvers.problem import CALLBACKS
@@ -75,8 +74,8 @@ def odeint_adjoint(func: Callable, y0: State, t: Any, rtol: float = 1e-7, atol: 
     ``options={"per_sample": True}``, ``t`` may be ``[batch, T]``, each sample's own times: each
     sample's reverse solve then stops only at its own times (:mod:`nodecourse.adjoint_per_sample`).
 
-    ``gradient="checkpoint"`` (per-sample adaptive solves) solves nothing backwards: it keeps each forward
-    step's start state and backpropagates through one replayed step at a time
+    ``gradient="checkpoint"`` (adaptive methods) solves nothing backwards: it keeps each forward step's
+    start state and backpropagates through one replayed step at a time
     (:mod:`nodecourse.adjoint_checkpoint`). The exact gradient of the computed solution, at about the
     forward's evaluations however many output times, for one stored state per step.
 
@@ -163,13 +162,15 @@ class _AdjointSolve(torch.autograd.Function):
     def forward(ctx, settings: dict, t: torch.Tensor, *tensors: torch.Tensor):
         n = settings["n_parts"]
         y0 = tensors[:n]
-        ctx.steps = [] if settings["checkpoint"] else None  # the checkpoints a replay needs
-        with torch.no_grad():
-            solution = solve_recording_steps(settings["func"], _user_state(y0, settings), t,
-                                             **settings["forward"], record=ctx.steps)
+        if settings["checkpoint"]:  # keep every step's start for the replay
+            ys, stats, ctx.recording = recorded_solve(settings["func"], y0, settings["is_tuple"], t,
+                                                      settings["forward"])
+        else:
+            with torch.no_grad():
+                solution = solve(settings["func"], _user_state(y0, settings), t, **settings["forward"])
+            ys, stats = (tuple(solution.ys) if settings["is_tuple"] else (solution.ys,)), solution.stats
         if settings["record"] is not None:
-            settings["record"].stats = solution.stats
-        ys = tuple(solution.ys) if settings["is_tuple"] else (solution.ys,)
+            settings["record"].stats = stats
         ctx.settings = settings
         # As in torchdiffeq, the reverse solve's norm is readable (and replaceable) on the output's grad_fn:
         # ys.grad_fn.adjoint_options["norm"], called on (t, y, a, *param_grads), a tuple state's y and a
@@ -189,8 +190,7 @@ class _AdjointSolve(torch.autograd.Function):
         grad_ys = _split_like(grad_flat, ys) if settings["is_tuple"] else (grad_flat,)
         t = t.to(ys[0].dtype) if not torch.is_floating_point(t) else t
         if settings["checkpoint"]:
-            grad_y0, grad_params, spent = replay_backward(func, settings["forward"]["method"], t, tuple(ys), grad_ys,
-                                                          params, settings["is_tuple"], ctx.steps)
+            grad_y0, grad_params, spent = replay_backward(ctx.recording, grad_ys, params)
             if settings["record"] is not None:
                 settings["record"].backward = spent
             return (None, None, *grad_y0, *grad_params)

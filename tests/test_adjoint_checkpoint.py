@@ -162,6 +162,7 @@ def test_each_sample_replays_only_its_own_accepted_steps():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(gradient="backprop"), "gradient must be 'adjoint'"),
     (dict(gradient="checkpoint", options=None), "per_sample"),
+    (dict(gradient="checkpoint", options={"per_sample": True, "max_step": 0.1}), "max_step"),
     (dict(gradient="checkpoint", method="rk4"), "adaptive"),
     (dict(gradient="checkpoint", adjoint_rtol=1e-3), "adjoint_rtol"),
     (dict(gradient="checkpoint", adjoint_options={"norm": "seminorm"}), "adjoint_options"),
@@ -172,10 +173,32 @@ def test_bad_settings_say_what_to_change(kwargs, message):
         odeint_adjoint(Field(), torch.zeros(2, 2, dtype=torch.float64), own_times(2, 3), **settings)
 
 
-def test_time_gradients_and_events_need_the_adjoint():
+@pytest.mark.parametrize("method", ["dopri5", "rkf45"])
+def test_a_batch_that_shares_its_steps(method):
+    """Without per_sample the whole state is one sample: an image-like [2, 3, 4] state, decreasing times."""
+    conv = torch.nn.Conv2d(2, 2, 3, padding=1).double()
+    field = lambda t, y: torch.tanh(conv(y.unsqueeze(0))).squeeze(0) * torch.cos(t)  # noqa: E731
+    y0 = torch.randn(2, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(15)).requires_grad_(True)
+    t = torch.tensor([1.0, 0.4, -0.3, -1.0], dtype=torch.float64)
+    weights = torch.randn(4, 2, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(16))
+    params = tuple(conv.parameters())
+    run = solve_adjoint(field, y0, t, rtol=1e-6, atol=1e-7, method=method, adjoint_params=params, gradient="checkpoint")
+    got = torch.autograd.grad((run.ys * weights).sum(), (y0, *params))
+    tight = odeint(field, y0, t, rtol=1e-11, atol=1e-12, method=method)
+    reference = torch.autograd.grad((tight * weights).sum(), (y0, *params))
+    assert close(got, reference, 1e-4)                      # both near the true gradient
+    assert isinstance(run.stats.nfe, int) and isinstance(run.backward.nfe, int)
+    assert run.backward.n_steps == run.stats.n_accepted
+    assert (run.ys - odeint(field, y0, t, rtol=1e-6, atol=1e-7, method=method)).abs().max() < 1e-5
+
+
+def test_time_gradients_events_and_a_callable_norm_need_the_adjoint():
     t = own_times(2, 3).requires_grad_(True)
     with pytest.raises(ValueError, match="t.detach"):
         odeint_adjoint(Field(), torch.zeros(2, 2, dtype=torch.float64), t, options=PER_SAMPLE, gradient="checkpoint")
+    with pytest.raises(ValueError, match="callable norm"):
+        odeint_adjoint(Field(), torch.zeros(2, 2, dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64),
+                       options={"norm": lambda e: e.abs().max()}, gradient="checkpoint")
     with pytest.raises(ValueError, match="event_fn"):
         odeint_adjoint(Field(), torch.zeros(2, 2, dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64),
                        options=PER_SAMPLE, gradient="checkpoint", event_fn=lambda t, y: y[..., 0])
