@@ -117,11 +117,15 @@ def dense_values(tableau: ButcherTableau, trial: Trial, first_out: torch.Tensor,
         valid, index = offsets < trial.crossed, first_out + offsets
     index = index.clamp(max=times.cols.shape[0] - 1)
     s = times.cols.gather(0, index)                                          # [width, B]
-    x = ((s - trial.t) / trial.dt.masked_fill(trial.dt == 0, 1.0)).to(trial.y.dtype)
-    weights = (torch.linalg.vander(x, N=5) @ D).transpose(0, 1)               # [B, width, S']
+    x = ((s - trial.t) / trial.dt.masked_fill(trial.dt == 0, 1.0)).to(trial.y.dtype).unsqueeze(2)  # [width, B, 1]
     stages = trial.stages if len(trial.stages) == D.shape[1] else [*trial.stages, trial.f1]
-    increment = torch.bmm(weights, torch.stack(stages, dim=1)).transpose(0, 1)  # [width, B, N]
-    values = torch.addcmul(trial.y, trial.dt.to(trial.y.dtype).unsqueeze(1), increment)
+    B, N = trial.y.shape
+    # the polynomial's coefficients for every sample at once: one [5, S'] x [S', B N] product (not B small ones)
+    coeffs = (D @ torch.stack(stages).reshape(len(stages), B * N)).reshape(5, B, N)
+    increment = coeffs[4].expand(x.shape[0], B, N)               # Horner's rule in x (row 0 of D is zero)
+    for p in (3, 2, 1):
+        increment = torch.addcmul(coeffs[p], x, increment)
+    values = torch.addcmul(trial.y, (x * trial.dt.to(trial.y.dtype).unsqueeze(1)), increment)
     return index, valid, values
 
 
@@ -135,18 +139,22 @@ def _dense_matrix(tableau: ButcherTableau, like: torch.Tensor) -> torch.Tensor:
     return tableau._cache[key]
 
 
-def assemble(y0: torch.Tensor, pieces: list, n_times: int) -> torch.Tensor:
-    """The ``[T, B, N]`` outputs from ``y0`` (output 0) and the ``(index, valid, values)`` pieces of
-    :func:`dense_values`, in one differentiable scatter."""
-    B = y0.shape[0]
-    rows = torch.arange(B, device=y0.device)
-    index = torch.cat([torch.zeros_like(rows)] + [p[0].reshape(-1) for p in pieces])
-    sample = torch.cat([rows] + [rows.expand(p[0].shape[0], B).reshape(-1) for p in pieces])
-    values = torch.cat([y0] + [p[2].reshape(-1, y0.shape[1]) for p in pieces])
-    valid = torch.cat([torch.ones_like(rows, dtype=torch.bool)] + [p[1].reshape(-1) for p in pieces])
-    keep = valid.nonzero().squeeze(1)
-    out = y0.new_zeros(n_times, B, y0.shape[1])
-    return out.index_put((index[keep], sample[keep]), values[keep])
+class Outputs:
+    """The ``[T, B, N]`` outputs, filled as the steps serve them: output 0 is ``y0``; each served
+    ``(index, valid, values)`` of :func:`dense_values` is written in place, in one differentiable
+    ``index_put_``, its entries that are not real sent to a spare row ``T`` that is never returned."""
+
+    def __init__(self, y0: torch.Tensor, n_times: int):
+        self.n_times = n_times
+        self.buffer = y0.new_zeros(n_times + 1, *y0.shape)
+        self.buffer[0] = y0
+        self.rows = torch.arange(y0.shape[0], device=y0.device)
+
+    def serve(self, index: torch.Tensor, valid: torch.Tensor, values: torch.Tensor) -> None:
+        self.buffer.index_put_((torch.where(valid, index, self.n_times), self.rows.expand_as(index)), values)
+
+    def result(self) -> torch.Tensor:
+        return self.buffer[:self.n_times]
 
 
 class StepRecord(NamedTuple):
@@ -181,7 +189,7 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
                   torch.zeros(B, dtype=torch.bool, device=y0.device), zeros, zeros, zeros + 1)
     c = torch.tensor(nonzero_weights(tableau)["c"], dtype=now.t.dtype, device=now.t.device).unsqueeze(1)
     clip_last = _clips_last_step(tableau)
-    pieces: list = []
+    outputs = Outputs(y0, times.rows.shape[1])
     n_iter = 0
     while True:
         n_iter += 1
@@ -194,13 +202,12 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
         if any_stalled:
             on_stall(trial, after.nonfinite)
         if width > 0:
-            pieces.append(dense_values(tableau, trial, now.next_out, times, int(width)))
+            outputs.serve(*dense_values(tableau, trial, now.next_out, times, int(width)))
         if record is not None:
             record.append(StepRecord(trial.t, trial.dt, trial.t1, trial.y, trial.accept, now.next_out, trial.crossed, int(width)))
         now = after
         if not any_running:
             break
-    outputs = assemble(y0, pieces, times.rows.shape[1])
     stats = SolveStats(start_nfe + now.n_steps * stepper.evals_per_step, now.n_steps, now.n_accepted,
                        now.n_steps - now.n_accepted, problem.nfe)
-    return outputs, stats
+    return outputs.result(), stats
