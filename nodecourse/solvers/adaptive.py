@@ -19,7 +19,7 @@ from .checks import SolverError
 from .control import Control
 from .norms import make_norm
 from .problem import FlatProblem
-from .rk_step import midpoint, nonzero_weights
+from .rk_step import combine, midpoint, nonzero_weights
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -204,6 +204,19 @@ def _dense_output(y, y1, f, f1, y_mid, dt, t, s_w) -> torch.Tensor:
     return interpolation.evaluate(poly, x.to(y.dtype).reshape(x.shape + (1,) * (y.dim() - 1)))
 
 
+# Up to this many outputs in one step are each served as y + dt sum_j w_j(x) k_j with the weights w_j(x)
+# computed on the host (S' + 1 operations each); more share one fitted polynomial (about 30 operations).
+FEW_OUTPUTS = 2
+
+
+def stage_weights_at(dense_rows: list, x: float) -> list[tuple[int, float]]:
+    """The dense output at ``x`` in ``[0, 1]`` as nonzero weights on the stages: ``w_j = sum_p D[j][p] x^(p+1)``
+    (:func:`interpolation.dense_weights`), Python floats."""
+    powers = (x, x * x, x ** 3, x ** 4)
+    pairs = [(j, sum(d * p for d, p in zip(row, powers))) for j, row in enumerate(dense_rows)]
+    return [(j, w) for j, w in pairs if w != 0.0]
+
+
 def _clips_last_step(tableau: ButcherTableau) -> bool:
     """Whether the last step is shortened to end exactly at the final time (see
     :attr:`ButcherTableau.lands_on_last_time`)."""
@@ -227,6 +240,7 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
     n_steps = n_accepted = 0
     nonfinite, y1 = False, y
     clip_last = _clips_last_step(tableau)
+    dense_rows = interpolation.dense_weights(tableau)
     flat_shape = y.shape
     if stepper.user_shape:
         y, f = y.reshape(problem.shapes[0]), f.reshape(problem.shapes[0])
@@ -268,7 +282,11 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
                 just_after = torch.nextafter(t1_dev.to(problem.dtype), t1_dev.new_tensor(math.inf, dtype=problem.dtype))
                 f1 = problem(just_after, y1.reshape(flat_shape)).reshape(y1.shape)
             j_lo, j_hi = bisect.bisect_right(s_list, t), bisect.bisect_right(s_list, t1)
-            if j_hi > j_lo:
+            if 0 < j_hi - j_lo <= FEW_OUTPUTS:  # the interpolant's weights on the stages, on the host
+                ks = stages if len(stages) == len(dense_rows) else [*stages, f1]
+                for j in range(j_lo, j_hi):
+                    outputs[j] = combine(y, ks, stage_weights_at(dense_rows, (s_list[j] - t) / dt), dt).reshape(flat_shape)
+            elif j_hi > j_lo:
                 y_mid = midpoint(tableau, y, stages, dt)
                 values = _dense_output(y, y1, f, f1, y_mid, dt, t_dev, s_out[j_lo:j_hi].unsqueeze(1))
                 outputs[j_lo:j_hi] = [v.reshape(flat_shape) for v in values.unbind()]
