@@ -50,13 +50,15 @@ def initial_step(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor, f0: t
 
 
 def initial_step_shared(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor,
-                        rtol: float, atol: float, error_order: int, norm: Callable) -> float:
+                        rtol: float, atol: float, error_order: int, norm: Callable) -> Optional[float]:
     """:func:`initial_step` for a batch that shares one step: the same algorithm, with the three norms
     read back as Python numbers (two reads) and the rest done on the host, which saves a solve about
-    twenty tensor operations; ``t0`` is 0-d."""
+    twenty tensor operations; ``t0`` is 0-d. ``None`` when ``f0`` is not finite (its norm tells)."""
     y0, f0 = y0.detach(), f0.detach()
     scale = y0.abs().mul_(rtol).add_(atol)
     d0, d1 = torch.cat([norm(y0 / scale), norm(f0 / scale)]).tolist()
+    if not math.isfinite(d1):
+        return None
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     f1 = problem(t0 + h0, y0 + h0 * f0)
     d2 = float(norm((f1.detach() - f0) / scale)[0]) / h0
@@ -81,7 +83,11 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
     else:
         t0 = problem.t[0]
     f0 = problem(t0, problem.y0)  # checks func's output
-    if not bool(torch.isfinite(f0).all()):
+    dt0 = None
+    if not problem.per_sample and "first_step" not in opts:  # the first step's norms also test f0
+        dt0 = initial_step_shared(problem, problem.t[0], problem.y0, f0, rtol, atol, tableau.error_order, norm)
+    nan_aware = opts.get("norm") in (None, "rms", "max")  # a built-in norm of a NaN/inf f0 is NaN/inf
+    if (dt0 is None or not nan_aware) and not bool(torch.isfinite(f0).all()):
         samples = nonfinite_samples(problem, f0)
         raise SolverError(
             f"func(t, y) returned NaN/inf at the initial time t={float(problem.t.reshape(-1)[0].detach()) * problem.direction:g}"
@@ -113,8 +119,6 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
                           float(opts.get("max_step", math.inf)))
     if "first_step" in opts:
         dt0 = float(opts["first_step"])
-    else:
-        dt0 = initial_step_shared(problem, problem.t[0], problem.y0, f0, rtol, atol, tableau.error_order, norm)
     return _shared_loop(problem, tableau, stepper, control, norm, problem.t[0], f0, dt0, landmarks)
 
 

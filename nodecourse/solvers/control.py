@@ -61,7 +61,7 @@ def error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch
     scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
     # + 0 * y1: NaN wherever y1 is NaN or infinite (0 * inf = NaN), so such a sample's ratio is NaN even
     # when the error estimate itself stayed finite; one operation instead of a separate finiteness test
-    scaled = (error / scale).add_(y1.detach(), alpha=0.0)
+    scaled = (error / scale).add_(y1.detach() if y1.requires_grad else y1, alpha=0.0)
     rows = y1.dim() == 2 and y1.shape[0] == batch  # already [batch, N]: no reshape (each is an operation)
     ratio = norm(scaled if rows else scaled.reshape(batch, -1))
     return ratio.detach() if ratio.requires_grad else ratio  # step sizes are chosen, not differentiated

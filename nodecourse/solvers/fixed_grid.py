@@ -298,7 +298,9 @@ def _stage_times(problem: FlatProblem, tableau: ButcherTableau, grid: torch.Tens
         times = torch.where(at_end, _next_after(times, -1), times)
     if problem.per_sample:
         times = times.unsqueeze(2).expand(-1, -1, problem.batch)                   # [G, S, B]
-    return [list(row.unbind()) for row in times.unbind()]
+    n_stages = times.shape[1]
+    flat = times.reshape(-1, *times.shape[2:]).unbind()   # one unbind for the whole table, sliced per step
+    return [list(flat[g * n_stages:(g + 1) * n_stages]) for g in range(times.shape[0])]
 
 
 def _end_times(problem: FlatProblem, grid: torch.Tensor, perturb: bool) -> list[torch.Tensor]:
