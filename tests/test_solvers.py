@@ -298,3 +298,16 @@ def test_float32_round_off_stays_small_over_many_steps():
                options={"step_size": 0.01})
     exact = 3.2 + 0.2 * (2.5555556 - 1.0)
     assert abs(float(y[-1]) - exact) < 2e-5
+
+
+@pytest.mark.parametrize("n_outputs", [2, 3, 6])
+@pytest.mark.parametrize("method", ADAPTIVE_METHODS)
+def test_output_times_are_differentiable_however_few(method, n_outputs):
+    """y' = -y from y(0) = 2: d y(t_j) / d t_j = -y(t_j) = -2 exp(-t_j), whether a step serves one output
+    time (the host's stage weights) or several (one fitted polynomial)."""
+    t = torch.linspace(0.0, 1.3, n_outputs, dtype=torch.float64).requires_grad_(True)
+    ys = odeint(lambda s, y: -y, torch.tensor([2.0], dtype=torch.float64), t, rtol=1e-8, atol=1e-10, method=method)
+    (grad_t,) = torch.autograd.grad(ys.sum(), t)
+    exact = -2 * torch.exp(-t.detach())
+    exact[0] = 2 * torch.exp(-t.detach()[1:]).sum()  # moving t_0 shifts every later state: + y(t_j) each
+    assert torch.allclose(grad_t, exact, rtol=1e-4, atol=1e-8), (grad_t, exact)

@@ -209,7 +209,8 @@ def _dense_output(y, y1, f, f1, y_mid, dt, t, s_w) -> torch.Tensor:
 
 
 # Up to this many outputs in one step are each served as y + dt sum_j w_j(x) k_j with the weights w_j(x)
-# computed on the host (S' + 1 operations each); more share one fitted polynomial (about 30 operations).
+# computed on the host (S' + 1 operations each); more share one fitted polynomial (about 30 operations),
+# and so do output times that need a gradient.
 FEW_OUTPUTS = 2
 
 
@@ -245,6 +246,7 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
     nonfinite, y1 = False, y
     clip_last = _clips_last_step(tableau)
     dense_rows = interpolation.dense_weights(tableau)
+    times_need_grad = s_out.requires_grad  # then x = (s - t) / dt stays in the graph: the fitted polynomial
     flat_shape = y.shape
     if stepper.user_shape:
         y, f = y.reshape(problem.shapes[0]), f.reshape(problem.shapes[0])
@@ -286,7 +288,7 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
                 just_after = torch.nextafter(t1_dev.to(problem.dtype), t1_dev.new_tensor(math.inf, dtype=problem.dtype))
                 f1 = problem(just_after, y1.reshape(flat_shape)).reshape(y1.shape)
             j_lo, j_hi = bisect.bisect_right(s_list, t), bisect.bisect_right(s_list, t1)
-            if 0 < j_hi - j_lo <= FEW_OUTPUTS:  # the interpolant's weights on the stages, on the host
+            if 0 < j_hi - j_lo <= FEW_OUTPUTS and not times_need_grad:  # the interpolant's weights, on the host
                 ks = stages if len(stages) == len(dense_rows) else [*stages, f1]
                 for j in range(j_lo, j_hi):
                     outputs[j] = combine(y, ks, stage_weights_at(dense_rows, (s_list[j] - t) / dt), dt).reshape(flat_shape)
