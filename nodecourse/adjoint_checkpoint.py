@@ -163,7 +163,8 @@ def _replay_step(problem: FlatProblem, tableau, fsal: bool, c: torch.Tensor, tim
         outputs, cotangents = [after], [a]
         if record.width > 0:
             f1 = stages[-1] if fsal else problem(record.t1, y1)
-            trial = Trial(record.t, record.dt, record.t1, y, y1, f1, stages, record.accept, None, record.crossed)
+            trial = Trial(t=record.t, dt=record.dt, t1=record.t1, y=y, y1=y1, f1=f1, stages=stages, ratio=None,
+                          accept=record.accept, stalled=None, crossed=record.crossed)
             index, valid, values = dense_values(tableau, trial, record.first_out, times, record.width)
             outputs.append(values)
             cotangents.append(grad_out[index, rows] * valid.unsqueeze(2))

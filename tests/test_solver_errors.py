@@ -104,6 +104,21 @@ def test_blow_up_reports_time_and_samples():
     assert isinstance(info.value, ValueError)
 
 
+def test_per_sample_underflow_message_knows_which_samples_saw_non_finite_trials():
+    """The underflow message blames NaN/inf values for a sample whose trial gave them since its last
+    accepted step; read back from the iterations' (active, ratio, accept), newest last."""
+    from nodecourse.solvers.per_sample import nonfinite_since_accepted
+
+    nan = float("nan")
+    active = torch.ones(4, dtype=torch.bool)
+    history = [  # samples: 0 NaN then accepted; 1 accepted then NaN; 2 NaN, then finite rejections; 3 never NaN
+        (active, torch.tensor([nan, 0.5, nan, 2.0]), torch.tensor([False, True, False, False])),
+        (active, torch.tensor([0.5, nan, 3.0, 2.0]), torch.tensor([True, False, False, False])),
+        (active, torch.tensor([2.0, 4.0, 5.0, 0.5]), torch.tensor([False, False, False, True])),
+    ]
+    assert nonfinite_since_accepted(history).tolist() == [False, True, True, False]
+
+
 def test_fixed_step_blow_up_reports_time_and_samples():
     y0 = torch.tensor([[0.1], [-60.0]])
     with pytest.raises(SolverError, match=r"NaN/inf by t=.*samples \[1\].*smaller step_size"):

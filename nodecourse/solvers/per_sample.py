@@ -28,9 +28,6 @@ class Samples(NamedTuple):
     y: torch.Tensor            # its state at t
     f: torch.Tensor            # the field at (t, y)
     active: torch.Tensor       # still integrating (bool)
-    nonfinite: torch.Tensor    # a trial since its last accepted step gave NaN/inf (bool, for the error message)
-    n_steps: torch.Tensor      # trial steps taken (long)
-    n_accepted: torch.Tensor   # of which accepted (long)
     next_out: torch.Tensor     # index of its first output time not yet served (long)
 
 
@@ -44,6 +41,7 @@ class Trial(NamedTuple):
     y1: torch.Tensor           # proposed state at the end
     f1: torch.Tensor           # field at (t1, y1)
     stages: list               # the S stage derivatives
+    ratio: torch.Tensor        # error ratio (NaN where the trial gave non-finite values)
     accept: torch.Tensor       # accepted (bool)
     stalled: torch.Tensor      # time no longer advances (bool)
     crossed: torch.Tensor      # output times the accepted step passed (long; 0 if rejected)
@@ -88,7 +86,6 @@ def trial_step(evaluate: Callable, tableau: ButcherTableau, norm: Callable, cont
     small_enough = ratio <= 1
     accept = small_enough & now.active
     stalled = now.active & (t1 == now.t)
-    nonfinite = (now.nonfinite | ratio.isnan()) & ~accept
     running = now.active & ~(accept & (t1 >= times.end))
     factor = control.factor_tensor(ratio, small_enough).mul_(running)   # finished samples: dt = 0
     dt_next = dt * (factor if factor.dtype == dt.dtype else factor.to(dt.dtype))
@@ -96,9 +93,9 @@ def trial_step(evaluate: Callable, tableau: ButcherTableau, norm: Callable, cont
     crossed = (passed - now.next_out).mul_(accept)
     keep = accept.unsqueeze(1)
     after = Samples(torch.where(accept, t1, now.t), dt_next, torch.where(keep, y1, now.y), torch.where(keep, f1, now.f),
-                    running, nonfinite, now.n_steps + now.active, now.n_accepted + accept, now.next_out + crossed)
+                    running, now.next_out + crossed)
     summary = torch.stack([running.sum(), stalled.sum(), crossed.amax()])
-    return after, Trial(now.t, dt, t1, now.y, y1, f1, stages, accept, stalled, crossed), summary
+    return after, Trial(now.t, dt, t1, now.y, y1, f1, stages, ratio, accept, stalled, crossed), summary
 
 
 def dense_values(tableau: ButcherTableau, trial: Trial, first_out: torch.Tensor, times: OutputTimes, width: int
@@ -184,9 +181,9 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
     times = OutputTimes.of(problem.t, problem.batch)
     y0 = problem.y0
     B = problem.batch
-    zeros = torch.zeros(B, dtype=torch.long, device=y0.device)
     now = Samples(times.rows[:, 0].clone(), dt0, y0, f0, torch.ones(B, dtype=torch.bool, device=y0.device),
-                  torch.zeros(B, dtype=torch.bool, device=y0.device), zeros, zeros, zeros + 1)
+                  torch.ones(B, dtype=torch.long, device=y0.device))
+    history: list = []  # each iteration's (active, trial): the statistics and the underflow message read it
     c = torch.tensor(nonzero_weights(tableau)["c"], dtype=now.t.dtype, device=now.t.device).unsqueeze(1)
     clip_last = _clips_last_step(tableau)
     outputs = Outputs(y0, times.rows.shape[1])
@@ -198,9 +195,10 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
                                              stepper.rtol, stepper.atol)
         if not stepper.counts_itself:
             problem.nfe += stepper.evals_per_step
+        history.append((now.active, trial.ratio, trial.accept))
         any_running, any_stalled, width = summary.tolist()  # the one host sync of the iteration
         if any_stalled:
-            on_stall(trial, after.nonfinite)
+            on_stall(trial, nonfinite_since_accepted(history))
         if width > 0:
             outputs.serve(*dense_values(tableau, trial, now.next_out, times, int(width)))
         if record is not None:
@@ -208,6 +206,18 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
         now = after
         if not any_running:
             break
-    stats = SolveStats(start_nfe + now.n_steps * stepper.evals_per_step, now.n_steps, now.n_accepted,
-                       now.n_steps - now.n_accepted, problem.nfe)
+    n_steps = torch.stack([active for active, _, _ in history]).sum(0)
+    n_accepted = torch.stack([accept for _, _, accept in history]).sum(0)
+    stats = SolveStats(start_nfe + n_steps * stepper.evals_per_step, n_steps, n_accepted, n_steps - n_accepted,
+                       problem.nfe)
     return outputs.result(), stats
+
+
+def nonfinite_since_accepted(history: list) -> torch.Tensor:
+    """``[B]``: whether a trial since the sample's last accepted step gave NaN/inf (for the underflow
+    message), read back from the iterations' ``(active, ratio, accept)``, newest last."""
+    nonfinite, accepted_since = torch.zeros_like(history[-1][2]), torch.zeros_like(history[-1][2])
+    for _, ratio, accept in reversed(history):
+        accepted_since |= accept
+        nonfinite |= ratio.isnan() & ~accepted_since
+    return nonfinite
