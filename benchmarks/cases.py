@@ -16,7 +16,8 @@ from torch import nn
 
 import nodecourse
 from nodecourse.models import MLP
-from nodecourse.benchmarking import Counted, Row, median_time, saved_tensor_bytes, time_and_overhead
+from nodecourse.benchmarking import (Counted, Row, interleaved_median_times, median_time, saved_tensor_bytes,
+                                     time_and_overhead)
 from nodecourse.data import load_mnist, split_holdout
 
 try:
@@ -257,12 +258,19 @@ def output_patterns_case(batch, repeats, counts=(2, 50, 200)):
     y0 = torch.rand(batch, 2, generator=gen) * 4 - 2
     tol = 1e-5
     rows = []
+    contenders: dict = {}  # name -> (run, ys_of, nfe, reference) of the case being set up
 
     def add(case, name, run, ys_of, nfe, reference):
+        contenders[name] = (run, ys_of, nfe, reference)
+
+    def time_case(case):
+        """Time the case's contenders round-robin, so load on the machine hits them alike."""
         with torch.no_grad():
-            out = run()
-            seconds = median_time(run, repeats)
-        rows.append(Row(case, name, seconds, nfe(out), None, None, _error(ys_of(out), reference)))
+            seconds = interleaved_median_times({name: c[0] for name, c in contenders.items()}, repeats)
+            for name, (run, ys_of, nfe, reference) in contenders.items():
+                out = run()
+                rows.append(Row(case, name, seconds[name], nfe(out), None, None, _error(ys_of(out), reference)))
+        contenders.clear()
 
     # each sample its own 50 irregular times in [0, 10]
     own = torch.sort(torch.rand(batch, 50, generator=gen) * 10, dim=1).values
@@ -295,6 +303,7 @@ def output_patterns_case(batch, repeats, counts=(2, 50, 200)):
             if torchode is not None:
                 add(case, "torchode", lambda: _torchode_solve(field, y0, t, tol, tol), lambda out: out.ys.transpose(0, 1),
                     lambda out: out.stats["n_f_evals"].max().item(), reference)
+            time_case(case)
         reference = reference_at(own)
         case = "7 mixed VdP, 50 own times per sample"
         add(case, "nodecourse per-sample", lambda: nodecourse.solve(field, y0, own, rtol=tol, atol=tol,
@@ -308,6 +317,7 @@ def output_patterns_case(batch, repeats, counts=(2, 50, 200)):
                 return solver.solve(torchode.InitialValueProblem(y0=y0, t_eval=own))
             add(case, "torchode", torchode_own, lambda out: out.ys.transpose(0, 1),
                 lambda out: out.stats["n_f_evals"].max().item(), reference)
+        time_case(case)
     return rows
 
 

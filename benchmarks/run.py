@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         5: lambda: (cases.adjoint_case(64 if quick else 256, repeats)
                     + cases.own_times_gradient_case(64, max(3, repeats // 3))),
         6: lambda: cases.mnist_case(512 if quick else None),
-        7: lambda: cases.output_patterns_case(64 if quick else 256, max(3, repeats // 3)),
+        7: lambda: cases.output_patterns_case(64 if quick else 256, max(3, repeats // 2)),
     }
     rows = []
     for number in args.cases:

@@ -34,6 +34,23 @@ def median_time(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) ->
     return statistics.median(times)
 
 
+def interleaved_median_times(fns: dict, repeats: int = 10, warmup: int = 2) -> dict:
+    """Median wall time of each ``fns[name]()`` in seconds, timed round-robin (each repeat runs every
+    function once), so a burst of load on the machine slows every contender alike instead of one."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync()
+            start = time.perf_counter()
+            fn()
+            _sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def call_time(field: Callable, t: torch.Tensor, y: torch.Tensor, calls: int = 200) -> float:
     """Seconds of one bare, gradient-free call of the vector field: the floor a solve is measured against."""
     def calls_in_a_row():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from nodecourse.benchmarking import (Counted, Row, call_time, fill_ratios, launched_ops, median_time, table,
-                                     write_json)
+from nodecourse.benchmarking import (Counted, Row, call_time, fill_ratios, interleaved_median_times, launched_ops,
+                                     median_time, table, write_json)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import cases  # noqa: E402
@@ -20,6 +20,20 @@ def test_counted_counts_calls():
     for _ in range(3):
         counted(0.0, torch.ones(2))
     assert counted.calls == 3
+
+
+def test_interleaved_timing_runs_the_contenders_in_turn():
+    calls = []
+
+    def sleeper(name, seconds):
+        def run():
+            calls.append(name)
+            time.sleep(seconds)
+        return run
+
+    medians = interleaved_median_times({"a": sleeper("a", 0.001), "b": sleeper("b", 0.004)}, repeats=3, warmup=1)
+    assert calls == ["a", "b"] * 4                       # one warm-up round, then three timed rounds
+    assert 0.001 <= medians["a"] < medians["b"] and medians["b"] >= 0.004
 
 
 def test_timing_is_positive_and_ratios_use_the_torchdiffeq_row(tmp_path):
