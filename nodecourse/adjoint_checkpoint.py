@@ -1,4 +1,4 @@
-"""The checkpointed gradient of a per-sample solve: replay each forward step and backpropagate through it.
+"""The checkpointed gradient of an adaptive solve: replay each forward step and backpropagate through it.
 
 The continuous adjoint (:mod:`nodecourse.adjoint`) solves backwards from the last output time and has
 to stop at every output time, where the adjoint jumps by that output's gradient: a series with ``M``
@@ -89,7 +89,7 @@ class Recording:
 
 
 def recorded_solve(func: Callable, y0: tuple, is_tuple: bool, t: torch.Tensor, forward: dict
-                   ) -> tuple[tuple, object, Recording]:
+                   ) -> tuple[tuple, SolveStats, Recording]:
     """Solve without a graph, keeping every step's start; returns the outputs (``[T, *shape]`` per part
     of the state), the solve's statistics and the :class:`Recording`."""
     one_sample = not forward["options"].get("per_sample")
@@ -103,7 +103,7 @@ def recorded_solve(func: Callable, y0: tuple, is_tuple: bool, t: torch.Tensor, f
     ys = tuple(solution.ys) if is_tuple else (solution.ys,)
     stats = solution.stats
     if one_sample:
-        stats = type(stats)(*(int(v[0]) if torch.is_tensor(v) else v for v in stats.as_tuple()))
+        stats = SolveStats(*(int(v[0]) if torch.is_tensor(v) else v for v in stats.as_tuple()))
     recording = Recording(func, forward["method"], t, ys, is_tuple, one_sample, steps)
     return tuple(y.squeeze(1) for y in ys) if one_sample else ys, stats, recording
 
