@@ -214,14 +214,6 @@ def _dense_output(y, y1, f, f1, y_mid, dt, t, s_w) -> torch.Tensor:
 FEW_OUTPUTS = 2
 
 
-def stage_weights_at(dense_rows: list, x: float) -> list[tuple[int, float]]:
-    """The dense output at ``x`` in ``[0, 1]`` as nonzero weights on the stages: ``w_j = sum_p D[j][p] x^(p+1)``
-    (:func:`interpolation.dense_weights`), Python floats."""
-    powers = (x, x * x, x ** 3, x ** 4)
-    pairs = [(j, sum(d * p for d, p in zip(row, powers))) for j, row in enumerate(dense_rows)]
-    return [(j, w) for j, w in pairs if w != 0.0]
-
-
 def _clips_last_step(tableau: ButcherTableau) -> bool:
     """Whether the last step is shortened to end exactly at the final time (see
     :attr:`ButcherTableau.lands_on_last_time`)."""
@@ -291,7 +283,7 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
             if 0 < j_hi - j_lo <= FEW_OUTPUTS and not times_need_grad:  # the interpolant's weights, on the host
                 ks = stages if len(stages) == len(dense_rows) else [*stages, f1]
                 for j in range(j_lo, j_hi):
-                    outputs[j] = combine(y, ks, stage_weights_at(dense_rows, (s_list[j] - t) / dt), dt).reshape(flat_shape)
+                    outputs[j] = combine(y, ks, interpolation.stage_weights_at(dense_rows, (s_list[j] - t) / dt), dt).reshape(flat_shape)
             elif j_hi > j_lo:
                 y_mid = midpoint(tableau, y, stages, dt)
                 values = _dense_output(y, y1, f, f1, y_mid, dt, t_dev, s_out[j_lo:j_hi].unsqueeze(1))

@@ -76,3 +76,11 @@ def dense_weights(tableau) -> list[list[float]]:
     square = lin((1, d), (-1, cubic), (-1, quartic))
     tableau._cache["dense"] = [[float(c[j]) for c in (slope0, square, cubic, quartic)] for j in range(width)]
     return tableau._cache["dense"]
+
+
+def stage_weights_at(dense_rows: list[list[float]], x: float) -> list[tuple[int, float]]:
+    """The interpolant of :func:`dense_weights` at one ``x`` in ``[0, 1]``, as the nonzero weights on the
+    stages, ``w_j = sum_p D[j][p] x^(p+1)`` (Python floats): ``y(t0 + x dt) = y0 + dt sum_j w_j k_j``."""
+    powers = (x, x * x, x ** 3, x ** 4)
+    pairs = [(j, sum(d * p for d, p in zip(row, powers))) for j, row in enumerate(dense_rows)]
+    return [(j, w) for j, w in pairs if w != 0.0]

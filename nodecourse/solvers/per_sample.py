@@ -106,7 +106,7 @@ def dense_values(tableau: ButcherTableau, trial: Trial, first_out: torch.Tensor,
     sample's step passed (the host knows it from the summary). Returns ``(index, valid, values)``:
     output indices ``[width, B]``, which of them are real ``[width, B]``, and the states ``[width, B, N]``.
     """
-    D = _dense_matrix(tableau, trial.y)                                       # [5, S']
+    D = _dense_matrix(tableau, trial.y)                                       # [4, S']
     if width == 1:
         valid, index = (trial.crossed > 0).unsqueeze(0), first_out.unsqueeze(0)
     else:
@@ -117,22 +117,22 @@ def dense_values(tableau: ButcherTableau, trial: Trial, first_out: torch.Tensor,
     x = ((s - trial.t) / trial.dt.masked_fill(trial.dt == 0, 1.0)).to(trial.y.dtype).unsqueeze(2)  # [width, B, 1]
     stages = trial.stages if len(trial.stages) == D.shape[1] else [*trial.stages, trial.f1]
     B, N = trial.y.shape
-    # the polynomial's coefficients for every sample at once: one [5, S'] x [S', B N] product (not B small ones)
-    coeffs = (D @ torch.stack(stages).reshape(len(stages), B * N)).reshape(5, B, N)
-    increment = coeffs[4].expand(x.shape[0], B, N)               # Horner's rule in x (row 0 of D is zero)
-    for p in (3, 2, 1):
+    # the polynomial's coefficients for every sample at once: one [4, S'] x [S', B N] product (not B small ones)
+    coeffs = (D @ torch.stack(stages).reshape(len(stages), B * N)).reshape(4, B, N)
+    increment = coeffs[3].expand(x.shape[0], B, N)               # Horner's rule: sum_p x^(p+1) coeffs[p]
+    for p in (2, 1, 0):
         increment = torch.addcmul(coeffs[p], x, increment)
     values = torch.addcmul(trial.y, (x * trial.dt.to(trial.y.dtype).unsqueeze(1)), increment)
     return index, valid, values
 
 
 def _dense_matrix(tableau: ButcherTableau, like: torch.Tensor) -> torch.Tensor:
-    """:func:`interpolation.dense_weights` as a ``[5, S']`` tensor (row p multiplies ``x^p``; row 0 is
-    zero), made once per dtype and device."""
+    """:func:`interpolation.dense_weights` as a ``[4, S']`` tensor (row p multiplies ``x^(p+1)``), made
+    once per dtype and device."""
     key = ("dense", like.dtype, like.device)
     if key not in tableau._cache:
         weights = torch.tensor(dense_weights(tableau), dtype=like.dtype, device=like.device)  # [S', 4]
-        tableau._cache[key] = torch.cat([torch.zeros_like(weights[:, :1]), weights], dim=1).t().contiguous()
+        tableau._cache[key] = weights.t().contiguous()
     return tableau._cache[key]
 
 
@@ -183,7 +183,7 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
     B = problem.batch
     now = Samples(times.rows[:, 0].clone(), dt0, y0, f0, torch.ones(B, dtype=torch.bool, device=y0.device),
                   torch.ones(B, dtype=torch.long, device=y0.device))
-    history: list = []  # each iteration's (active, trial): the statistics and the underflow message read it
+    history: list = []  # each iteration's (active, ratio, accept): the statistics and the underflow message read it
     c = torch.tensor(nonzero_weights(tableau)["c"], dtype=now.t.dtype, device=now.t.device).unsqueeze(1)
     clip_last = _clips_last_step(tableau)
     outputs = Outputs(y0, times.rows.shape[1])
