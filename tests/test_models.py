@@ -144,7 +144,7 @@ def test_odeblock_solves_linear_ode_exactly():
     torch.testing.assert_close(block(x), expected, rtol=1e-7, atol=1e-8)
 
 
-@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("adjoint", [False, True, "checkpoint"])
 def test_odeblock_gradients_match_finite_differences(adjoint):
     torch.manual_seed(3)
     func = ODEFunc(_mlp([3, 4, 2], seed=3), time_dependent=True)

@@ -91,7 +91,7 @@ def test_controlled_ode_with_layers_around_it():
     assert model(torch.randn(6, 2, dtype=DT)).shape == (6, 3)
 
 
-@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("adjoint", [False, True, "checkpoint"])
 def test_controlled_ode_gradients(adjoint):
     field = _seeded(lambda: DataControlledField(1, 1, hidden_size=(8,)))
     model = DataControlledODE(field, t1=1.0, method="dopri5", adjoint=adjoint, **TIGHT)
@@ -184,7 +184,7 @@ def test_adaptive_depth_gradient_with_respect_to_the_depth_is_the_field():
     torch.testing.assert_close(grad_g, expected, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("adjoint", [False, True, "checkpoint"])
 def test_adaptive_depth_gradients(adjoint):
     func = _seeded(lambda: ODEFunc(MLP([2, 6, 1]), time_dependent=True))
     model = AdaptiveDepthODE(func, _seeded(lambda: MLP([1, 6, 1]), seed=1), method="dopri5", adjoint=adjoint, **TIGHT)

@@ -282,7 +282,7 @@ def test_stacked_blocks_run_one_after_another_on_their_intervals():
     assert stacked.breakpoints == (0.0, 0.4, 1.0) and len(list(stacked.parameters())) == 2 * 4
 
 
-@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("adjoint", [False, True, "checkpoint"])
 def test_stacked_gradients(adjoint):
     blocks = [_block(3), _block(4)]
     stacked = StackedODE(blocks, t1=1.0, method="dopri5", rtol=1e-10, atol=1e-12, adjoint=adjoint)

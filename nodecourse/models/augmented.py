@@ -27,6 +27,7 @@ from torch import nn
 
 from nodecourse._validation import check_batch, check_count
 
+from .gradients import Adjoint
 from .mlp import MLP, hidden_sizes
 from ._compat import _warn, renamed
 from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL, ODEBlock
@@ -142,7 +143,7 @@ class _LiftedNODE(nn.Module):
     """
 
     def __init__(self, input_size: int, state_size: int, func: nn.Module, output_size: int | None, t1: float,
-                 method: str, rtol: float, atol: float, adjoint: bool, options: dict[str, Any] | None) -> None:
+                 method: str, rtol: float, atol: float, adjoint: Adjoint, options: dict[str, Any] | None) -> None:
         super().__init__()
         self.input_size = input_size
         self.state_size = state_size
@@ -162,7 +163,8 @@ class _LiftedNODE(nn.Module):
 
     @property
     def nfe_backward(self) -> int:
-        """Evaluations of the dynamics in the last backward pass (0 unless ``adjoint=True``)."""
+        """Evaluations of the dynamics in the last backward pass (0 with ``adjoint=False``, which backpropagates
+        through the recorded graph instead)."""
         return self.block.nfe_backward
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every subclass overrides it
@@ -210,7 +212,7 @@ class AugmentedNODE(_LiftedNODE):
 
     def __init__(self, input_size: int, aug_size: int = 1, hidden_size: int | Sequence[int] = 32,
                  output_size: int | None = None, *, t1: float = 1.0, method: str = DEFAULT_METHOD,
-                 rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, adjoint: bool = False,
+                 rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, adjoint: Adjoint = False,
                  time_dependent: bool = False, activation: Activation = nn.Tanh,
                  options: dict[str, Any] | None = None) -> None:
         input_size = check_count("input_size", input_size, 1)
@@ -271,7 +273,7 @@ class SecondOrderNODE(_LiftedNODE):
 
     def __init__(self, input_size: int, hidden_size: int | Sequence[int] = 32, output_size: int | None = None, *,
                  t1: float = 1.0, method: str = DEFAULT_METHOD, rtol: float = DEFAULT_RTOL,
-                 atol: float = DEFAULT_ATOL, adjoint: bool = False, time_dependent: bool = False,
+                 atol: float = DEFAULT_ATOL, adjoint: Adjoint = False, time_dependent: bool = False,
                  activation: Activation = nn.Tanh, options: dict[str, Any] | None = None) -> None:
         input_size = check_count("input_size", input_size, 1)
         net = _dynamics(2 * input_size, hidden_size, input_size, time_dependent, activation)

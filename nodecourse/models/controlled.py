@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from nodecourse._validation import check_batch, check_count, check_nonnegative, check_positive
-from nodecourse.adjoint import odeint_adjoint
-from nodecourse.solvers import FIXED_METHODS, odeint
+from nodecourse.solvers import FIXED_METHODS
 
 from ._compat import renamed
+from .gradients import Adjoint, check_adjoint, solve_model
 from .mlp import MLP, hidden_sizes
 from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 from .odefunc import time_column
@@ -39,10 +39,8 @@ def _solver_kwargs(method: str, step_size: float | None, rtol: float, atol: floa
     return dict(method=method, rtol=rtol, atol=atol, options=options)
 
 
-def _solve(func: nn.Module, state: tuple, t: torch.Tensor, kwargs: dict, adjoint: bool) -> tuple:
-    if adjoint:
-        return odeint_adjoint(func, state, t, **kwargs)
-    return odeint(func, state, t, **kwargs)
+def _solve(func: nn.Module, state: tuple, t: torch.Tensor, kwargs: dict, adjoint: Adjoint) -> tuple:
+    return solve_model(func, state, t, adjoint, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,7 +108,7 @@ class DataControlledODE(nn.Module):
 
     def __init__(self, field: DataControlledField, t1: float = 1.0, method: str = DEFAULT_METHOD,
                  step_size: float | None = None, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-                 adjoint: bool = False,
+                 adjoint: Adjoint = False,
                  input_layer: nn.Module | None = None, output_layer: nn.Module | None = None) -> None:
         super().__init__()
         if not isinstance(field, DataControlledField):
@@ -119,7 +117,7 @@ class DataControlledODE(nn.Module):
             raise ValueError(f"without an input_layer h(0) = x, so state_size ({field.state_size}) must equal "
                              f"input_size ({field.input_size}); pass input_layer=nn.Linear(...) otherwise.")
         t1 = check_positive("t1", t1, "end depth")
-        self.field, self.t1, self.adjoint = field, t1, bool(adjoint)
+        self.field, self.t1, self.adjoint = field, t1, check_adjoint(adjoint, method)
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         self.output_layer = output_layer if output_layer is not None else nn.Identity()
         self._kwargs = _solver_kwargs(method, step_size, rtol, atol)
@@ -179,14 +177,14 @@ class AdaptiveDepthODE(nn.Module):
 
     def __init__(self, func: nn.Module, depth_net: nn.Module, min_depth: float = 0.0, method: str = DEFAULT_METHOD,
                  step_size: float | None = None, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-                 adjoint: bool = False) -> None:
+                 adjoint: Adjoint = False) -> None:
         super().__init__()
         if not isinstance(depth_net, nn.Module):
             raise TypeError(f"depth_net must be an nn.Module mapping [batch, D] to [batch, 1], got "
                             f"{type(depth_net).__name__}.")
         min_depth = check_nonnegative("min_depth", min_depth)
         self.rescaled = RescaledField(func)
-        self.depth_net, self.min_depth, self.adjoint = depth_net, min_depth, bool(adjoint)
+        self.depth_net, self.min_depth, self.adjoint = depth_net, min_depth, check_adjoint(adjoint, method)
         self._kwargs = _solver_kwargs(method, step_size, rtol, atol)
 
     @property

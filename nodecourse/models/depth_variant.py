@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from nodecourse._validation import check_count, check_input, check_positive
-from nodecourse.adjoint import odeint_adjoint
-from nodecourse.solvers import odeint
 
+from .gradients import Adjoint, check_adjoint, solve_model
 from .mlp import _activation_factory, check_sizes
 from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 from .odefunc import time_column
@@ -273,12 +272,13 @@ class StackedODE(nn.Module):
     ``breakpoints`` are the ``len(funcs) + 1`` interval ends (default: equal intervals of ``[0, t1]``).
     The field is piecewise in depth with its own weights per piece: the continuous analogue of a
     ResNet with a few groups of shared layers. Shapes ``[batch, ...] -> [batch, ...]``. Fixed-step
-    methods need ``options={"step_size": h}``; ``adjoint=True`` uses ``odeint_adjoint`` per block.
+    methods need ``options={"step_size": h}``; ``adjoint=True`` (or ``"checkpoint"``) differentiates each block
+    that way (:mod:`nodecourse.models.gradients`).
     """
 
     def __init__(self, funcs: Sequence[nn.Module], t1: float = 1.0, breakpoints: Sequence[float] | None = None,
                  method: str = DEFAULT_METHOD, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-                 options: dict[str, Any] | None = None, adjoint: bool = False) -> None:
+                 options: dict[str, Any] | None = None, adjoint: Adjoint = False) -> None:
         super().__init__()
         funcs = list(funcs)
         if not funcs or not all(isinstance(f, nn.Module) for f in funcs):
@@ -297,13 +297,11 @@ class StackedODE(nn.Module):
         self.breakpoints = tuple(breakpoints)
         self.method, self.rtol, self.atol = method, rtol, atol
         self.options = dict(options) if options is not None else None
-        self.adjoint = bool(adjoint)
+        self.adjoint = check_adjoint(adjoint, method)
 
     def _solve(self, func: nn.Module, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self.options)
-        if self.adjoint:
-            return odeint_adjoint(func, h, t, **kwargs)
-        return odeint(func, h, t, **kwargs)
+        return solve_model(func, h, t, self.adjoint, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():

@@ -19,10 +19,9 @@ import torch
 from torch import nn
 
 from nodecourse._validation import check_batch, check_count, is_real
-from nodecourse.adjoint import odeint_adjoint
-from nodecourse.solvers import odeint
 
 from ._compat import renamed
+from .gradients import Adjoint, check_adjoint, solve_model
 from .mlp import MLP
 from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 
@@ -168,13 +167,14 @@ class CNF(nn.Module):
     ``input_size`` is the data's width (the flow's state has the same width), ``hidden_size`` the width of
     the field's MLP.
     ``method``, ``rtol``, ``atol`` and ``options`` go to the solver; ``adjoint=True`` trains through
-    :func:`nodecourse.odeint_adjoint` instead of backpropagating through the solver.
+    :func:`nodecourse.odeint_adjoint` instead of backpropagating through the solver, ``adjoint="checkpoint"``
+    through replayed forward steps (:mod:`nodecourse.models.gradients`).
     """
 
     def __init__(self, input_size: int, hidden_size: int = 64, trace: str = "exact", condition_size: int = 0, *,
                  n_hidden: int = 2, t1: float = 1.0, probe: str = "rademacher", method: str = DEFAULT_METHOD,
                  rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, options: Optional[dict] = None,
-                 adjoint: bool = False, activation: type[nn.Module] = nn.Tanh) -> None:
+                 adjoint: Adjoint = False, activation: type[nn.Module] = nn.Tanh) -> None:
         super().__init__()
         self._check_trace(trace)
         if probe not in PROBES:
@@ -186,7 +186,7 @@ class CNF(nn.Module):
         self.hidden_size = self.field.hidden_size
         self.trace, self.probe, self.t1 = trace, probe, float(t1)
         self.solver = dict(method=method, rtol=rtol, atol=atol, options=options)
-        self.adjoint = bool(adjoint)
+        self.adjoint = check_adjoint(adjoint, method)
 
     @staticmethod
     def _check_trace(trace: str) -> None:
@@ -233,9 +233,8 @@ class CNF(nn.Module):
         return t.flip(0) if reverse else t
 
     def _solve(self, func: Callable, state, t: torch.Tensor):
-        if self.adjoint and torch.is_grad_enabled():
-            return odeint_adjoint(func, state, t, adjoint_params=tuple(self.parameters()), **self.solver)
-        return odeint(func, state, t, **self.solver)
+        adjoint = self.adjoint if torch.is_grad_enabled() else False  # no backward pass: nothing to prepare for it
+        return solve_model(func, state, t, adjoint, adjoint_params=tuple(self.parameters()), **self.solver)
 
     # --- the flow -------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from torch import nn
 from nodecourse._validation import check_batch, check_count, is_real
 from nodecourse.solvers import ADAPTIVE_METHODS, FIXED_METHODS
 
+from .gradients import Adjoint
 from .mlp import MLP
 from .ode_block import DEFAULT_ATOL, DEFAULT_RTOL, ODEBlock
 from .odefunc import ODEFunc
@@ -35,7 +36,7 @@ class NeuralODE(nn.Module):
         method: str = "euler",
         rtol: float = DEFAULT_RTOL,
         atol: float = DEFAULT_ATOL,
-        adjoint: bool = False,
+        adjoint: Adjoint = False,
         time_dependent: bool = False,
         activation: type[nn.Module] | nn.Module | Callable[[], nn.Module] = nn.Tanh,
     ) -> None:

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from nodecourse._validation import check_input, check_positive
-from nodecourse.adjoint import odeint_adjoint
-from nodecourse.solvers import odeint
+
+from .gradients import Adjoint, check_adjoint, check_adjoint_options, solve_model
 
 __all__ = ["ODEBlock", "DEFAULT_METHOD", "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
@@ -42,11 +42,14 @@ class ODEBlock(nn.Module):
 
     Shapes: ``[batch, ...] -> [batch, ...]`` (the state keeps its shape). ``adjoint=True`` computes
     gradients with the adjoint method (memory constant in the number of steps) instead of
-    backpropagating through the solver. Fixed-step methods need ``options={"step_size": h}``.
+    backpropagating through the solver; ``adjoint="checkpoint"`` replays the forward steps one at a time
+    (backprop's gradient, about the forward's evaluations; see :mod:`nodecourse.models.gradients`).
+    Fixed-step methods need ``options={"step_size": h}``.
 
     Counters: ``nfe_forward`` is the number of evaluations of ``func`` in the last forward pass;
     ``nfe_backward`` the number during the last backward pass through it (the adjoint's reverse
-    solve; 0 when backpropagating through the solver, which replays the recorded graph instead).
+    solve, or the replayed steps of ``"checkpoint"``; 0 when backpropagating through the solver, which
+    replays the recorded graph instead).
     """
 
     def __init__(
@@ -56,7 +59,7 @@ class ODEBlock(nn.Module):
         method: str = DEFAULT_METHOD,
         rtol: float = DEFAULT_RTOL,
         atol: float = DEFAULT_ATOL,
-        adjoint: bool = False,
+        adjoint: Adjoint = False,
         options: dict[str, Any] | None = None,
         adjoint_options: dict[str, Any] | None = None,
     ) -> None:
@@ -74,7 +77,8 @@ class ODEBlock(nn.Module):
         self.method = method
         self.rtol = rtol
         self.atol = atol
-        self.adjoint = bool(adjoint)
+        self.adjoint = check_adjoint(adjoint, method)
+        check_adjoint_options(self.adjoint, adjoint_options)
         self.options = dict(options) if options is not None else None
         self.adjoint_options = dict(adjoint_options) if adjoint_options is not None else None
         self.nfe_forward: int = 0
@@ -90,16 +94,8 @@ class ODEBlock(nn.Module):
         kwargs: dict[str, Any] = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self.options)
         self._in_forward = True
         try:
-            if self.adjoint:
-                return odeint_adjoint(
-                    counted,
-                    x,
-                    t,
-                    adjoint_params=tuple(self.func.parameters()),
-                    adjoint_options=self.adjoint_options,
-                    **kwargs,
-                )
-            return odeint(counted, x, t, **kwargs)
+            return solve_model(counted, x, t, self.adjoint, adjoint_params=tuple(self.func.parameters()),
+                               adjoint_options=self.adjoint_options, **kwargs)
         finally:
             self._in_forward = False
 
