@@ -3,6 +3,7 @@
     python benchmarks/run.py                 # every case at the sizes of the performance targets
     python benchmarks/run.py --quick         # smaller sizes and fewer repeats (a minute or two)
     python benchmarks/run.py --cases 1 4     # only some cases
+    python benchmarks/run.py --processes 5   # each case in 5 fresh processes, the median of each timing
 
 Prints a table and writes it as JSON (default benchmarks/results/latest.json). Columns: median wall
 time, function evaluations, steps, the overhead factor (solve time / (NFE x one bare call of the
@@ -13,14 +14,16 @@ from __future__ import annotations
 
 import argparse
 import platform
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cases  # noqa: E402
-from nodecourse.benchmarking import fill_ratios, table, write_json  # noqa: E402
+from nodecourse.benchmarking import fill_ratios, median_of_processes, read_json, table, write_json  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -29,6 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", nargs="*", type=int, default=[1, 2, 3, 4, 7, 5, 6])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (fixed for fair timing)")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="run each case in this many fresh processes and report the median timings")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "latest.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -48,7 +53,7 @@ def main(argv=None) -> int:
     rows = []
     for number in args.cases:
         print(f"running case {number} ...", flush=True)
-        rows += runs[number]()
+        rows += runs[number]() if args.processes == 1 else _in_processes(number, args)
     fill_ratios(rows)
     print(table(rows))
     out = Path(args.out)
@@ -58,6 +63,19 @@ def main(argv=None) -> int:
     write_json(rows, out, meta)
     print(f"wrote {out}")
     return 0
+
+
+def _in_processes(number: int, args) -> list:
+    """Case ``number`` run in ``args.processes`` fresh interpreters, one after another, merged row by row."""
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for k in range(args.processes):
+            out = Path(folder) / f"{k}.json"
+            command = [sys.executable, __file__, "--cases", str(number), "--threads", str(args.threads), "--out", str(out)]
+            command += (["--quick"] if args.quick else []) + (["--repeats", str(args.repeats)] if args.repeats else [])
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            runs.append(read_json(out))
+    return median_of_processes(runs)
 
 
 if __name__ == "__main__":

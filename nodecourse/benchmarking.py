@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import torch
 
 __all__ = ["median_time", "call_time", "time_and_overhead", "launched_ops", "saved_tensor_bytes", "Counted", "Row", "fill_ratios", "table",
-           "write_json"]
+           "write_json", "read_json", "median_of_processes"]
 
 
 def median_time(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
@@ -217,3 +217,32 @@ def _short(value) -> str:
 def write_json(rows: list[Row], path, meta: dict) -> None:
     with open(path, "w") as handle:
         json.dump({"meta": meta, "rows": [asdict(r) for r in rows]}, handle, indent=2)
+
+
+def read_json(path) -> list[Row]:
+    """The rows :func:`write_json` wrote."""
+    with open(path) as handle:
+        return [Row(**row) for row in json.load(handle)["rows"]]
+
+
+def median_of_processes(runs: list[list[Row]]) -> list[Row]:
+    """One row per measurement from the same case list run in several fresh processes: the median time
+    and overhead factor, the other columns from the first run.
+
+    A process's memory layout (address randomisation, where the allocator puts each tensor) moves every
+    timing in it together, by up to 10% on a small problem; the repeats inside one process cannot
+    average that out, separate processes can. Each row keeps its per-process factors in ``extra``."""
+    if not runs or any(len(rows) != len(runs[0]) for rows in runs):
+        raise ValueError("median_of_processes needs runs with the same rows in the same order.")
+    merged = []
+    for same in zip(*runs):
+        if len({(r.case, r.solver) for r in same}) != 1:
+            raise ValueError(f"rows out of step across processes: {sorted({(r.case, r.solver) for r in same})}.")
+        first = same[0]
+        factors = [r.overhead for r in same if r.overhead is not None]
+        extra = {**first.extra, "processes": len(same)}
+        if factors:
+            extra["overhead per process"] = [round(f, 3) for f in factors]
+        merged.append(Row(first.case, first.solver, statistics.median(r.seconds for r in same), first.nfe, first.steps,
+                          statistics.median(factors) if factors else None, first.error, extra=extra))
+    return merged

@@ -6,10 +6,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from nodecourse.benchmarking import (Counted, Row, call_time, fill_ratios, interleaved_median_times, launched_ops,
-                                     median_time, table, write_json)
+                                     median_of_processes, median_time, read_json, table, write_json)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import cases  # noqa: E402
@@ -45,6 +46,24 @@ def test_timing_is_positive_and_ratios_use_the_torchdiffeq_row(tmp_path):
     assert "nodecourse" in table(rows)
     write_json(rows, tmp_path / "r.json", {"quick": True})
     assert json.loads((tmp_path / "r.json").read_text())["rows"][1]["vs_torchdiffeq"] == 0.5
+
+
+def test_runs_in_several_processes_merge_to_their_median_row_by_row(tmp_path):
+    def run(factor, seconds):
+        return [Row("1 tiny", "nodecourse", seconds, 38, 6, factor, 1e-5, extra={"first solve s": 0.1}),
+                Row("1 tiny", "torchdiffeq", 2 * seconds, 38, None, 4.5)]
+
+    for k, (factor, seconds) in enumerate([(1.9, 0.003), (2.1, 0.004), (1.8, 0.0028)]):
+        write_json(run(factor, seconds), tmp_path / f"{k}.json", {})
+    merged = median_of_processes([read_json(tmp_path / f"{k}.json") for k in range(3)])
+    assert [(r.case, r.solver) for r in merged] == [("1 tiny", "nodecourse"), ("1 tiny", "torchdiffeq")]
+    assert merged[0].overhead == 1.9 and merged[0].seconds == 0.003 and merged[1].seconds == 0.006
+    assert merged[0].nfe == 38 and merged[0].steps == 6 and merged[0].error == 1e-5
+    assert merged[0].extra == {"first solve s": 0.1, "processes": 3, "overhead per process": [1.9, 2.1, 1.8]}
+    with pytest.raises(ValueError, match="same rows"):
+        median_of_processes([run(1.9, 0.003), run(2.0, 0.003)[:1]])
+    with pytest.raises(ValueError, match="out of step"):
+        median_of_processes([run(1.9, 0.003), run(2.0, 0.003)[::-1]])
 
 
 def test_launched_ops_counts_the_operations_called_not_their_insides():
