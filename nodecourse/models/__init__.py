@@ -37,6 +37,10 @@ check against an exact solution) says so in the call. The one exception is the `
 of notebook 02, whose signature stays: it mirrors a ResNet of ``num_steps`` layers, so it takes
 ``num_steps`` Euler steps of ``step_size`` by default (its tolerances are the defaults above).
 
+One gradient setting, ``adjoint``, in every model that takes one: ``False`` backpropagates through the
+solver, ``True`` solves the adjoint ODE backwards, ``"checkpoint"`` replays the forward steps (adaptive
+methods); :mod:`nodecourse.models.gradients` says what each costs.
+
 Every model checks its input the same way (``nodecourse._validation.check_batch``): a tensor of shape
 ``[batch, input_size]`` on the model's device and dtype, else an error that says what was expected.
 """

@@ -144,7 +144,10 @@ def check_y0(y0: State) -> tuple[torch.Tensor, ...]:
             f"and devices {sorted(map(str, devices))}."
         )
     for i, y in enumerate(tensors):
-        with torch.no_grad():  # isfinite goes through abs(), which autograd would otherwise save for backward
+        if y.requires_grad:
+            with torch.no_grad():  # isfinite goes through abs(), which autograd would otherwise save for backward
+                finite = bool(torch.isfinite(y).all())
+        else:
             finite = bool(torch.isfinite(y).all())
         if not finite:
             where = f"y0[{i}]" if is_tuple else "y0"
@@ -176,7 +179,8 @@ def check_t(t: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         t = t.to(torch.float64)
     if torch.device(device).type == "mps" and t.dtype == torch.float64:
         t = t.to(torch.float32)  # MPS has no float64; the state is float32 there anyway
-    t = t.to(device)
+    if t.device != torch.device(device):
+        t = t.to(device)
     if t.dim() == 1 and len(t) <= FEW_TIMES:  # read once and checked on the host: fewer operations
         values = t.tolist()
         finite = all(math.isfinite(v) for v in values)
