@@ -215,12 +215,20 @@ def mixed_case(batch, repeats, with_compiled=True):
     runs = [("nodecourse shared", {}), ("nodecourse per-sample", {"per_sample": True})]
     if with_compiled:
         runs += [("nodecourse shared compiled", COMPILED), ("nodecourse per-sample compiled", {"per_sample": True, **COMPILED})]
-    rows = []
+
+    def nodecourse_solve(options):
+        return lambda: nodecourse.solve(field, y0, t, rtol=tol, atol=tol, options=options)
+
+    solves = {name: nodecourse_solve(options) for name, options in runs}
+    solves["torchdiffeq"] = lambda: torchdiffeq.odeint(field, y0, t, rtol=tol, atol=tol)
+    if torchode is not None:
+        solves["torchode"] = lambda: _torchode_solve(field, y0, t, tol, tol)
     with torch.no_grad():
+        first = {name: _first_solve_seconds(solves[name]) for name, _ in runs}
+        seconds = interleaved_median_times(solves, repeats)  # round-robin: load on the machine hits all alike
+        rows = []
         for name, options in runs:
-            first = _first_solve_seconds(lambda: nodecourse.solve(field, y0, t, rtol=tol, atol=tol, options=options))
-            sol = nodecourse.solve(field, y0, t, rtol=tol, atol=tol, options=options)
-            seconds = median_time(lambda: nodecourse.solve(field, y0, t, rtol=tol, atol=tol, options=options), repeats)
+            sol = solves[name]()
             extra = {"function work (sample evals)": int(sol.stats.n_calls) * batch, **accuracy(sol.ys[-1])}
             if options.get("per_sample"):
                 steps = sol.stats.n_steps
@@ -230,18 +238,16 @@ def mixed_case(batch, repeats, with_compiled=True):
             else:
                 mean_steps = sol.stats.n_steps
             if options.get("compile"):
-                extra["first solve s"] = first
-            rows.append(Row("4 mixed VdP", name, seconds, sol.stats.n_calls, mean_steps, None,
+                extra["first solve s"] = first[name]
+            rows.append(Row("4 mixed VdP", name, seconds[name], sol.stats.n_calls, mean_steps, None,
                             _error(sol.ys[-1], reference), extra=extra))
         counted = Counted(field)
         ys = torchdiffeq.odeint(counted, y0, t, rtol=tol, atol=tol)
-        seconds = median_time(lambda: torchdiffeq.odeint(field, y0, t, rtol=tol, atol=tol), repeats)
-        rows.append(Row("4 mixed VdP", "torchdiffeq", seconds, counted.calls, None, None, _error(ys[-1], reference),
-                        extra=accuracy(ys[-1])))
+        rows.append(Row("4 mixed VdP", "torchdiffeq", seconds["torchdiffeq"], counted.calls, None, None,
+                        _error(ys[-1], reference), extra=accuracy(ys[-1])))
         if torchode is not None:
-            out = _torchode_solve(field, y0, t, tol, tol)
-            seconds = median_time(lambda: _torchode_solve(field, y0, t, tol, tol), repeats)
-            rows.append(Row("4 mixed VdP", "torchode", seconds, out.stats["n_f_evals"].max().item(),
+            out = solves["torchode"]()
+            rows.append(Row("4 mixed VdP", "torchode", seconds["torchode"], out.stats["n_f_evals"].max().item(),
                             out.stats["n_steps"].float().mean().item(), None, _error(out.ys[:, -1], reference),
                             extra={"function work (sample evals)": int(out.stats["n_f_evals"].max()) * batch,
                                    **accuracy(out.ys[:, -1])}))

@@ -136,6 +136,6 @@ class ODEBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"t1={self.t1}, method={self.method!r}, rtol={self.rtol}, atol={self.atol}, adjoint={self.adjoint}"
+            f"t1={self.t1}, method={self.method!r}, rtol={self.rtol}, atol={self.atol}, adjoint={self.adjoint!r}"
             + (f", options={self.options}" if self.options else "")
         )
