@@ -265,6 +265,28 @@ def test_latent_ode_gradients_match_finite_differences():
     assert_directional_derivatives(model, lambda: model(times, values, None, query).square().sum(), n_directions=1)
 
 
+def test_latent_ode_checkpoint_gradient_equals_backprop_in_one_forward_of_work():
+    """Many query times: the replayed steps give backprop's gradient at about the forward's evaluations,
+    where the reverse solve restarts at every time of the union grid."""
+    times, values = _toy_batch(n_series=4, n_points=6)
+    query = torch.rand(4, 12, generator=torch.Generator().manual_seed(6), dtype=torch.float64) * 5
+    grads, backward_nfe = {}, {}
+    for setting in (False, "checkpoint", True):
+        model = _small_latent_ode(adjoint=setting)
+        loss = model(times, values, None, query).square().sum()
+        forward_nfe, before = model.nfe, model.dynamics.nfe
+        grads[setting] = torch.autograd.grad(loss, list(model.parameters()))
+        backward_nfe[setting] = model.dynamics.nfe - before
+    for a, b in zip(grads["checkpoint"], grads[False]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert 0 < backward_nfe["checkpoint"] <= 7 / 6 * forward_nfe < backward_nfe[True]
+    assert backward_nfe[False] == 0
+    with pytest.raises(ValueError, match="adjoint must be False"):
+        LatentODE(adjoint="replay")
+    with pytest.raises(ValueError, match="fixed steps"):
+        LatentODE(method="rk4", options={"step_size": 0.1}, adjoint="checkpoint")
+
+
 def test_latent_ode_errors():
     model = _small_latent_ode()
     times, values = _toy_batch()

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from nodecourse._validation import check_count, check_input
-from nodecourse.solvers import odeint
 
 from ._compat import renamed
+from .gradients import Adjoint, check_adjoint, solve_model
 from .mlp import MLP
 from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 from .odefunc import ODEFunc
@@ -243,7 +243,9 @@ class LatentODE(nn.Module):
     ``x(t) = decoder(z(t))`` (linear, or an MLP with ``decoder_hidden_size`` units). Shapes:
     ``forward(obs_times [B, N], obs_values [B, N, D], obs_mask [B, N], query_times [B, M],
     query_mask [B, M]) -> [B, M, D]``. Query times may come in any order; padded queries get the
-    decoded ``z0``.
+    decoded ``z0``. ``adjoint`` chooses how the solve is differentiated (:mod:`nodecourse.models.gradients`):
+    ``"checkpoint"`` replays the forward steps, so the backward pass costs about one forward solve however
+    many query times the union holds, where ``True``'s reverse solve restarts at every one of them.
     """
 
     def __init__(
@@ -257,11 +259,13 @@ class LatentODE(nn.Module):
         rtol: float = DEFAULT_RTOL,
         atol: float = DEFAULT_ATOL,
         options: dict[str, Any] | None = None,
+        adjoint: Adjoint = False,
     ) -> None:
         super().__init__()
         self.input_size = check_count("input_size", input_size)
         self.state_size = check_count("state_size", state_size)
         self.hidden_size = check_count("hidden_size", hidden_size)
+        self.adjoint = check_adjoint(adjoint, method)
         self.encoder = GRUEncoder(self.input_size, check_count("encoder_hidden_size", encoder_hidden_size),
                                   self.state_size)
         self.dynamics = ODEFunc(MLP([self.state_size, self.hidden_size, self.state_size]))
@@ -287,8 +291,8 @@ class LatentODE(nn.Module):
         if grid.numel() == 1:  # every query sits at t = 0
             path = z0.unsqueeze(0)
         else:
-            path = odeint(self.dynamics, z0, grid, rtol=self.rtol, atol=self.atol, method=self.method,
-                          options=self.options)  # [U, B, L]
+            path = solve_model(self.dynamics, z0, grid, self.adjoint, rtol=self.rtol, atol=self.atol,
+                               method=self.method, options=self.options)  # [U, B, L]
         self.nfe = self.dynamics.nfe - before
         path = path.transpose(0, 1)  # [B, U, L]
         return torch.gather(path, 1, index.unsqueeze(-1).expand(-1, -1, self.state_size))
