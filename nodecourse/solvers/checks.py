@@ -144,11 +144,7 @@ def check_y0(y0: State) -> tuple[torch.Tensor, ...]:
             f"and devices {sorted(map(str, devices))}."
         )
     for i, y in enumerate(tensors):
-        if y.requires_grad:
-            with torch.no_grad():  # isfinite goes through abs(), which autograd would otherwise save for backward
-                finite = bool(torch.isfinite(y).all())
-        else:
-            finite = bool(torch.isfinite(y).all())
+        finite = bool(torch.isfinite(y.detach()).all())  # detached: autograd would save isfinite's abs() for backward
         if not finite:
             where = f"y0[{i}]" if is_tuple else "y0"
             raise ValueError(f"{where} contains NaN or infinite values; the initial state must be finite.")
