@@ -39,10 +39,6 @@ def _solver_kwargs(method: str, step_size: float | None, rtol: float, atol: floa
     return dict(method=method, rtol=rtol, atol=atol, options=options)
 
 
-def _solve(func: nn.Module, state: tuple, t: torch.Tensor, kwargs: dict, adjoint: Adjoint) -> tuple:
-    return solve_model(func, state, t, adjoint, **kwargs)
-
-
 # --------------------------------------------------------------------------------------------------
 # data control
 # --------------------------------------------------------------------------------------------------
@@ -129,7 +125,7 @@ class DataControlledODE(nn.Module):
         if t is None:
             t = torch.linspace(0.0, self.t1, check_count("steps", steps, 2), dtype=x.dtype, device=x.device)
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        return _solve(self.field, (self.input_layer(x), x), t, self._kwargs, self.adjoint)[0]
+        return solve_model(self.field, (self.input_layer(x), x), t, self.adjoint, **self._kwargs)[0]
 
     def _check_input(self, x: object) -> None:
         check_batch("DataControlledODE", x, self.field.input_size, next(self.parameters(), None))
@@ -211,7 +207,7 @@ class AdaptiveDepthODE(nn.Module):
             sigma = torch.linspace(0.0, 1.0, check_count("steps", steps, 2), dtype=x.dtype, device=x.device)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         T = self.depth(x)
-        hs = _solve(self.rescaled, (x, T), sigma, self._kwargs, self.adjoint)[0]
+        hs = solve_model(self.rescaled, (x, T), sigma, self.adjoint, **self._kwargs)[0]
         return hs, sigma[:, None] * T.reshape(1, -1)
 
     def _check_input(self, x: object) -> None:
