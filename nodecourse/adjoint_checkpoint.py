@@ -31,7 +31,7 @@ from typing import Callable, Optional
 import torch
 
 from .solvers.api import solve_recording_steps
-from .solvers.per_sample import OutputTimes, StepRecord, Trial, dense_values
+from .solvers.per_sample import Interpolants, OutputTimes, StepRecord, Trial, dense_values
 from .solvers.problem import FlatProblem
 from .solvers.rk_step import nonzero_weights, rk_step
 from .solvers.stats import SolveStats
@@ -125,7 +125,6 @@ def replay_backward(recording: Recording, grad_ys: tuple, params: tuple) -> tupl
     grad_out = torch.cat([g.reshape(T, B, -1) for g in grad_ys], dim=2)      # [T, B, N]
     weights = nonzero_weights(tableau)
     c = torch.tensor(weights["c"], dtype=times.rows.dtype, device=times.rows.device).unsqueeze(1)
-    rows = torch.arange(B, device=grad_out.device)
     a = torch.zeros_like(grad_out[0])                      # cotangent of the state after the current step
     grad_params: list = [None] * len(params)
     replayed = torch.zeros(B, dtype=torch.long, device=grad_out.device)   # steps replayed, per sample
@@ -133,13 +132,13 @@ def replay_backward(recording: Recording, grad_ys: tuple, params: tuple) -> tupl
     for record in reversed(recording.steps):
         if not bool(record.accept.any()):                   # a step every sample rejected changed nothing
             continue
-        y, outputs, cotangents = _replay_step(problem, tableau, weights["fsal"], c, times, record, a, grad_out, rows)
+        y, outputs, cotangents = _replay_step(problem, tableau, weights["fsal"], c, times, record, a, grad_out)
         grads = torch.autograd.grad(outputs, (y, *params), cotangents, allow_unused=True)
         a = grads[0]
         grad_params = [g if total is None else (total if g is None else total + g)
                        for total, g in zip(grad_params, grads[1:])]
         replayed += record.accept
-        end_field = 0 if weights["fsal"] or record.width == 0 else 1    # f(t1, y1), for the interpolant
+        end_field = 0 if weights["fsal"] or record.served == 0 else 1    # f(t1, y1), for the interpolant
         evaluations += record.accept * (weights["n_stages"] + end_field)
     a = a + grad_out[0]                                     # output 0 is y0 itself
     grad_y0 = problem.unflatten(a)
@@ -152,7 +151,7 @@ def replay_backward(recording: Recording, grad_ys: tuple, params: tuple) -> tupl
 
 
 def _replay_step(problem: FlatProblem, tableau, fsal: bool, c: torch.Tensor, times: OutputTimes, record: StepRecord,
-                 a: torch.Tensor, grad_out: torch.Tensor, rows: torch.Tensor) -> tuple:
+                 a: torch.Tensor, grad_out: torch.Tensor) -> tuple:
     """One recorded step recomputed with autograd on: its start state (a leaf), the tensors it produced
     (the state after it, the outputs it served) and their cotangents."""
     with torch.enable_grad():
@@ -161,13 +160,14 @@ def _replay_step(problem: FlatProblem, tableau, fsal: bool, c: torch.Tensor, tim
         y1, _, stages = rk_step(problem, tableau, record.t, y, problem(record.t, y), record.dt, stage_times)
         after = torch.where(record.accept.unsqueeze(1), y1, y)
         outputs, cotangents = [after], [a]
-        if record.width > 0:
+        if record.served > 0:
             f1 = stages[-1] if fsal else problem(record.t1, y1)
             trial = Trial(t=record.t, dt=record.dt, t1=record.t1, y=y, y1=y1, f1=f1, stages=stages, ratio=None,
                           accept=record.accept, stalled=None, crossed=record.crossed)
-            index, valid, values = dense_values(tableau, trial, record.first_out, times, record.width)
+            steps = Interpolants.of(tableau, trial, record.first_out)
+            index, sample, values = dense_values(tableau, steps, times, record.served)
             outputs.append(values)
-            cotangents.append(grad_out[index, rows] * valid.unsqueeze(2))
+            cotangents.append(grad_out[index, sample])
     return y, outputs, cotangents
 
 

@@ -171,3 +171,50 @@ def test_the_batched_interpolant_is_the_fitted_one(method):
         batched = y0 + dt.unsqueeze(1) * torch.einsum("s,bsn->bn", weights @ powers, ks)
         fitted = interpolation.evaluate(poly, torch.full((1, B, 1), x, dtype=torch.float64))[0]
         assert torch.allclose(batched, fitted, rtol=1e-13, atol=1e-14), x
+
+
+def test_many_outputs_per_step_match_each_sample_solved_alone():
+    """Hundreds of own output times: most steps pass many of them, served late in stacked batches."""
+    times = irregular_times(seed=4, n=400)
+    ys = odeint(decay, Y0, times, rtol=1e-10, atol=1e-12, options={"per_sample": True})
+    for b in range(B):
+        assert torch.allclose(ys[:, b], solo_reference(b, times[b]), rtol=0, atol=1e-8), b
+
+
+def _grouped_by(monkeypatch, budget, most_kept):
+    """Run the solver with outputs evaluated in groups of at most ``most_kept`` iterations (or
+    ``budget`` stage values); returns the outputs and the sizes of the groups."""
+    from nodecourse.solvers import per_sample
+    groups = []
+    flush, init = per_sample.Outputs.flush, per_sample.Outputs.__init__
+
+    def recording_flush(self):
+        if self.kept:
+            groups.append((len(self.kept), sum(len(trial.stages) * trial.y.numel() for trial, _ in self.kept)))
+        flush(self)
+
+    def small_init(self, y0, times, tableau):
+        init(self, y0, times, tableau, budget=budget, most_kept=most_kept)
+
+    monkeypatch.setattr(per_sample.Outputs, "flush", recording_flush)
+    monkeypatch.setattr(per_sample.Outputs, "__init__", small_init)
+    times = irregular_times(seed=5, n=120)
+    ys = odeint(decay, Y0, times, rtol=1e-7, atol=1e-9, options={"per_sample": True})
+    monkeypatch.undo()
+    return ys, groups
+
+
+def test_outputs_do_not_depend_on_how_the_steps_are_grouped(monkeypatch):
+    one_by_one, singles = _grouped_by(monkeypatch, budget=1, most_kept=64)
+    in_groups, groups = _grouped_by(monkeypatch, budget=2 ** 20, most_kept=8)
+    assert max(n for n, _ in singles) == 1 and max(n for n, _ in groups) == 8
+    assert len(groups) < len(singles)
+    assert torch.allclose(one_by_one, in_groups, rtol=0, atol=1e-14)
+
+
+def test_kept_steps_stay_within_the_budget(monkeypatch):
+    """The steps kept for late evaluation hold at most ``budget`` stage values (one step may exceed it alone)."""
+    budget = 7 * B * 2 * 3   # three dopri5 iterations' stages
+    _, groups = _grouped_by(monkeypatch, budget=budget, most_kept=64)
+    assert max(held for _, held in groups) <= budget
+    assert max(n for n, _ in groups) == 3

@@ -2,9 +2,10 @@
 
 The state is ``[B, N]``: dim 0 is the batch of independent problems. Each iteration takes one trial
 step for every sample still running (finished samples have ``dt = 0``), accepts or rejects it per
-sample, and serves the output times each accepted step passed from its dense output: all of them,
-for all samples, in one batched evaluation, so the cost of outputs grows with their number only
-through the interpolation's arithmetic. Output times may be shared (``[T]``) or each sample's own
+sample, and serves the output times each accepted step passed from its dense output. The steps
+that passed outputs are kept and their interpolants evaluated late, the outputs of many iterations
+and all samples in one batched evaluation (:class:`Outputs`), so the cost of outputs grows with
+their number only through the interpolation's arithmetic. Output times may be shared (``[T]``) or each sample's own
 (``[B, T]``). One small vector crosses to the host per iteration.
 """
 from __future__ import annotations
@@ -68,7 +69,7 @@ def trial_step(evaluate: Callable, tableau: ButcherTableau, norm: Callable, cont
     """One trial step per sample and every sample's decision, all on the device.
 
     ``c`` is the tableau's stage times ``[S, 1]``. Returns the next :class:`Samples`, the
-    :class:`Trial`, and ``summary = [anyone running, anyone stalled, most outputs one step passed]``,
+    :class:`Trial`, and ``summary = [anyone running, anyone stalled, (output, sample) pairs passed]``,
     the one vector the host reads.
     """
     dt = now.dt
@@ -94,36 +95,82 @@ def trial_step(evaluate: Callable, tableau: ButcherTableau, norm: Callable, cont
     keep = accept.unsqueeze(1)
     after = Samples(torch.where(accept, t1, now.t), dt_next, torch.where(keep, y1, now.y), torch.where(keep, f1, now.f),
                     running, now.next_out + crossed)
-    summary = torch.stack([running.sum(), stalled.sum(), crossed.amax()])
+    summary = torch.stack([running.sum(), stalled.sum(), crossed.sum()])
     return after, Trial(now.t, dt, t1, now.y, y1, f1, stages, ratio, accept, stalled, crossed), summary
 
 
-def dense_values(tableau: ButcherTableau, trial: Trial, first_out: torch.Tensor, times: OutputTimes, width: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The states at the output times the accepted steps passed, from their interpolants at once.
+class Interpolants(NamedTuple):
+    """Accepted steps whose dense output serves output times, as one batch of ``M`` entries: one
+    iteration's ``B`` samples, or several iterations' stacked (``M = P B``).
 
-    ``first_out`` ``[B]`` is each sample's first unserved output index, ``width`` the most outputs one
-    sample's step passed (the host knows it from the summary). Returns ``(index, valid, values)``:
-    output indices ``[width, B]``, which of them are real ``[width, B]``, and the states ``[width, B, N]``.
+    ``t``, ``dt`` ``[M]`` the step's start and size, ``y`` ``[M, N]`` its start state, ``stages``
+    ``[S', M, N]`` its stage derivatives (with the field at the step's end where the tableau's
+    interpolant needs it), ``crossed`` ``[M]`` how many outputs the step passed, ``first_out`` ``[M]``
+    the first of them, ``sample`` ``[M]`` which sample each entry is (``None``: entry ``m`` is sample ``m``).
     """
-    D = _dense_matrix(tableau, trial.y)                                       # [4, S']
-    if width == 1:
-        valid, index = (trial.crossed > 0).unsqueeze(0), first_out.unsqueeze(0)
-    else:
-        offsets = torch.arange(width, device=first_out.device).unsqueeze(1)
-        valid, index = offsets < trial.crossed, first_out + offsets
-    index = index.clamp(max=times.cols.shape[0] - 1)
-    s = times.cols.gather(0, index)                                          # [width, B]
-    x = ((s - trial.t) / trial.dt.masked_fill(trial.dt == 0, 1.0)).to(trial.y.dtype).unsqueeze(2)  # [width, B, 1]
-    stages = trial.stages if len(trial.stages) == D.shape[1] else [*trial.stages, trial.f1]
-    B, N = trial.y.shape
-    # the polynomial's coefficients for every sample at once: one [4, S'] x [S', B N] product (not B small ones)
-    coeffs = (D @ torch.stack(stages).reshape(len(stages), B * N)).reshape(4, B, N)
-    increment = coeffs[3].expand(x.shape[0], B, N)               # Horner's rule: sum_p x^(p+1) coeffs[p]
+
+    t: torch.Tensor
+    dt: torch.Tensor
+    y: torch.Tensor
+    stages: torch.Tensor
+    crossed: torch.Tensor
+    first_out: torch.Tensor
+    sample: Optional[torch.Tensor]
+
+    @staticmethod
+    def of(tableau: ButcherTableau, trial: Trial, first_out: torch.Tensor) -> "Interpolants":
+        """One iteration's trial, ``first_out`` ``[B]`` each sample's first unserved output before it."""
+        return Interpolants(trial.t, trial.dt, trial.y, torch.stack(_interpolated_stages(tableau, trial)),
+                            trial.crossed, first_out, None)
+
+    @staticmethod
+    def stacked(tableau: ButcherTableau, pending: list) -> "Interpolants":
+        """Several iterations' ``(trial, first_out)`` as one batch: entry ``p B + b`` is sample ``b`` of
+        iteration ``p``. About a dozen tensor operations, however many iterations."""
+        if len(pending) == 1:
+            return Interpolants.of(tableau, *pending[0])
+        trials = [trial for trial, _ in pending]
+        P, (B, N) = len(trials), trials[0].y.shape
+        stages = torch.stack([k for trial in trials for k in _interpolated_stages(tableau, trial)])  # [P S', B, N]
+        stages = stages.reshape(P, -1, B, N).transpose(0, 1).reshape(-1, P * B, N)            # [S', P B, N]
+        sample = torch.arange(B, device=trials[0].y.device).repeat(P)
+        return Interpolants(torch.cat([trial.t for trial in trials]), torch.cat([trial.dt for trial in trials]),
+                            torch.cat([trial.y for trial in trials]), stages,
+                            torch.cat([trial.crossed for trial in trials]),
+                            torch.cat([first_out for _, first_out in pending]), sample)
+
+
+def _interpolated_stages(tableau: ButcherTableau, trial: Trial) -> list:
+    """The derivatives the tableau's interpolant weighs: the stages, and ``f1`` unless it is the last stage."""
+    n_weights = _dense_matrix(tableau, trial.y).shape[1]
+    return trial.stages if len(trial.stages) == n_weights else [*trial.stages, trial.f1]
+
+
+def dense_values(tableau: ButcherTableau, steps: Interpolants, times: OutputTimes, served: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The states at the output times the steps passed, from their interpolants, all at once.
+
+    ``served`` is how many (output, sample) pairs the steps passed in all, ``steps.crossed.sum()``
+    (the host knows it from the iterations' summaries). Only those pairs are evaluated. Returns
+    ``(index, sample, values)``: each pair's output index and sample ``[K]``, and its state ``[K, N]``.
+    """
+    D = _dense_matrix(tableau, steps.y)                                          # [4, S']
+    entry = torch.repeat_interleave(steps.crossed, output_size=served)            # [K]: the step serving each pair
+    first_pair = steps.crossed.cumsum(0).sub_(steps.crossed)                      # [M]: its first pair's position
+    offset = torch.arange(served, device=entry.device) - first_pair.index_select(0, entry)
+    index = steps.first_out.index_select(0, entry) + offset
+    sample = entry if steps.sample is None else steps.sample.index_select(0, entry)
+    # index_select rather than advanced indexing: several times faster on CPU for many pairs
+    t, dt, y = (v.index_select(0, entry) for v in (steps.t, steps.dt, steps.y))   # [K], [K], [K, N]
+    s = times.rows.take(sample * times.rows.shape[1] + index)                      # [K]: the output times
+    x = ((s - t) / dt.masked_fill(dt == 0, 1.0)).to(y.dtype).unsqueeze(1)         # [K, 1]
+    K, N = y.shape
+    # the polynomial's coefficients for every pair at once: one [4, S'] x [S', K N] product (not K small ones)
+    coeffs = (D @ steps.stages.index_select(1, entry).reshape(D.shape[1], K * N)).reshape(4, K, N)
+    increment = coeffs[3]                                         # Horner's rule: sum_p x^(p+1) coeffs[p]
     for p in (2, 1, 0):
         increment = torch.addcmul(coeffs[p], x, increment)
-    values = torch.addcmul(trial.y, (x * trial.dt.to(trial.y.dtype).unsqueeze(1)), increment)
-    return index, valid, values
+    return index, sample, torch.addcmul(y, x * dt.to(y.dtype).unsqueeze(1), increment)
 
 
 def _dense_matrix(tableau: ButcherTableau, like: torch.Tensor) -> torch.Tensor:
@@ -137,28 +184,52 @@ def _dense_matrix(tableau: ButcherTableau, like: torch.Tensor) -> torch.Tensor:
 
 
 class Outputs:
-    """The ``[T, B, N]`` outputs, filled as the steps serve them: output 0 is ``y0``; each served
-    ``(index, valid, values)`` of :func:`dense_values` is written in place, in one differentiable
-    ``index_put_``, its entries that are not real sent to a spare row ``T`` that is never returned."""
+    """The ``[T, B, N]`` outputs, filled as the steps serve them: output 0 is ``y0``.
 
-    def __init__(self, y0: torch.Tensor, n_times: int):
-        self.n_times = n_times
-        self.buffer = y0.new_zeros(n_times + 1, *y0.shape)
+    The interpolants are evaluated late, many iterations at once: :meth:`add` keeps an accepted
+    step that passed outputs, and once the kept steps hold more than ``budget`` stage values, or
+    ``most_kept`` iterations, or at the end, :meth:`flush` evaluates the outputs they passed in one
+    :func:`dense_values` and writes them in one differentiable ``index_put_``. So an iteration that
+    serves outputs costs a list append, not the twenty-odd small tensor operations of an evaluation,
+    and the kept steps hold their stages (at most ``budget`` values) until then.
+    """
+
+    def __init__(self, y0: torch.Tensor, times: OutputTimes, tableau: ButcherTableau, budget: int = 2 ** 20,
+                 most_kept: int = 64):
+        self.times, self.tableau, self.budget, self.most_kept = times, tableau, budget, most_kept
+        self.n_times = times.cols.shape[0]
+        self.buffer = y0.new_zeros(self.n_times, *y0.shape)
         self.buffer[0] = y0
-        self.rows = torch.arange(y0.shape[0], device=y0.device)
+        self.kept: list = []
+        self.served = 0
 
-    def serve(self, index: torch.Tensor, valid: torch.Tensor, values: torch.Tensor) -> None:
-        self.buffer.index_put_((torch.where(valid, index, self.n_times), self.rows.expand_as(index)), values)
+    def add(self, trial: Trial, first_out: torch.Tensor, served: int) -> None:
+        """Keep an iteration's trial whose accepted steps passed ``served`` (output, sample) pairs."""
+        held = (len(self.kept) + 1) * len(trial.stages) * trial.y.numel()
+        if self.kept and (held > self.budget or len(self.kept) == self.most_kept):
+            self.flush()
+        self.kept.append((trial, first_out))
+        self.served += served
+
+    def flush(self) -> None:
+        """Evaluate the kept steps' interpolants and write the outputs they serve."""
+        if not self.kept:
+            return
+        index, sample, values = dense_values(self.tableau, Interpolants.stacked(self.tableau, self.kept),
+                                             self.times, self.served)
+        self.buffer.index_put_((index, sample), values)
+        self.kept, self.served = [], 0
 
     def result(self) -> torch.Tensor:
-        return self.buffer[:self.n_times]
+        self.flush()
+        return self.buffer
 
 
 class StepRecord(NamedTuple):
     """What replaying one iteration needs (:mod:`nodecourse.adjoint_checkpoint`): the trial's start
     ``t`` ``[B]``, step ``dt`` ``[B]`` and end ``t1`` ``[B]``, state ``y`` ``[B, N]``, which samples
-    accepted it, each sample's first unserved output before it, the outputs it served, and the most one
-    sample's step served."""
+    accepted it, each sample's first unserved output before it, how many outputs each sample's step
+    served, and how many that makes in all."""
 
     t: torch.Tensor
     dt: torch.Tensor
@@ -167,7 +238,7 @@ class StepRecord(NamedTuple):
     accept: torch.Tensor
     first_out: torch.Tensor
     crossed: torch.Tensor
-    width: int
+    served: int
 
 
 def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control, norm: Callable, f0: torch.Tensor,
@@ -186,7 +257,7 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
     history: list = []  # each iteration's (active, ratio, accept): the statistics and the underflow message read it
     c = torch.tensor(nonzero_weights(tableau)["c"], dtype=now.t.dtype, device=now.t.device).unsqueeze(1)
     clip_last = _clips_last_step(tableau)
-    outputs = Outputs(y0, times.rows.shape[1])
+    outputs = Outputs(y0, times, tableau)
     n_iter = 0
     while True:
         n_iter += 1
@@ -196,13 +267,13 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
         if not stepper.counts_itself:
             problem.nfe += stepper.evals_per_step
         history.append((now.active, trial.ratio, trial.accept))
-        any_running, any_stalled, width = summary.tolist()  # the one host sync of the iteration
+        any_running, any_stalled, served = summary.tolist()  # the one host sync of the iteration
         if any_stalled:
             on_stall(trial, nonfinite_since_accepted(history))
-        if width > 0:
-            outputs.serve(*dense_values(tableau, trial, now.next_out, times, int(width)))
+        if served > 0:
+            outputs.add(trial, now.next_out, int(served))
         if record is not None:
-            record.append(StepRecord(trial.t, trial.dt, trial.t1, trial.y, trial.accept, now.next_out, trial.crossed, int(width)))
+            record.append(StepRecord(trial.t, trial.dt, trial.t1, trial.y, trial.accept, now.next_out, trial.crossed, int(served)))
         now = after
         if not any_running:
             break
