@@ -247,3 +247,45 @@ def test_classifier_rejects_bad_settings(kwargs, error, match):
 def test_classifier_rejects_bad_inputs():
     with pytest.raises(ValueError, match=r"inputs of shape \[batch, 2\]"):
         _classifier()(torch.zeros(4, 3, dtype=DT))
+
+
+def _training_loss_and_grads(adjoint, x, y, seed=3, **kwargs):
+    """The regularised training loss of one forward pass (probe drawn from ``seed``) and its parameter gradients."""
+    model = _classifier(kinetic=0.5, jacobian=0.5, adjoint=adjoint, **kwargs)
+    torch.manual_seed(seed)
+    loss = nn.functional.cross_entropy(model(x), y) + model.penalty
+    grads = torch.autograd.grad(loss, list(model.func.parameters()) + [model.embed.weight])
+    return model, loss, grads
+
+
+@pytest.mark.parametrize("adjoint, rel", [("checkpoint", 1e-9), (True, 1e-5)])
+def test_classifier_adjoint_settings_give_backprops_gradient(adjoint, rel):
+    """Replayed steps give backprop's gradient through the same solve; the adjoint ODE gives it to its
+    tolerance. Both through the running integrals, whose Jacobian term is itself a gradient."""
+    x, y = torch.randn(5, 2, dtype=DT, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 1, 0])
+    _, loss_bp, grads_bp = _training_loss_and_grads(False, x, y, rtol=1e-9, atol=1e-10)
+    model, loss, grads = _training_loss_and_grads(adjoint, x, y, rtol=1e-9, atol=1e-10)
+    assert loss.item() == pytest.approx(loss_bp.item(), rel=1e-12)
+    for g, g_bp in zip(grads, grads_bp):
+        torch.testing.assert_close(g, g_bp, rtol=rel, atol=rel * g_bp.abs().max().item())
+    assert 0 < model.nfe_backward
+    if adjoint == "checkpoint":   # one replay per accepted step: about the forward's evaluations
+        assert model.nfe_backward <= 1.2 * model.nfe
+
+
+def test_classifier_backward_nfe_is_none_without_a_backward_solve():
+    model = _classifier(kinetic=0.5)
+    model(torch.randn(3, 2, dtype=DT)).sum().backward()
+    assert model.nfe_backward is None
+    model.adjoint = "checkpoint"
+    model(torch.randn(3, 2, dtype=DT))
+    assert model.nfe_backward is None   # no backward pass through this forward yet
+
+
+def test_classifier_rejects_a_bad_adjoint_setting():
+    with pytest.raises(ValueError, match="adjoint must be False"):
+        _classifier(adjoint="yes")
+    model = _classifier()
+    model.adjoint = "reverse"
+    with pytest.raises(ValueError, match="adjoint must be False"):
+        model(torch.randn(3, 2, dtype=DT))

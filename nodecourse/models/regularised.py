@@ -15,9 +15,11 @@ import torch
 from torch import nn
 
 from nodecourse._validation import check_batch, check_count, check_nonnegative, check_positive
+from nodecourse.adjoint import solve_adjoint
 from nodecourse.solvers import ADAPTIVE_METHODS, FIXED_METHODS, solve
 
 from ._compat import renamed
+from .gradients import Adjoint, check_adjoint
 from .mlp import MLP
 from .ode_block import DEFAULT_ATOL, DEFAULT_METHOD, DEFAULT_RTOL
 from .odefunc import ODEFunc
@@ -118,12 +120,17 @@ class RegularisedClassifier(nn.Module):
     ``kinetic * mean E_kin + jacobian * mean E_jac`` (add it to the loss); otherwise (eval mode, or
     both weights zero) it solves the plain ODE and the penalty is 0. ``self.nfe`` is the number of
     vector-field evaluations of the last solve, ``self.stats`` its full statistics.
+
+    ``adjoint`` is the setting every model takes (:mod:`nodecourse.models.gradients`): ``False``
+    backpropagates through the solver, ``True`` solves the adjoint ODE backwards, ``"checkpoint"``
+    replays the forward steps. With the last two, ``self.nfe_backward`` is the number of evaluations of
+    the last backward pass through the model (``None`` with ``False``, and until a backward pass runs).
     """
 
     def __init__(self, input_size: int = 2, output_size: int = 2, state_size: int = 4, hidden_size: int = 32,
                  kinetic: float = 0.0, jacobian: float = 0.0, t1: float = 1.0, method: str = DEFAULT_METHOD,
                  rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-                 activation: type[nn.Module] = nn.Tanh) -> None:
+                 activation: type[nn.Module] = nn.Tanh, adjoint: Adjoint = False) -> None:
         super().__init__()
         self.input_size = check_count("input_size", input_size)
         self.output_size = check_count("output_size", output_size)
@@ -138,6 +145,7 @@ class RegularisedClassifier(nn.Module):
         self.kinetic = check_nonnegative("kinetic", kinetic)
         self.jacobian = check_nonnegative("jacobian", jacobian)
         self.t1, self.method, self.rtol, self.atol = t1, method, rtol, atol
+        self.adjoint = check_adjoint(adjoint, method)
         self.embed = nn.Linear(self.input_size, state)
         self.func = RegularisedODEFunc(MLP([state, width, width, state], activation),
                                        kinetic=self.kinetic > 0, jacobian=self.jacobian > 0)
@@ -145,6 +153,13 @@ class RegularisedClassifier(nn.Module):
         self.nfe: int = 0
         self.stats = None
         self.penalty: torch.Tensor | float = 0.0
+        self._adjoint_solution = None
+
+    @property
+    def nfe_backward(self) -> int | None:
+        """Evaluations of the last backward pass (adjoint or replayed steps); ``None`` when there is none."""
+        backward = self._adjoint_solution.backward if self._adjoint_solution is not None else None
+        return int(backward.nfe) if backward is not None else None
 
     @property
     def regularised(self) -> bool:
@@ -160,16 +175,29 @@ class RegularisedClassifier(nn.Module):
         self._check(x)
         z0 = self.embed(x)
         if self.training and self.regularised:
-            sol = solve(self.func, self.func.initial_state(z0), self._times(z0), rtol=self.rtol, atol=self.atol,
-                        method=self.method)
+            sol = self._solve(self.func, self.func.initial_state(z0))
             z1, e_kin, e_jac = (part[-1] for part in sol.ys)
             self.penalty = self.kinetic * e_kin.mean() + self.jacobian * e_jac.mean()
         else:
-            sol = solve(self.func.dynamics, z0, self._times(z0), rtol=self.rtol, atol=self.atol, method=self.method)
+            sol = self._solve(self.func.dynamics, z0)
             z1 = sol.ys[-1]
             self.penalty = 0.0
         self.stats, self.nfe = sol.stats, int(sol.stats.nfe)
         return self.readout(z1)
+
+    def _solve(self, func: nn.Module, state):
+        """Solve ``func`` from ``state`` on ``[0, t1]``, differentiated as ``self.adjoint`` says (checked
+        again here: it may have been set after construction)."""
+        settings = dict(rtol=self.rtol, atol=self.atol, method=self.method)
+        adjoint = check_adjoint(self.adjoint, self.method)
+        times = self._times(state[0] if isinstance(state, tuple) else state)
+        if adjoint is False:
+            self._adjoint_solution = None
+            return solve(func, state, times, **settings)
+        gradient = "checkpoint" if adjoint == "checkpoint" else "adjoint"
+        self._adjoint_solution = solve_adjoint(func, state, times, adjoint_params=tuple(self.func.parameters()),
+                                               gradient=gradient, **settings)
+        return self._adjoint_solution
 
     @torch.no_grad()
     def integrals(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,4 +212,4 @@ class RegularisedClassifier(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"kinetic={self.kinetic}, jacobian={self.jacobian}, t1={self.t1}, method={self.method!r}, "
-                f"rtol={self.rtol}, atol={self.atol}")
+                f"rtol={self.rtol}, atol={self.atol}, adjoint={self.adjoint!r}")
