@@ -5,8 +5,8 @@ step for every sample still running (finished samples have ``dt = 0``), accepts 
 sample, and serves the output times each accepted step passed from its dense output. The steps
 that passed outputs are kept and their interpolants evaluated late, the outputs of many iterations
 and all samples in one batched evaluation (:class:`Outputs`), so the cost of outputs grows with
-their number only through the interpolation's arithmetic. Output times may be shared (``[T]``) or each sample's own
-(``[B, T]``). One small vector crosses to the host per iteration.
+their number only through the interpolation's arithmetic. Output times may be shared (``[T]``) or
+each sample's own (``[B, T]``). One small vector crosses to the host per iteration.
 """
 from __future__ import annotations
 
