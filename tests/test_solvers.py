@@ -311,3 +311,74 @@ def test_output_times_are_differentiable_however_few(method, n_outputs):
     exact = -2 * torch.exp(-t.detach())
     exact[0] = 2 * torch.exp(-t.detach()[1:]).sum()  # moving t_0 shifts every later state: + y(t_j) each
     assert torch.allclose(grad_t, exact, rtol=1e-4, atol=1e-8), (grad_t, exact)
+
+
+# --- an nn.Module field is called through forward only when its __call__ would do nothing more ----------
+class _Decay(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rate = torch.nn.Parameter(torch.tensor(-0.5, dtype=torch.float64))
+
+    def forward(self, t, y):
+        return self.rate * y
+
+
+@pytest.mark.parametrize("per_sample", [False, True], ids=["shared", "per-sample"])
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_module_hooks_run_at_every_evaluation(method, per_sample):
+    """A hook on the field (forward, forward pre-, or a global one) sees every evaluation the solver counts."""
+    y0 = torch.linspace(0.5, 1.5, 6, dtype=torch.float64).reshape(3, 2)
+    t = torch.linspace(0.0, 1.0, 6, dtype=torch.float64)  # on rk4's grid: no interpolation error
+    options = {"per_sample": per_sample, **({"step_size": 0.1} if method == "rk4" else {})}
+    for register in ("forward", "pre", "global"):
+        field, seen = _Decay(), []
+        if register == "forward":
+            handle = field.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+        elif register == "pre":
+            handle = field.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        else:
+            handle = torch.nn.modules.module.register_module_forward_hook(
+                lambda module, args, out: seen.append(args[0]) if module is field else None)
+        try:
+            solution = solve(field, y0, t, method=method, options=options)
+        finally:
+            handle.remove()
+        nfe = int(torch.as_tensor(solution.stats.n_calls).max()) if per_sample else solution.stats.nfe
+        assert len(seen) == nfe > 0, register
+        exact = y0 * torch.exp(-0.5 * t).reshape(-1, 1, 1)
+        assert (solution.ys - exact).abs().max() < 1e-5
+
+
+def test_hook_free_module_gives_the_results_of_a_plain_function():
+    """Calling forward directly changes nothing but the cost: the same outputs, bit for bit, and gradients."""
+    y0 = torch.linspace(0.5, 1.5, 6, dtype=torch.float64).reshape(3, 2)
+    t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
+    field = _Decay()
+    as_function = lambda t, y: field.rate * y  # noqa: E731
+    for method in ("dopri5", "rk4"):
+        options = {"step_size": 0.1} if method == "rk4" else None
+        assert torch.equal(odeint(field, y0, t, method=method, options=options),
+                           odeint(as_function, y0, t, method=method, options=options))
+    odeint(field, y0, t)[-1].sum().backward()
+    expected = (2.0 * y0 * torch.exp(torch.tensor(-1.0, dtype=torch.float64))).sum()  # d/dr of y0 e^{2r} at r = -1/2
+    assert torch.allclose(field.rate.grad, expected, rtol=1e-6)
+
+
+def test_plain_call_keeps_the_full_call_where_it_does_more():
+    from nodecourse.solvers.problem import plain_call
+
+    field = _Decay()
+    assert plain_call(field) == field.forward
+    handle = field.register_forward_hook(lambda *args: None)
+    assert plain_call(field) is field
+    handle.remove()
+    assert plain_call(field) == field.forward
+
+    class OwnCall(_Decay):
+        def __call__(self, t, y):
+            return 2 * super().__call__(t, y)
+
+    own = OwnCall()
+    assert plain_call(own) is own
+    function = lambda t, y: y  # noqa: E731
+    assert plain_call(function) is function

@@ -186,15 +186,16 @@ class _Stepper:
     def __init__(self, problem: FlatProblem, tableau: ButcherTableau, rtol: float, atol: float, compile: bool):
         trial = per_sample.trial_step if problem.per_sample else steps.shared_trial
         self.compiled = compile
+        # The tolerances as 0-d tensors in the state's dtype: the same numbers a Python float becomes in each
+        # operation, without converting it there every step; a compiled step takes them as inputs (no retrace).
+        self.rtol = torch.tensor(rtol, dtype=problem.dtype, device=problem.device)
+        self.atol = torch.tensor(atol, dtype=problem.dtype, device=problem.device)
         if compile:
             self.step = compiled.CompiledStep(trial, problem.func)
             self.evaluate = problem.traceable_field()
-            self.rtol = torch.tensor(rtol, dtype=problem.dtype, device=problem.device)
-            self.atol = torch.tensor(atol, dtype=problem.dtype, device=problem.device)
         else:
             self.step = trial
             self.evaluate = (problem.direct_flat() if problem.per_sample else problem.direct()) or problem
-            self.rtol, self.atol = rtol, atol
         direct = not compile and self.evaluate is not problem  # the user's func, shape-checked
         self.user_shape = direct and not problem.per_sample  # states kept in func's shape
         self.counts_itself = self.evaluate is problem  # else the loop adds the evaluations to problem.nfe

@@ -14,6 +14,32 @@ from .checks import check_func_output
 
 
 CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
+_MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks")
+
+
+def plain_call(func: Callable) -> Callable:
+    """``func.forward`` where calling ``func`` would call just that, else ``func`` itself.
+
+    ``nn.Module.__call__`` checks for hooks on every call (1-2 us, a tenth of a small field's own time)
+    and, finding none, calls ``forward``; a solve checks once instead: an ``nn.Module`` whose class keeps
+    ``nn.Module``'s call, with no hooks of its own or global ones, not compiled by ``module.compile()``
+    and not being traced by ``torch.jit.trace``. A hook registered during a solve applies from the next.
+    """
+    module = torch.nn.Module
+    if not isinstance(func, module):
+        return func
+    cls = type(func)
+    if cls.__call__ is not module.__call__ or getattr(cls, "_call_impl", None) is not module._call_impl:
+        return func
+    if getattr(func, "_compiled_call_impl", None) is not None or torch._C._get_tracing_state():
+        return func
+    hooks = [getattr(func, name, None) for name in _MODULE_HOOKS]
+    hooks += [getattr(torch.nn.modules.module, name, None) for name in _GLOBAL_HOOKS]
+    if any(h is None or len(h) > 0 for h in hooks):  # a hook, or a torch whose names differ: the full call
+        return func
+    return func.forward
 
 
 def split_flat(flat: torch.Tensor, shapes: list, widths: list, lead: tuple[int, ...] = ()) -> tuple[torch.Tensor, ...]:
@@ -59,6 +85,7 @@ class FlatProblem:
     def __init__(self, func: Callable, y0: tuple[torch.Tensor, ...], is_tuple: bool, t: torch.Tensor,
                  per_sample: bool):
         self.func = func
+        self.call = plain_call(func)  # what evaluations use once func's output is checked
         self.is_tuple = is_tuple
         self.shapes = [y.shape for y in y0]
         self.numels = [y.numel() for y in y0]
@@ -131,7 +158,7 @@ class FlatProblem:
         return self.direct() if tuple(self.shapes[0]) == (self.batch, self.widths[0]) else None
 
     def _shape_checked(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        f = self.func(t, y)
+        f = self.call(t, y)
         if f.shape != y.shape:
             self._wrong_output(f)
         return f
@@ -150,19 +177,19 @@ class FlatProblem:
         self.nfe += 1
         if self._simple:  # the common case: one tensor, time forward; two reshapes
             s = s if self.per_sample or s.dim() == 0 else s.reshape(())
-            f = self.func(s, y.reshape(self.shapes[0]))
+            f = self.call(s, y.reshape(self.shapes[0]))
             if f.shape != self.shapes[0]:
                 self._wrong_output(f)
             return f.reshape(self.batch, -1)
         t = self.user_time(s)
         if self._checked and not self.is_tuple:
-            f = self.func(t, y.reshape(self.shapes[0]))
+            f = self.call(t, y.reshape(self.shapes[0]))
             if not torch.is_tensor(f) or f.shape != self.shapes[0]:
                 self._wrong_output(f)
             f = f.reshape(self.batch, -1)
         else:
             state = self.to_user(self.unflatten(y))
-            f = self.func(t, state) if self._checked else self._first_call(t, state)
+            f = self.call(t, state) if self._checked else self._first_call(t, state)
             if not self._checked or not all(torch.is_tensor(fi) and fi.shape == shape for fi, shape in zip(f, self.shapes)):
                 check_func_output(f, self.unflatten(y), self.is_tuple)
                 self._checked = True
