@@ -16,6 +16,7 @@ from torch import nn
 
 import nodecourse
 from nodecourse.models import MLP
+from nodecourse.solvers.problem import plain_call
 from nodecourse.benchmarking import (Counted, Row, interleaved_median_times, median_time, saved_tensor_bytes,
                                      time_and_overhead)
 from nodecourse.data import load_mnist, split_holdout
@@ -98,21 +99,25 @@ class CountingField(nn.Module):
 
 
 def hand_written_rk4(field, y0, t_end, h):
-    """rk4 (Kutta's 3/8 rule, torchdiffeq's and ours) as the shortest eager loop: no checks, no outputs
-    but the last, each stage input built in place. The floor an eager Python solver can reach."""
+    """rk4 (Kutta's 3/8 rule, torchdiffeq's and ours) as the shortest eager loop: no checks, no outputs but
+    the last, the stage times made before the loop, each stage input built in place, the new state as
+    y + (h/8)(k1 + 3 k2 + 3 k3 + k4), and a hook-free module called through ``forward`` (as the solver
+    does). The floor an eager Python solver can reach."""
     n = int(round(t_end / h))
-    times = list(torch.arange(n + 1, dtype=y0.dtype).mul_(h).unbind())
+    fractions = torch.tensor([0.0, 1 / 3, 2 / 3, 1.0], dtype=y0.dtype)
+    flat = ((torch.arange(n, dtype=y0.dtype).unsqueeze(1) + fractions) * h).reshape(-1).unbind()
+    times = [flat[4 * g:4 * g + 4] for g in range(n)]
+    call = plain_call(field)
     y = y0
     for g in range(n):
-        t0 = times[g]
-        k1 = field(t0, y)
-        k2 = field(t0 + h / 3, torch.add(y, k1, alpha=h / 3))
+        t0, t1, t2, t3 = times[g]
+        k1 = call(t0, y)
+        k2 = call(t1, torch.add(y, k1, alpha=h / 3))
         y3 = torch.add(y, k1, alpha=-h / 3)
-        k3 = field(t0 + 2 * h / 3, y3.add_(k2, alpha=h))
+        k3 = call(t2, y3.add_(k2, alpha=h))
         y4 = torch.add(y, k1, alpha=h)
-        k4 = field(times[g + 1], y4.add_(k2, alpha=-h).add_(k3, alpha=h))
-        increment = torch.mul(k1, h / 8).add_(k2, alpha=3 * h / 8).add_(k3, alpha=3 * h / 8).add_(k4, alpha=h / 8)
-        y = y + increment
+        k4 = call(t3, y4.add_(k2, alpha=-h).add_(k3, alpha=h))
+        y = torch.add(y, torch.add(k1, k2, alpha=3.0).add_(k3, alpha=3.0).add_(k4), alpha=h / 8)
     return y
 
 
