@@ -301,3 +301,34 @@ def test_compiled_steps_interpolate_like_eager_ones():
 def test_an_unknown_interp_is_refused_naming_the_choices(interp):
     with pytest.raises(ValueError, match=r"options\['interp'\] must be one of 'linear', 'cubic', 'exact'"):
         odeint(field, _y0(), _times(), method="rk4", options={"step_size": 0.1, "interp": interp})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("t_end", [0.05, 0.1, 0.3, 2.7, 1 / 3])
+def test_a_float32_span_takes_no_sliver_step(t_end, dtype):
+    """float32 holds 0.1 as 0.10000000149: the span is 2.00000003 steps of 0.05, and that rounding must not
+    cost a third step 7e-10 long (four more evaluations of rk4). The step count and the result are
+    torchdiffeq's, which builds its grid in the time dtype."""
+    calls = []
+
+    def decay(t, y):
+        calls.append(t)
+        return -y
+
+    y0, t = torch.ones(1, dtype=dtype), torch.tensor([0.0, t_end], dtype=dtype)
+    options = {"step_size": 0.05}
+    solution = solve(decay, y0, t, method="rk4", options=options)
+    theirs = torchdiffeq.odeint(decay, y0, t, method="rk4", options=options)
+    assert solution.stats.n_steps == math.ceil(round(t_end / 0.05, 6)) == len(calls) // 4 // 2
+    assert (solution.ys[-1] - theirs[-1]).abs().max() <= 4 * torch.finfo(dtype).eps
+    assert abs(float(solution.ys[-1]) - math.exp(-t_end)) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_span_shorter_than_the_step_still_takes_one_step(dtype):
+    y0 = torch.ones(1, dtype=dtype)
+    for t_end in (1e-9, 1e-4, 0.049):
+        solution = solve(lambda t, y: -y, y0, torch.tensor([0.0, t_end], dtype=dtype), method="rk4",
+                         options={"step_size": 0.05})
+        assert solution.stats.n_steps == 1
+        assert abs(float(solution.ys[-1]) - math.exp(-t_end)) < 1e-7

@@ -80,7 +80,12 @@ def base_grid(problem: FlatProblem, step_size: Optional[float], grid_constructor
     if step_size is None:
         return t
     span = float(t[-1].detach() - t[0].detach())
-    n = int(math.ceil(span / step_size - 1e-9))
+    # The span carries the rounding of its end times (float32: about 1e-7 of their size), so a span of k
+    # steps may read as k + 3e-7 steps: that slack is not worth a sliver of an extra step (torchdiffeq
+    # takes none either); the last grid point is t[-1] itself.
+    ends = max(abs(float(t[0].detach())), abs(float(t[-1].detach())))
+    slack = 1e-9 + 2 * torch.finfo(t.dtype).eps * ends / step_size
+    n = max(1, int(math.ceil(span / step_size - slack)))
     if n > max_steps:
         raise SolverError(
             f"step_size={step_size:g} over a time span of {span:g} needs {n:,} steps, more than "
