@@ -229,7 +229,8 @@ class StepRecord(NamedTuple):
     """What replaying one iteration needs (:mod:`nodecourse.adjoint_checkpoint`): the trial's start
     ``t`` ``[B]``, step ``dt`` ``[B]`` and end ``t1`` ``[B]``, state ``y`` ``[B, N]``, which samples
     accepted it, each sample's first unserved output before it, how many outputs each sample's step
-    served, and how many that makes in all."""
+    served, and how many that makes in all; in a :class:`StageRecord`, also its ``S`` stage derivatives
+    (``[B, N]`` each)."""
 
     t: torch.Tensor
     dt: torch.Tensor
@@ -239,6 +240,13 @@ class StepRecord(NamedTuple):
     first_out: torch.Tensor
     crossed: torch.Tensor
     served: int
+    stages: Optional[list] = None
+
+
+class StageRecord(list):
+    """A ``record`` list whose :class:`StepRecord` s keep their trial's stages as well (``S`` times the
+    memory of the plain record): what a quadrature over the accepted steps needs
+    (:mod:`nodecourse.adjoint_per_sample`)."""
 
 
 def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control, norm: Callable, f0: torch.Tensor,
@@ -273,7 +281,8 @@ def per_sample_loop(problem, tableau: ButcherTableau, stepper, control: Control,
         if served > 0:
             outputs.add(trial, now.next_out, int(served))
         if record is not None:
-            record.append(StepRecord(trial.t, trial.dt, trial.t1, trial.y, trial.accept, now.next_out, trial.crossed, int(served)))
+            record.append(StepRecord(trial.t, trial.dt, trial.t1, trial.y, trial.accept, now.next_out, trial.crossed,
+                                     int(served), trial.stages if isinstance(record, StageRecord) else None))
         now = after
         if not any_running:
             break
