@@ -82,9 +82,10 @@ def base_grid(problem: FlatProblem, step_size: Optional[float], grid_constructor
     span = float(t[-1].detach() - t[0].detach())
     # The span carries the rounding of its end times (float32: about 1e-7 of their size), so a span of k
     # steps may read as k + 3e-7 steps: that slack is not worth a sliver of an extra step (torchdiffeq
-    # takes none either); the last grid point is t[-1] itself.
+    # takes none either); the last grid point is t[-1] itself. (At most 1% of a step: a step that small
+    # next to the times is below their resolution anyway, and the count stays the span's.)
     ends = max(abs(float(t[0].detach())), abs(float(t[-1].detach())))
-    slack = 1e-9 + 2 * torch.finfo(t.dtype).eps * ends / step_size
+    slack = min(0.01, 1e-9 + 2 * torch.finfo(t.dtype).eps * ends / step_size)
     n = max(1, int(math.ceil(span / step_size - slack)))
     if n > max_steps:
         raise SolverError(
