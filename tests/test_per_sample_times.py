@@ -218,3 +218,22 @@ def test_kept_steps_stay_within_the_budget(monkeypatch):
     _, groups = _grouped_by(monkeypatch, budget=budget, most_kept=64)
     assert max(held for _, held in groups) <= budget
     assert max(n for n, _ in groups) == 3
+
+
+def test_a_plain_record_keeps_no_stages_and_a_stage_record_keeps_every_trials():
+    """The checkpoint replay's record holds one state per iteration; only a StageRecord also holds the
+    trial's stage derivatives (what the seminorm adjoint's quadrature needs), S of them, each [B, N]."""
+    from nodecourse.solvers.api import solve_recording_steps
+    from nodecourse.solvers.per_sample import StageRecord
+
+    y0 = torch.linspace(0.5, 1.5, 8, dtype=torch.float64).reshape(4, 2)
+    t = torch.linspace(0.0, 2.0, 3, dtype=torch.float64)
+    plain, staged = [], StageRecord()
+    for record in (plain, staged):
+        solve_recording_steps(lambda t, y: -y, y0, t, 1e-6, 1e-6, "dopri5", {"per_sample": True}, record)
+    assert len(plain) == len(staged) > 0
+    assert all(step.stages is None for step in plain)
+    for step, twin in zip(staged, plain):
+        assert len(step.stages) == 7 and all(k.shape == (4, 2) for k in step.stages)
+        assert torch.equal(step.stages[0], -step.y)  # the first stage is the field at the step's start
+        assert torch.equal(step.y, twin.y)
