@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, vjp, vmap
 
 from .solvers.api import solve_recording_steps
-from .solvers.per_sample import StageRecord
+from .solvers.per_sample import StageRecord, _dense_matrix
 from .solvers.rk_step import nonzero_weights
 from .solvers.stats import SolveStats
 from .solvers.tableaux import ADAPTIVE_METHODS, TABLEAUX
@@ -124,13 +124,10 @@ def _parameter_quadrature(func: Callable, params: tuple, tableau, steps: list, e
     carrying ``g`` in the solve gives. All those inputs, stacked, go through one vector-Jacobian product
     per chunk of steps. ``like``: the state's parts ``[B, ...]``.
     """
-    B = like[0].shape[0]
-    no_steps = torch.zeros(B, dtype=torch.long, device=like[0].device)
+    no_steps = torch.zeros(like[0].shape[0], dtype=torch.long, device=like[0].device)
     evaluated = SolveStats(no_steps.clone(), no_steps, no_steps, no_steps, 0)
     if not params or not steps:
         return tuple(torch.zeros_like(p) for p in params), evaluated
-    from .solvers.per_sample import _dense_matrix, _interpolated_stages  # the interpolant's weights
-
     weights = nonzero_weights(tableau)
     y0, t0 = steps[0].y, steps[0].t
     dtype, device = y0.dtype, y0.device
@@ -146,8 +143,8 @@ def _parameter_quadrature(func: Callable, params: tuple, tableau, steps: list, e
         if S_dense > S:                                               # the interpolant also weighs f(t1, y1)
             A[S, j] = w
     c = torch.tensor(weights["c"] + [1.0] * (S_dense - S), dtype=t0.dtype, device=device)
-    width = sum(part[0].numel() for part in like)
     widths = [part[0].numel() for part in like]
+    width = sum(widths)
     totals = [torch.zeros_like(p) for p in params]
     chunk = max(1, QUADRATURE_CHUNK // (S_dense * y0.numel()))
     for start in range(0, len(steps), chunk):
@@ -173,8 +170,8 @@ def _parameter_quadrature(func: Callable, params: tuple, tableau, steps: list, e
         y_rows = inputs[..., :width].reshape(-1, width)[keep]
         cot_rows = (inputs[..., width:] * factor.unsqueeze(-1)).reshape(-1, width)[keep]
         t_rows = (direction * s).reshape(-1)[keep].to(dtype)
-        state = tuple(part.reshape(part.shape[0], *x.shape[1:])
-                      for part, x in zip(torch.split(y_rows, widths, dim=1), like))
+        state = tuple(rows.reshape(rows.shape[0], *part.shape[1:])
+                      for rows, part in zip(torch.split(y_rows, widths, dim=1), like))
         cotangents = torch.split(cot_rows, widths, dim=1)
         with torch.enable_grad():
             f = func(t_rows, state if is_tuple else state[0])
