@@ -290,6 +290,27 @@ def test_callbacks_a_fixed_step_solve_never_calls_are_warned_about(callback):
         nodecourse.odeint(field, torch.ones(1, 2, dtype=torch.float64), torch.tensor([0.0, 1.0]), method="rk4")
 
 
+class SampleRecorder(Recorder):
+    """:class:`Recorder` for per-sample solves, where ``t`` is ``[batch]``."""
+
+    def forward(self, t, y):
+        return torch.tanh(self.linear(y)) * (1 + t.unsqueeze(-1))
+
+
+def test_a_per_sample_fixed_step_solve_calls_callback_step_and_warns_only_of_the_others():
+    """Per-sample fixed steps share one grid, so they call callback_step once per step, and the warning
+    names only the callbacks that are never called; per-sample adaptive solves call none and say so."""
+    field = SampleRecorder()
+    with pytest.warns(UserWarning, match="callback_accept_step, callback_reject_step.*never accepts") as caught:
+        nodecourse.odeint(field, torch.ones(3, 2, dtype=torch.float64), torch.tensor([0.0, 1.0]), method="rk4",
+                          options={"step_size": 0.25, "per_sample": True})
+    assert not any("callback_step," in str(w.message) for w in caught)
+    assert [c[:3] for c in field.calls] == [("callback_step", s, 0.25) for s in (0.0, 0.25, 0.5, 0.75)]
+    with pytest.warns(UserWarning, match="callback_accept_step, callback_reject_step, callback_step.*per-sample"):
+        nodecourse.odeint(SampleRecorder(), torch.ones(3, 2, dtype=torch.float64), torch.tensor([0.0, 1.0]),
+                          options={"per_sample": True})
+
+
 @pytest.mark.parametrize("method, options", [("dopri5", None), ("bosh3", None), ("adaptive_heun", None),
                                              ("rk4", {"step_size": 0.01, "interp": "cubic"}),
                                              ("euler", {"step_size": 0.01})])

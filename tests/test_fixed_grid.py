@@ -332,3 +332,62 @@ def test_a_span_shorter_than_the_step_still_takes_one_step(dtype):
                          options={"step_size": 0.05})
         assert solution.stats.n_steps == 1
         assert abs(float(solution.ys[-1]) - math.exp(-t_end)) < 1e-7
+
+
+class _WithCallback:
+    """``field`` with a ``callback_step`` that records each step's start: a solve with a callback takes the
+    general stepping loop, so this is that loop's result for the plain loop's to be compared with."""
+
+    def __init__(self):
+        self.starts = []
+
+    def __call__(self, t, y):
+        return field(t, y)
+
+    def callback_step(self, t0, y0, dt):
+        self.starts.append(float(t0))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("times", [[0.0, 2.0], OFF_GRID, [2.0, 0.0]])
+def test_the_plain_stepping_loop_equals_the_general_one_bit_for_bit(method, dtype, per_sample, times):
+    """The plain loop (``plain_steps``: no callbacks, float steps) against the general one (forced by a
+    callback), on a time-dependent field: the same operations in the same order give identical outputs."""
+    y0, t = _y0().to(dtype), torch.tensor(times, dtype=dtype)
+    options = {"step_size": 0.1, "per_sample": per_sample}
+    general_field = _WithCallback()
+    general = solve(general_field, y0, t, method=method, options=options)
+    plain = solve(field, y0, t, method=method, options=options)
+    assert general_field.starts, "the general loop ran (it calls callback_step)"
+    assert torch.equal(plain.ys, general.ys)
+    assert torch.equal(torch.as_tensor(plain.stats.nfe), torch.as_tensor(general.stats.nfe))
+
+
+def test_the_plain_loop_takes_the_steps_of_an_uneven_grid():
+    """A grid constructor's uneven grid (each step its own size, so its own plan) against a hand-written rk4."""
+    grid = torch.tensor([0.0, 0.1, 0.35, 0.4, 1.0], dtype=torch.float64)
+    y0 = _y0().double()
+    ys = odeint(field, y0, grid[[0, -1]], method="rk4", options={"grid_constructor": lambda f, y, t: grid})
+    y = y0
+    for a, b in zip(grid[:-1], grid[1:]):
+        h = b - a
+        k1 = field(a, y)
+        k2 = field(a + h / 3, y + h * k1 / 3)
+        k3 = field(a + 2 * h / 3, y + h * (k2 - k1 / 3))
+        k4 = field(b, y + h * (k1 - k2 + k3))
+        y = y + h * (k1 + 3 * k2 + 3 * k3 + k4) / 8
+    assert torch.allclose(ys[-1], y, rtol=0, atol=1e-14)
+
+
+def test_a_wrong_output_shape_late_in_the_plain_loop_is_an_error():
+    """The plain loop checks each output's shape as the first step's checked one did."""
+    calls = []
+
+    def changer(t, y):
+        calls.append(1)
+        return -y if len(calls) <= 9 else (-y).T.reshape(y.shape[::-1])
+
+    with pytest.raises(ValueError, match=r"returned shape \(2, 3\) but the state has shape \(3, 2\)"):
+        odeint(changer, torch.ones(3, 2), torch.tensor([0.0, 1.0]), method="rk4", options={"step_size": 0.1})

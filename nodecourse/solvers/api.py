@@ -137,9 +137,9 @@ def _until_event(func, y0, t, rtol, atol, method, options, event_fn):
 
 def _warn_unused_callbacks(problem: FlatProblem, tableau, method: str) -> None:
     """Callbacks that this solve will never call get a warning (as in torchdiffeq), not silence."""
-    if problem.per_sample or tableau is None:
+    if tableau is None or (problem.per_sample and tableau.adaptive):
         unused = set(problem.callbacks)
-        why = "per-sample solves call no callbacks" if problem.per_sample else f"{method} steps inside SciPy"
+        why = f"{method} steps inside SciPy" if tableau is None else "per-sample adaptive solves call no callbacks"
     else:
         unused = {"callback_accept_step", "callback_reject_step"} & set(problem.callbacks) if not tableau.adaptive \
             else set()
@@ -150,10 +150,10 @@ def _warn_unused_callbacks(problem: FlatProblem, tableau, method: str) -> None:
 
 def _check_finite(problem: FlatProblem, outputs: torch.Tensor, t: torch.Tensor) -> None:
     """Fixed-step solves do not look at the state while stepping; check the ``[T, B, N]`` outputs once at
-    the end (one operation, however many outputs)."""
-    finite = torch.isfinite(outputs).flatten(1).all(1)
-    if bool(finite.all()):
+    the end (two operations, however many outputs)."""
+    if bool(torch.isfinite(outputs).all()):
         return
+    finite = torch.isfinite(outputs).flatten(1).all(1)
     first = int((~finite).nonzero()[0])
     samples = nonfinite_samples(problem, outputs[first])
     raise SolverError(

@@ -37,10 +37,10 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from . import compiled, steps
+from . import compiled, plain_steps, steps
 from .checks import SolverError
 from .problem import FlatProblem
-from .rk_step import Step, rk_step
+from .rk_step import Step, nonzero_weights, rk_step
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -79,13 +79,14 @@ def base_grid(problem: FlatProblem, step_size: Optional[float], grid_constructor
         return _constructed_grid(problem, grid_constructor)
     if step_size is None:
         return t
-    span = float(t[-1].detach() - t[0].detach())
+    ends = t.detach()[[0, -1]] if len(t) > 2 else t.detach()
+    span = float(torch.diff(ends))  # in t's dtype, as torchdiffeq's
     # The span carries the rounding of its end times (float32: about 1e-7 of their size), so a span of k
     # steps may read as k + 3e-7 steps: that slack is not worth a sliver of an extra step (torchdiffeq
     # takes none either); the last grid point is t[-1] itself. (At most 1% of a step: a step that small
     # next to the times is below their resolution anyway, and the count stays the span's.)
-    ends = max(abs(float(t[0].detach())), abs(float(t[-1].detach())))
-    slack = min(0.01, 1e-9 + 2 * torch.finfo(t.dtype).eps * ends / step_size)
+    largest = max(abs(v) for v in ends.tolist())
+    slack = min(0.01, 1e-9 + 2 * torch.finfo(t.dtype).eps * largest / step_size)
     n = max(1, int(math.ceil(span / step_size - slack)))
     if n > max_steps:
         raise SolverError(
@@ -179,6 +180,8 @@ def _solve_interpolated(problem: FlatProblem, tableau: ButcherTableau, grid: tor
     Returns the outputs ``[T, B, N]``, the number of steps ``G`` and the number of extra evaluations.
     """
     n_steps = len(grid) - 1
+    if len(problem.t) == 2 and interp == "linear" and not grid.requires_grad:  # the one output is the last state
+        return torch.stack([problem.y0, _march(problem, tableau, grid, perturb, compile, _Keep({n_steps})).states[n_steps]]), n_steps, 0
     s_out = problem.t[1:]                                                               # [W]
     step_of = (torch.searchsorted(grid.detach(), s_out.detach()) - 1).clamp_(0, n_steps - 1)  # [W]
     used = sorted(set(step_of.tolist()))  # the steps holding an output (a step (t_g, t_g+1] holds t_g+1)
@@ -252,6 +255,9 @@ def _march(problem: FlatProblem, tableau: ButcherTableau, grid: torch.Tensor, pe
         traced = problem.traceable_field()
     y, evaluate, flat_shape = problem.y0, problem, problem.y0.shape
     run = _Marched({0: y} if 0 in keep.states else {}, {}, {})
+    if (not compile and not differentiable and not problem.callbacks and not keep.slopes and not keep.end_slopes
+            and plain_steps.plain_steps_apply(tableau)):
+        return _march_plain(problem, tableau, grid_values, stage_times, keep)
     for g in range(len(grid_values) - 1):
         times = stage_times[g]
         if problem.callbacks:
@@ -273,6 +279,22 @@ def _march(problem: FlatProblem, tableau: ButcherTableau, grid: torch.Tensor, pe
     return run
 
 
+def _march_plain(problem: FlatProblem, tableau: ButcherTableau, grid_values: list[float],
+                 stage_times: list[Sequence[torch.Tensor]], keep: _Keep) -> _Marched:
+    """:func:`_march` where each step needs only its stages (:mod:`plain_steps`): the first step through
+    ``problem``, which checks func's output, the others on the user's state shape where that is allowed."""
+    y, flat_shape = problem.y0, problem.y0.shape
+    run = _Marched({0: y} if 0 in keep.states else {}, {}, {})
+    y = plain_steps.march(problem, problem._wrong_output, tableau, y, grid_values, stage_times, range(1),
+                          keep.states, run.states, flat_shape)
+    call = problem
+    if problem.direct() is not None:
+        call, y = problem.call, y.reshape(problem.shapes[0])
+    plain_steps.march(call, problem._wrong_output, tableau, y, grid_values, stage_times,
+                      range(1, len(grid_values) - 1), keep.states, run.states, flat_shape)
+    return run
+
+
 def _step_with_slope(evaluate: Callable, tableau: ButcherTableau, t: torch.Tensor, h: Step, y: torch.Tensor,
                      stage_times: Optional[Sequence[torch.Tensor]] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`steps.fixed_step` that also returns the field at the step's start (its first stage), ``[B, N]``."""
@@ -290,23 +312,50 @@ def _step_sizes(problem: FlatProblem, grid: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _stage_times(problem: FlatProblem, tableau: ButcherTableau, grid: torch.Tensor,
-                 perturb: bool) -> list[list[torch.Tensor]]:
+                 perturb: bool) -> list[Sequence[torch.Tensor]]:
     """``t_g + c_i (t_{g+1} - t_g)`` for every step g and stage i, made once (0-d tensors, or ``[B]``
-    per sample) in the dtype ``func`` sees, so the stepping loop creates no time tensors."""
+    per sample) in the dtype ``func`` sees, so the stepping loop creates no time tensors.
+
+    A stage at ``c = 0`` or ``c = 1`` is at a grid point: one tensor serves as one step's last stage time
+    and the next one's first (rk4: 301 tensors for 100 steps instead of 400; making and freeing a 0-d
+    tensor costs about 1 us), and stages with the same ``c`` share theirs. With ``perturb`` the two sides
+    of a grid point differ, so every stage gets its own.
+    """
+    if perturb:
+        return _perturbed_stage_times(problem, tableau, grid)
+    n_steps = len(grid) - 1
+    cs = nonzero_weights(tableau)["c"]
+    inner = sorted({c for c in cs if c not in (0.0, 1.0)})
+    times = grid
+    if inner:
+        start = grid[:-1]
+        c = torch.tensor(inner, dtype=grid.dtype, device=grid.device)
+        times = torch.cat([grid, (start.unsqueeze(1) + c.unsqueeze(0) * (grid[1:] - start).unsqueeze(1)).reshape(-1)])
+    times = times.to(problem.dtype)
+    if problem.per_sample:
+        times = times.unsqueeze(1).expand(-1, problem.batch)
+    flat = times.unbind()
+    columns = [flat[0:n_steps] if c == 0.0 else flat[1:n_steps + 1] if c == 1.0
+               else flat[n_steps + 1 + inner.index(c)::len(inner)] for c in cs]
+    return list(zip(*columns))
+
+
+def _perturbed_stage_times(problem: FlatProblem, tableau: ButcherTableau,
+                           grid: torch.Tensor) -> list[Sequence[torch.Tensor]]:
+    """:func:`_stage_times` with ``perturb``: a step's first stage just after its start, a stage at its
+    end just before it."""
     start, end = grid[:-1], grid[1:]
     c = torch.tensor([float(ci) for ci in tableau.c], dtype=grid.dtype, device=grid.device)
     times = start.unsqueeze(1) + c.unsqueeze(0) * (end - start).unsqueeze(1)     # [G, S]
     at_end = (c == 1).expand_as(times)
-    times = torch.where(at_end, end.unsqueeze(1).expand_as(times), times)
-    times = times.to(problem.dtype)
-    if perturb:
-        times = torch.cat([_next_after(times[:, :1], +1), times[:, 1:]], dim=1)
-        times = torch.where(at_end, _next_after(times, -1), times)
+    times = torch.where(at_end, end.unsqueeze(1).expand_as(times), times).to(problem.dtype)
+    times = torch.cat([_next_after(times[:, :1], +1), times[:, 1:]], dim=1)
+    times = torch.where(at_end, _next_after(times, -1), times)
     if problem.per_sample:
         times = times.unsqueeze(2).expand(-1, -1, problem.batch)                   # [G, S, B]
     n_stages = times.shape[1]
     flat = times.reshape(-1, *times.shape[2:]).unbind()   # one unbind for the whole table, sliced per step
-    return [list(flat[g * n_stages:(g + 1) * n_stages]) for g in range(times.shape[0])]
+    return [flat[g * n_stages:(g + 1) * n_stages] for g in range(times.shape[0])]
 
 
 def _end_times(problem: FlatProblem, grid: torch.Tensor, perturb: bool) -> list[torch.Tensor]:

@@ -102,7 +102,8 @@ class FlatProblem:
             self.batch = 1
         self.widths = [n // self.batch for n in self.numels]
         first = t.reshape(-1, t.shape[-1])[0]  # [T] (per-sample times [B, T] share one direction)
-        self.direction = 1.0 if len(first) < 2 or bool(first[-1] > first[0]) else -1.0
+        ends = (first[[0, -1]] if len(first) > 2 else first).tolist()
+        self.direction = 1.0 if len(ends) < 2 or ends[-1] > ends[0] else -1.0
         self.t = t * self.direction if self.direction < 0 else t
         self.time_dtype = t.dtype
         self.y0 = self.flatten(y0)
