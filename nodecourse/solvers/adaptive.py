@@ -19,7 +19,7 @@ from .checks import SolverError
 from .control import Control
 from .norms import make_norm
 from .problem import FlatProblem
-from .rk_step import combine, midpoint, nonzero_weights
+from .rk_step import combine, midpoint, nonzero_weights, scaled
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -60,7 +60,7 @@ def initial_step_shared(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor
     if not math.isfinite(d1):
         return None
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-    f1 = problem(t0 + h0, y0 + h0 * f0)
+    f1 = problem(t0 + h0, y0 + scaled(f0, h0))
     d2 = float(norm((_without_grad(f1) - f0) / scale)[0]) / h0
     d_max = max(d1, d2)
     h1 = max(h0 * 1e-3, 1e-6) if d_max <= 1e-15 else (0.01 / d_max) ** (1.0 / error_order)

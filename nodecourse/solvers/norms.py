@@ -14,7 +14,16 @@ NormSpec = Union[None, str, Callable]
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
     """Root-mean-square over dim 1: ``[B, N] -> [B]``."""
-    return torch.linalg.vector_norm(x, dim=1) / math.sqrt(x.shape[1])
+    if torch.compiler.is_compiling():
+        return torch.linalg.vector_norm(x, dim=1) / math.sqrt(x.shape[1])
+    return torch.linalg.vector_norm(x, dim=1).div(_root(x.shape[1], x.dtype, x.device))
+
+
+@functools.lru_cache(maxsize=None)
+def _root(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``sqrt(n)`` as a 0-d tensor: dividing by it gives the bits dividing by the Python number gives, without
+    making a tensor of that number on every call (about 2 us)."""
+    return torch.tensor(math.sqrt(n), dtype=dtype, device=device)
 
 
 def max_norm(x: torch.Tensor) -> torch.Tensor:
