@@ -15,11 +15,11 @@ from typing import Callable, Optional
 import torch
 
 from . import compiled, interpolation, per_sample, steps
-from .checks import SolverError
-from .control import Control
-from .norms import make_norm
+from .checks import SolverError, all_finite
+from .control import Control, Tolerance
+from .norms import make_norm, works_on_rows
 from .problem import FlatProblem
-from .rk_step import combine, midpoint, nonzero_weights, scaled
+from .rk_step import combine, midpoint, nonzero_weights, scaled, shifted
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -50,13 +50,17 @@ def initial_step(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor, f0: t
 
 
 def initial_step_shared(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor,
-                        rtol: float, atol: float, error_order: int, norm: Callable) -> Optional[float]:
+                        rtol: Tolerance, atol: Tolerance, error_order: int, norm: Callable) -> Optional[float]:
     """:func:`initial_step` for a batch that shares one step: the same algorithm, with the three norms
     read back as Python numbers (two reads) and the rest done on the host, which saves a solve about
-    twenty tensor operations; ``t0`` is 0-d. ``None`` when ``f0`` is not finite (its norm tells)."""
+    twenty tensor operations; ``t0`` is 0-d, the tolerances Python numbers or 0-d tensors of the state's
+    dtype (cheaper operands). ``None`` when ``f0`` is not finite (its norm tells)."""
     y0, f0 = _without_grad(y0), _without_grad(f0)
     scale = y0.abs().mul_(rtol).add_(atol)
-    d0, d1 = torch.cat([norm(y0 / scale), norm(f0 / scale)]).tolist()
+    if works_on_rows(norm):  # y0 and f0 as two rows of one tensor: one division and one norm, the same bits
+        d0, d1 = norm(torch.cat([y0.reshape(1, -1), f0.reshape(1, -1)]) / scale.reshape(1, -1)).tolist()
+    else:
+        d0, d1 = torch.cat([norm(y0 / scale), norm(f0 / scale)]).tolist()
     if not math.isfinite(d1):
         return None
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
@@ -88,11 +92,13 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
     else:
         t0 = problem.t[0]
     f0 = problem(t0, problem.y0)  # checks func's output
+    stepper = _Stepper(problem, tableau, rtol, atol, bool(opts.get("compile")))
     dt0 = None
     if not problem.per_sample and "first_step" not in opts:  # the first step's norms also test f0
-        dt0 = initial_step_shared(problem, problem.t[0], problem.y0, f0, rtol, atol, tableau.error_order, norm)
+        dt0 = initial_step_shared(problem, problem.t[0], problem.y0, f0, stepper.rtol, stepper.atol,
+                                  tableau.error_order, norm)
     nan_aware = opts.get("norm") in (None, "rms", "max")  # a built-in norm of a NaN/inf f0 is NaN/inf
-    if (dt0 is None or not nan_aware) and not bool(torch.isfinite(f0).all()):
+    if (dt0 is None or not nan_aware) and not all_finite(f0):
         samples = nonfinite_samples(problem, f0)
         raise SolverError(
             f"func(t, y) returned NaN/inf at the initial time t={float(problem.t.reshape(-1)[0].detach()) * problem.direction:g}"
@@ -100,7 +106,6 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
             f"initial state is finite: the field itself is broken there. Check its parameters for NaN or inf "
             f"(a diverged training step leaves them so) and its formula for divisions by zero or logs of "
             f"negative numbers.")
-    stepper = _Stepper(problem, tableau, rtol, atol, bool(opts.get("compile")))
     if problem.per_sample:
         first = opts.get("first_step")
         if torch.is_tensor(first) and first.numel() > 1:  # one first step per sample
@@ -264,7 +269,7 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
             dt = t_end - t
         dt, landing = landmarks.clip(t, dt)
         last = last and landing is None
-        t1_dev = s_out[-1] if last else (t_dev + dt if landing is None else t_dev.new_tensor(landing))
+        t1_dev = s_out[-1] if last else (shifted(t_dev, dt) if landing is None else t_dev.new_tensor(landing))
         if problem.callbacks:
             problem.callback("callback_step", t_dev, y, dt)
         if landing is None:

@@ -8,8 +8,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from .adaptive import _short, integrate_adaptive, nonfinite_samples
-from .checks import (SolverError, check_callable, check_method, check_options, check_sample_times, check_t,
-                     check_tolerances, check_y0)
+from .checks import (SolverError, all_finite, check_callable, check_method, check_options, check_sample_times,
+                     check_t, check_tolerances, check_y0)
 from . import scipy_solver
 from .events import integrate_until_event
 from .fixed_grid import MAX_GRID_STEPS, integrate_fixed
@@ -150,8 +150,8 @@ def _warn_unused_callbacks(problem: FlatProblem, tableau, method: str) -> None:
 
 def _check_finite(problem: FlatProblem, outputs: torch.Tensor, t: torch.Tensor) -> None:
     """Fixed-step solves do not look at the state while stepping; check the ``[T, B, N]`` outputs once at
-    the end (two operations, however many outputs)."""
-    if bool(torch.isfinite(outputs).all()):
+    the end (one sum, however many outputs)."""
+    if all_finite(outputs):
         return
     finite = torch.isfinite(outputs).flatten(1).all(1)
     first = int((~finite).nonzero()[0])

@@ -181,7 +181,8 @@ def _solve_interpolated(problem: FlatProblem, tableau: ButcherTableau, grid: tor
     """
     n_steps = len(grid) - 1
     if len(problem.t) == 2 and interp == "linear" and not grid.requires_grad:  # the one output is the last state
-        return torch.stack([problem.y0, _march(problem, tableau, grid, perturb, compile, _Keep({n_steps})).states[n_steps]]), n_steps, 0
+        last = _march(problem, tableau, grid, perturb, compile, _Keep({n_steps})).states[n_steps]
+        return torch.stack([problem.y0, last]), n_steps, 0
     s_out = problem.t[1:]                                                               # [W]
     step_of = (torch.searchsorted(grid.detach(), s_out.detach()) - 1).clamp_(0, n_steps - 1)  # [W]
     used = sorted(set(step_of.tolist()))  # the steps holding an output (a step (t_g, t_g+1] holds t_g+1)

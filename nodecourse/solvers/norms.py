@@ -70,6 +70,12 @@ def make_norm(spec: NormSpec, problem: FlatProblem) -> Callable[[torch.Tensor], 
     return _StateShapedNorm(spec, problem)
 
 
+def works_on_rows(norm: Callable) -> bool:
+    """Whether ``norm`` takes any ``[R, N]`` and gives each row's norm (the built-in ones), so that two
+    states can be measured in one call as two rows; a user's norm in shared mode sees one state."""
+    return not isinstance(norm, _StateShapedNorm)
+
+
 class _StateShapedNorm:
     """A user's norm in shared mode: the flat ``[1, N]`` error is handed over shaped like the state
     and the scalar answer comes back as ``[1]``. A plain object, so a compiled step can trace it and

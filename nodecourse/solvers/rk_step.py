@@ -61,7 +61,16 @@ def stage_fractions(tableau: ButcherTableau, like: torch.Tensor) -> torch.Tensor
     return tableau._cache[key]
 
 
-_ZEROS: dict = {}
+_CONSTANTS: dict = {}
+
+
+def _constant(value: float, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a 0-d tensor of ``like``'s dtype and device, made once (never written to)."""
+    key = (value, like.dtype, like.device)
+    constant = _CONSTANTS.get(key)
+    if constant is None:
+        constant = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return constant
 
 
 def scaled(x: torch.Tensor, s: float) -> torch.Tensor:
@@ -71,11 +80,15 @@ def scaled(x: torch.Tensor, s: float) -> torch.Tensor:
     ``add``'s ``alpha`` stays a plain scalar (2.6 us against 4-5 us on a 64 x 4 state)."""
     if torch.compiler.is_compiling():
         return x * s
-    key = (x.dtype, x.device)
-    zero = _ZEROS.get(key)
-    if zero is None:
-        zero = _ZEROS[key] = torch.zeros((), dtype=x.dtype, device=x.device)
-    return zero.add(x, alpha=s)
+    return _constant(0.0, x).add(x, alpha=s)
+
+
+def shifted(x: torch.Tensor, s: float) -> torch.Tensor:
+    """``x + s`` for a Python float ``s``, computed as ``x + s * 1`` from a cached 0-d one: the same bits
+    (``s * 1`` is exact) at about half the cost, as in :func:`scaled`."""
+    if torch.compiler.is_compiling():
+        return x + s
+    return x.add(_constant(1.0, x), alpha=s)
 
 
 def weighted_sum(stages: Sequence[torch.Tensor], weights: Weights, scale: float = 1.0) -> torch.Tensor:
