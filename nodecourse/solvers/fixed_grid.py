@@ -40,7 +40,7 @@ import torch
 from . import compiled, plain_steps, steps
 from .checks import SolverError
 from .problem import FlatProblem
-from .rk_step import Step, nonzero_weights, rk_step
+from .rk_step import Step, nonzero_weights, rk_step, scaled
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -94,7 +94,7 @@ def base_grid(problem: FlatProblem, step_size: Optional[float], grid_constructor
             f"max_num_steps={max_steps:,}: the step size is probably a slip (check its units). If you "
             f"really mean it, pass options={{'max_num_steps': {n}}}.")
     ks = torch.arange(n, dtype=t.dtype, device=t.device)
-    return torch.cat([t[:1] + ks * step_size, t[-1:]])
+    return torch.cat([t[:1] + scaled(ks, step_size), t[-1:]])
 
 
 def _constructed_grid(problem: FlatProblem, grid_constructor: Callable) -> torch.Tensor:
@@ -330,7 +330,10 @@ def _stage_times(problem: FlatProblem, tableau: ButcherTableau, grid: torch.Tens
     times = grid
     if inner:
         start = grid[:-1]
-        c = torch.tensor(inner, dtype=grid.dtype, device=grid.device)
+        key = ("inner c", grid.dtype, grid.device)
+        if key not in tableau._cache:
+            tableau._cache[key] = torch.tensor(inner, dtype=grid.dtype, device=grid.device)
+        c = tableau._cache[key]
         times = torch.cat([grid, (start.unsqueeze(1) + c.unsqueeze(0) * (grid[1:] - start).unsqueeze(1)).reshape(-1)])
     times = times.to(problem.dtype)
     if problem.per_sample:
