@@ -8,6 +8,7 @@ from typing import Callable, Union
 import torch
 
 from .problem import FlatProblem
+from .rk_step import constant
 
 NormSpec = Union[None, str, Callable]
 
@@ -16,14 +17,9 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
     """Root-mean-square over dim 1: ``[B, N] -> [B]``."""
     if torch.compiler.is_compiling():
         return torch.linalg.vector_norm(x, dim=1) / math.sqrt(x.shape[1])
-    return torch.linalg.vector_norm(x, dim=1).div(_root(x.shape[1], x.dtype, x.device))
-
-
-@functools.lru_cache(maxsize=None)
-def _root(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``sqrt(n)`` as a 0-d tensor: dividing by it gives the bits dividing by the Python number gives, without
-    making a tensor of that number on every call (about 2 us)."""
-    return torch.tensor(math.sqrt(n), dtype=dtype, device=device)
+    # sqrt(N) as a cached 0-d tensor: the bits dividing by the Python number gives, without making a tensor
+    # of that number on every call (about 2 us)
+    return torch.linalg.vector_norm(x, dim=1).div(constant(math.sqrt(x.shape[1]), x))
 
 
 def max_norm(x: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,7 @@ def stage_fractions(tableau: ButcherTableau, like: torch.Tensor) -> torch.Tensor
 _CONSTANTS: dict = {}
 
 
-def _constant(value: float, like: torch.Tensor) -> torch.Tensor:
+def constant(value: float, like: torch.Tensor) -> torch.Tensor:
     """``value`` as a 0-d tensor of ``like``'s dtype and device, made once (never written to)."""
     key = (value, like.dtype, like.device)
     constant = _CONSTANTS.get(key)
@@ -80,7 +80,7 @@ def scaled(x: torch.Tensor, s: float) -> torch.Tensor:
     ``add``'s ``alpha`` stays a plain scalar (2.6 us against 4-5 us on a 64 x 4 state)."""
     if torch.compiler.is_compiling():
         return x * s
-    return _constant(0.0, x).add(x, alpha=s)
+    return constant(0.0, x).add(x, alpha=s)
 
 
 def shifted(x: torch.Tensor, s: float) -> torch.Tensor:
@@ -88,7 +88,7 @@ def shifted(x: torch.Tensor, s: float) -> torch.Tensor:
     (``s * 1`` is exact) at about half the cost, as in :func:`scaled`."""
     if torch.compiler.is_compiling():
         return x + s
-    return x.add(_constant(1.0, x), alpha=s)
+    return x.add(constant(1.0, x), alpha=s)
 
 
 def weighted_sum(stages: Sequence[torch.Tensor], weights: Weights, scale: float = 1.0) -> torch.Tensor:
