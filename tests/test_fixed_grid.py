@@ -11,6 +11,8 @@ import torchdiffeq
 from torch.overrides import TorchFunctionMode
 
 from nodecourse import odeint, solve
+from nodecourse.solvers import grid as grids
+from nodecourse.solvers.grid import forget_recent_grids
 
 METHODS = ["euler", "midpoint", "heun2", "heun3", "rk4"]
 OFF_GRID = [0.0, 0.13, 0.37, 0.91, 1.234, 1.75]  # none of them on the h = 0.1 grid t0 + k h
@@ -214,9 +216,11 @@ class _OpCount(TorchFunctionMode):
 
 @pytest.mark.parametrize("interp", ["linear", "cubic"])
 def test_the_number_of_tensor_operations_does_not_grow_with_the_outputs(interp):
-    """All outputs are interpolated at once: 1,000 and 10,000 outputs on the same grid cost the same ops."""
+    """All outputs are interpolated at once: 1,000 and 10,000 outputs on the same grid cost the same ops
+    (each solve builds its grid: a kept one would spare the second its operations)."""
     counts = []
     for n_out in (1_000, 10_000):
+        forget_recent_grids()
         with _OpCount() as ops:
             odeint(lambda t, y: -y, torch.ones(4, 2), torch.linspace(0, 5, n_out + 1), method="rk4",
                    options={"step_size": 0.1, "interp": interp})
@@ -391,3 +395,92 @@ def test_a_wrong_output_shape_late_in_the_plain_loop_is_an_error():
 
     with pytest.raises(ValueError, match=r"returned shape \(2, 3\) but the state has shape \(3, 2\)"):
         odeint(changer, torch.ones(3, 2), torch.tensor([0.0, 1.0]), method="rk4", options={"step_size": 0.1})
+
+
+# --- grids kept for repeated solves --------------------------------------------------------------
+class _TimesSeen:
+    """``field`` that records the time tensors it is called with."""
+
+    def __init__(self):
+        self.times = []
+
+    def __call__(self, t, y):
+        self.times.append(t)
+        return field(t, y)
+
+
+def _stage_times_of(t, step_size=0.1, dtype=torch.float32, method="rk4", **options):
+    """The solution and the time tensors func saw, for a solve on ``t``'s ``step_size`` grid."""
+    seen = _TimesSeen()
+    ys = odeint(seen, _y0().to(dtype), t, method=method, options={"step_size": step_size, **options})
+    return ys, seen.times
+
+
+def test_a_solve_on_the_grid_of_a_recent_one_reuses_its_stage_times_and_gives_the_same_result():
+    forget_recent_grids()
+    t = torch.tensor([0.0, 2.0])
+    first, first_times = _stage_times_of(t)
+    again, again_times = _stage_times_of(torch.tensor([0.0, 2.0]))  # another tensor with the same times
+    assert all(a is b for a, b in zip(first_times, again_times)) and len(again_times) == 4 * 20
+    forget_recent_grids()
+    built, built_times = _stage_times_of(t)
+    assert not any(a is b for a, b in zip(first_times, built_times))
+    assert torch.equal(again, first) and torch.equal(built, first)
+    assert [float(a) for a in built_times] == [float(a) for a in first_times]
+
+
+@pytest.mark.parametrize("change", ["end", "step", "dtype", "method", "perturb", "interp"])
+def test_a_solve_on_another_grid_builds_its_own(change):
+    forget_recent_grids()
+    _, kept = _stage_times_of(torch.tensor([0.0, 2.0]))
+    t, step, dtype, method, options = torch.tensor([0.0, 2.0]), 0.1, torch.float32, "rk4", {}
+    if change == "end":
+        t = torch.tensor([0.0, 2.05])
+    elif change == "step":
+        step = 0.2
+    elif change == "dtype":
+        t, dtype = t.double(), torch.float64
+    elif change == "method":
+        method = "midpoint"  # stages at 0 and 1/2 instead of 0, 1/3, 2/3 and 1
+    elif change == "perturb":
+        options = {"perturb": True}
+    else:
+        options = {"interp": "exact"}  # the output times inserted: a grid of its own, never kept
+    ys, times = _stage_times_of(t, step, dtype, method, **options)
+    assert not {id(a) for a in times} & {id(a) for a in kept}
+    reference = torchdiffeq.odeint(field, _y0().to(dtype), t, method=method,
+                                   options={"step_size": step, "perturb": change == "perturb"})
+    assert torch.allclose(ys, reference, rtol=0, atol=1e-5)
+
+
+def test_times_that_need_a_gradient_get_a_grid_of_their_own_each_solve():
+    forget_recent_grids()
+    t = torch.tensor([0.0, 2.0], requires_grad=True)
+    _, first = _stage_times_of(t)
+    _, second = _stage_times_of(t)
+    assert not {id(a) for a in first} & {id(a) for a in second}
+    assert not grids._recent
+
+
+def test_a_grid_made_in_inference_mode_is_not_kept_for_a_solve_that_trains():
+    """Tensors made under ``torch.inference_mode`` cannot be saved for backward: a training step after
+    an inference-mode solve on the same grid must still get gradients."""
+    forget_recent_grids()
+    weight = torch.tensor(0.5, requires_grad=True)
+    t = torch.tensor([0.0, 1.0])
+    with torch.inference_mode():
+        odeint(lambda s, y: -weight * s * y, torch.ones(3), t, method="rk4", options={"step_size": 0.1})
+    ys = odeint(lambda s, y: -weight * s * y, torch.ones(3), t, method="rk4", options={"step_size": 0.1})
+    ys[-1].sum().backward()
+    assert torch.allclose(weight.grad, torch.tensor(3 * -0.5 * math.exp(-0.25)), rtol=1e-6)  # d/dw 3 exp(-w/2)
+
+
+def test_only_a_few_grids_are_kept_and_long_ones_not_at_all():
+    forget_recent_grids()
+    for k in range(grids.RECENT_GRIDS + 3):
+        odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0 + k]), method="euler", options={"step_size": 0.5})
+    assert len(grids._recent) == grids.RECENT_GRIDS
+    forget_recent_grids()
+    odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0]), method="euler",
+           options={"step_size": 1.0 / (grids.CACHED_STEPS + 1)})
+    assert not grids._recent

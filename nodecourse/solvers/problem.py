@@ -78,7 +78,8 @@ class FlatField:
 class FlatProblem:
     """``func(t, y)`` on a ``[B, N]`` view of the state, counting evaluations.
 
-    ``self.y0`` is ``[B, N]``, ``self.t`` the output times ``[T]`` (or each sample's, ``[B, T]``) turned increasing.
+    ``self.y0`` is ``[B, N]``, ``self.t`` the output times ``[T]`` (or each sample's, ``[B, T]``) turned increasing,
+    ``self.ends`` its first and last time (of the first row) as floats.
     ``self(t, y)`` takes ``t`` of shape ``[B]`` (per sample) or ``[1]`` and returns ``[B, N]``.
     """
 
@@ -101,9 +102,10 @@ class FlatProblem:
         else:
             self.batch = 1
         self.widths = [n // self.batch for n in self.numels]
-        first = t.reshape(-1, t.shape[-1])[0]  # [T] (per-sample times [B, T] share one direction)
-        ends = (first[[0, -1]] if len(first) > 2 else first).tolist()
+        first = t if t.dim() == 1 else t[0]  # [T] (per-sample times [B, T] share one direction)
+        ends = first.detach()[::max(len(first) - 1, 1)].tolist()  # the first and the last time (a view)
         self.direction = 1.0 if len(ends) < 2 or ends[-1] > ends[0] else -1.0
+        self.ends = tuple(v * self.direction for v in ends)  # the internal first and last time, floats
         self.t = t * self.direction if self.direction < 0 else t
         self.time_dtype = t.dtype
         self.y0 = self.flatten(y0)
@@ -161,10 +163,10 @@ class FlatProblem:
     def _shape_checked(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         f = self.call(t, y)
         if f.shape != y.shape:
-            self._wrong_output(f)
+            self.reject_output(f)
         return f
 
-    def _wrong_output(self, f) -> None:
+    def reject_output(self, f) -> None:
         """Raise the error for an output of func that does not match the state (found after the first call)."""
         check_func_output(f, self.unflatten(self.y0), self.is_tuple)  # raises with the detailed message
         raise ValueError("func(t, y) returned an output unlike the state.")  # pragma: no cover
@@ -180,13 +182,13 @@ class FlatProblem:
             s = s if self.per_sample or s.dim() == 0 else s.reshape(())
             f = self.call(s, y.reshape(self.shapes[0]))
             if f.shape != self.shapes[0]:
-                self._wrong_output(f)
+                self.reject_output(f)
             return f.reshape(self.batch, -1)
         t = self.user_time(s)
         if self._checked and not self.is_tuple:
             f = self.call(t, y.reshape(self.shapes[0]))
             if not torch.is_tensor(f) or f.shape != self.shapes[0]:
-                self._wrong_output(f)
+                self.reject_output(f)
             f = f.reshape(self.batch, -1)
         else:
             state = self.to_user(self.unflatten(y))
