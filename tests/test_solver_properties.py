@@ -87,4 +87,8 @@ def test_float32_state_with_float64_times_matches_torchdiffeq(t, method):
     ours = odeint(field, y0, t, method=method, rtol=1e-5, atol=1e-7)
     theirs = torchdiffeq.odeint(field, y0, t, method=method, rtol=1e-5, atol=1e-7)
     assert ours.dtype == torch.float32
-    torch.testing.assert_close(ours, theirs, rtol=2e-3, atol=2e-4)
+    # Against a float64 reference, ours errs no more than torchdiffeq's (a direct comparison would fail
+    # where torchdiffeq is the less accurate: bosh3 on t = [-2, 2] ends 2e-3 off, ours 3e-4)
+    reference = torchdiffeq.odeint(field, y0.double(), t, rtol=1e-12, atol=1e-12)
+    ours_error, their_error = ((ys.double() - reference).abs().max().item() for ys in (ours, theirs))
+    assert ours_error <= max(1.5 * their_error, 2e-4)

@@ -19,7 +19,7 @@ from .checks import SolverError, all_finite
 from .control import Control, Tolerance
 from .norms import make_norm, works_on_rows
 from .problem import FlatProblem
-from .rk_step import combine, midpoint, nonzero_weights, scaled, shifted
+from .rk_step import combine, constant, midpoint, nonzero_weights, scaled, shifted, stage_fractions
 from .stats import SolveStats
 from .tableaux import ButcherTableau
 
@@ -58,14 +58,15 @@ def initial_step_shared(problem: FlatProblem, t0: torch.Tensor, y0: torch.Tensor
     y0, f0 = _without_grad(y0), _without_grad(f0)
     scale = y0.abs().mul_(rtol).add_(atol)
     if works_on_rows(norm):  # y0 and f0 as two rows of one tensor: one division and one norm, the same bits
-        d0, d1 = norm(torch.cat([y0.reshape(1, -1), f0.reshape(1, -1)]) / scale.reshape(1, -1)).tolist()
+        rows = [y0, f0, scale] if y0.dim() == 2 and y0.shape[0] == 1 else [x.reshape(1, -1) for x in (y0, f0, scale)]
+        d0, d1 = norm(torch.cat(rows[:2]) / rows[2]).tolist()
     else:
         d0, d1 = torch.cat([norm(y0 / scale), norm(f0 / scale)]).tolist()
     if not math.isfinite(d1):
         return None
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     f1 = problem(t0 + h0, y0 + scaled(f0, h0))
-    d2 = float(norm((_without_grad(f1) - f0) / scale)[0]) / h0
+    d2 = norm((_without_grad(f1) - f0) / scale).item() / h0
     d_max = max(d1, d2)
     h1 = max(h0 * 1e-3, 1e-6) if d_max <= 1e-15 else (0.01 / d_max) ** (1.0 / error_order)
     return min(100 * h0, h1)
@@ -95,8 +96,7 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
     stepper = _Stepper(problem, tableau, rtol, atol, bool(opts.get("compile")))
     dt0 = None
     if not problem.per_sample and "first_step" not in opts:  # the first step's norms also test f0
-        dt0 = initial_step_shared(problem, problem.t[0], problem.y0, f0, stepper.rtol, stepper.atol,
-                                  tableau.error_order, norm)
+        dt0 = initial_step_shared(problem, t0, problem.y0, f0, stepper.rtol, stepper.atol, tableau.error_order, norm)
     nan_aware = opts.get("norm") in (None, "rms", "max")  # a built-in norm of a NaN/inf f0 is NaN/inf
     if (dt0 is None or not nan_aware) and not all_finite(f0):
         samples = nonfinite_samples(problem, f0)
@@ -129,7 +129,7 @@ def integrate_adaptive(problem: FlatProblem, tableau: ButcherTableau, rtol: floa
                           float(opts.get("max_step", math.inf)))
     if "first_step" in opts:
         dt0 = float(opts["first_step"])
-    return _shared_loop(problem, tableau, stepper, control, norm, problem.t[0], f0, dt0, landmarks)
+    return _shared_loop(problem, tableau, stepper, control, norm, t0, f0, dt0, landmarks)
 
 
 def landing_stage_times(problem: FlatProblem, tableau: ButcherTableau, t: torch.Tensor, dt: float,
@@ -193,8 +193,7 @@ class _Stepper:
         self.compiled = compile
         # The tolerances as 0-d tensors in the state's dtype: the same numbers a Python float becomes in each
         # operation, without converting it there every step; a compiled step takes them as inputs (no retrace).
-        self.rtol = torch.tensor(rtol, dtype=problem.dtype, device=problem.device)
-        self.atol = torch.tensor(atol, dtype=problem.dtype, device=problem.device)
+        self.rtol, self.atol = constant(rtol, problem.y0), constant(atol, problem.y0)
         if compile:
             self.step = compiled.CompiledStep(trial, problem.func)
             self.evaluate = problem.traceable_field()
@@ -252,6 +251,7 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
     clip_last = _clips_last_step(tableau)
     dense_rows = interpolation.dense_weights(tableau)
     times_need_grad = s_out.requires_grad  # then x = (s - t) / dt stays in the graph: the fitted polynomial
+    end_stage = nonzero_weights(tableau)["c"][-1] == 1.0  # the last stage's time is the step's end, t + dt
     flat_shape = y.shape
     if stepper.user_shape:
         y, f = y.reshape(problem.shapes[0]), f.reshape(problem.shapes[0])
@@ -269,13 +269,19 @@ def _shared_loop(problem, tableau, stepper, control, norm, t_dev, f, dt0, landma
             dt = t_end - t
         dt, landing = landmarks.clip(t, dt)
         last = last and landing is None
-        t1_dev = s_out[-1] if last else (shifted(t_dev, dt) if landing is None else t_dev.new_tensor(landing))
+        times = None
+        if landing is None and not stepper.compiled:  # the stage times t + c dt, all in one operation
+            times = (t_dev + scaled(stage_fractions(tableau, t_dev), dt)).unbind()
+        if last or landing is not None:
+            t1_dev = s_out[-1] if last else t_dev.new_tensor(landing)
+        else:  # t + dt: the last stage's time when that is the step's end (the same bits), else one addition
+            t1_dev = times[-1] if end_stage and times is not None else shifted(t_dev, dt)
         if problem.callbacks:
             problem.callback("callback_step", t_dev, y, dt)
         if landing is None:
             y1, f1, ratio_dev, stages = stepper.step(stepper.evaluate, tableau, norm, t_dev, t1_dev,
                                                      t_dev.new_tensor(dt) if stepper.compiled else dt, y, f,
-                                                     stepper.rtol, stepper.atol)
+                                                     stepper.rtol, stepper.atol, times)
         else:  # an eager step whose end-time stages see the field just before the landmark
             times = landing_stage_times(problem, tableau, t_dev, dt, landing)
             y1, f1, ratio_dev, stages = steps.shared_trial(stepper.evaluate, tableau, norm, t_dev, times[-1], dt, y,

@@ -3,11 +3,12 @@ ratio becomes accept/reject and the next step size (on the host for a shared ste
 the device, in :func:`per_sample.trial_step`)."""
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import torch
 
 from .checks import SolverError
+from .norms import rms_norm, rms_of_all
 
 Tolerance = Union[float, torch.Tensor]
 
@@ -54,14 +55,18 @@ class Control:
 
 
 def error_ratio(norm: Callable, error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol: Tolerance,
-                atol: Tolerance, batch: int) -> torch.Tensor:
+                atol: Tolerance, batch: Optional[int]) -> torch.Tensor:
     """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` per sample, ``[batch]``, NaN where ``y1`` is not
-    finite. ``batch`` is 1 for a shared step (then the states may have any shape) or ``B`` for
-    ``[B, N]`` states with one step per sample."""
+    finite. ``batch`` is ``None`` for a shared step (then the states may have any shape, and the ratio
+    is ``[1]``, or 0-d from the RMS norm) or ``B`` for ``[B, N]`` states with one step per sample."""
     scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
     # + 0 * y1: NaN wherever y1 is NaN or infinite (0 * inf = NaN), so such a sample's ratio is NaN even
     # when the error estimate itself stayed finite; one operation instead of a separate finiteness test
     scaled = (error / scale).add_(y1.detach() if y1.requires_grad else y1, alpha=0.0)
-    rows = y1.dim() == 2 and y1.shape[0] == batch  # already [batch, N]: no reshape (each is an operation)
-    ratio = norm(scaled if rows else scaled.reshape(batch, -1))
+    if batch is None and norm is rms_norm:  # one shared step: the norm of every entry, no reshape (an operation)
+        ratio = rms_of_all(scaled)
+    else:
+        batch = batch or 1
+        rows = y1.dim() == 2 and y1.shape[0] == batch  # already [batch, N]: no reshape
+        ratio = norm(scaled if rows else scaled.reshape(batch, -1))
     return ratio.detach() if ratio.requires_grad else ratio  # step sizes are chosen, not differentiated

@@ -22,6 +22,14 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x, dim=1).div(constant(math.sqrt(x.shape[1]), x))
 
 
+def rms_of_all(x: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square over every entry, 0-d: :func:`rms_norm` of a shared step's one sample, without
+    reshaping it to one row first (the same bits: the reduction runs over the same contiguous values)."""
+    if torch.compiler.is_compiling():
+        return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
+    return torch.linalg.vector_norm(x).div(constant(math.sqrt(x.numel()), x))
+
+
 def max_norm(x: torch.Tensor) -> torch.Tensor:
     """Largest absolute entry over dim 1: ``[B, N] -> [B]``."""
     return x.abs().amax(dim=1)

@@ -65,10 +65,13 @@ _CONSTANTS: dict = {}
 
 
 def constant(value: float, like: torch.Tensor) -> torch.Tensor:
-    """``value`` as a 0-d tensor of ``like``'s dtype and device, made once (never written to)."""
+    """``value`` as a 0-d tensor of ``like``'s dtype and device, made once (never written to). The
+    tolerances of every solve are kept too, so a loop over thousands of them starts the cache afresh."""
     key = (value, like.dtype, like.device)
     constant = _CONSTANTS.get(key)
     if constant is None:
+        if len(_CONSTANTS) >= 1024:
+            _CONSTANTS.clear()
         constant = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
     return constant
 

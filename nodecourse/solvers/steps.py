@@ -29,9 +29,9 @@ def shared_trial(evaluate: Callable, tableau: ButcherTableau, norm: Callable, t:
     """One trial step of size ``dt`` shared by the whole batch (a float, or a 0-d tensor when compiled).
 
     Returns ``(y1, f1, ratio, stages)``: the proposed state, the field at ``(t1, y1)`` (the last stage
-    of a First-Same-As-Last method), the ``[1]`` error ratio and the stage derivatives. ``stage_times``
+    of a First-Same-As-Last method), the error ratio (0-d with the RMS norm, else ``[1]``) and the stage derivatives. ``stage_times``
     may give the stages' times (see :func:`rk_step`).
     """
     y1, error, stages = rk_step(evaluate, tableau, t, y, f, dt, stage_times)
     f1 = stages[-1] if nonzero_weights(tableau)["fsal"] else evaluate(t1, y1)
-    return y1, f1, error_ratio(norm, error, y, y1, rtol, atol, 1), stages
+    return y1, f1, error_ratio(norm, error, y, y1, rtol, atol, None), stages

@@ -75,7 +75,7 @@ def stage_state(y: torch.Tensor, k: list[torch.Tensor], weights: Sequence[Fracti
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
     """``sqrt(mean(x^2))`` over every entry, 0-d: the whole batch counts as one sample."""
-    return torch.linalg.vector_norm(x.reshape(1, -1), dim=1)[0] / math.sqrt(x.numel())
+    return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
 
 
 def initial_step(field: Callable, s0: float, y0: torch.Tensor, f0: torch.Tensor, rtol: float, atol: float,
